@@ -1,0 +1,1 @@
+"""The GraphQL API: query -> typed plan -> processors -> DSL -> execution -> shaped report."""

@@ -1,0 +1,9 @@
+"""The `pulse` commands of the api package (registered by pulse.cli)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(root: typer.Typer, bench: typer.Typer) -> None:
+    """Add this package's commands to the root CLI and to `pulse bench`."""

@@ -1,0 +1,73 @@
+"""Where loadgen and the collector send events: Kafka (as Fluent Bit does) or the collector."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+import orjson
+from kafka import KafkaProducer
+
+from ingest.contract import to_kafka_message
+from ingest.loadgen import invalid_message
+
+
+def kafka_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
+    """A producer configured like Fluent Bit's out_kafka in production: acks=all, batching."""
+    config: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": "all",
+        "linger_ms": 20,
+        "batch_size": 256 * 1024,
+        "retries": 10,
+        "max_in_flight_requests_per_connection": 1,
+        "client_id": "pulse-producer",
+    }
+    config.update(overrides)
+    return KafkaProducer(**config)
+
+
+def send_to_kafka(
+    producer: KafkaProducer,
+    topic: str,
+    events: Iterable[dict[str, Any]],
+    invalid_rate: float = 0.0,
+    rng: random.Random | None = None,
+) -> int:
+    """Produce events (keyed by event_id so duplicates share a partition); returns the count."""
+    rng = rng or random.Random(0)
+    count = 0
+    for event in events:
+        if invalid_rate and rng.random() < invalid_rate:
+            producer.send(topic, value=invalid_message(rng))
+        producer.send(topic, key=str(event["event_id"]).encode(), value=to_kafka_message(event))
+        count += 1
+    producer.flush()
+    return count
+
+
+def send_to_collector(
+    url: str, events: Iterable[dict[str, Any]], batch: int = 500, timeout_s: float = 30.0
+) -> int:
+    """POST events to the collector (in_http format: a JSON array per request)."""
+    count = 0
+    chunk: list[dict[str, Any]] = []
+    with httpx.Client(timeout=timeout_s) as client:
+        for event in events:
+            chunk.append(event)
+            if len(chunk) >= batch:
+                count += _post(client, url, chunk)
+                chunk = []
+        if chunk:
+            count += _post(client, url, chunk)
+    return count
+
+
+def _post(client: httpx.Client, url: str, chunk: list[dict[str, Any]]) -> int:
+    response = client.post(
+        url, content=orjson.dumps(chunk), headers={"Content-Type": "application/json"}
+    )
+    response.raise_for_status()
+    return len(chunk)

@@ -1,0 +1,1 @@
+"""Shared plumbing for Pulse: settings, engine clients, naming, the embedded stack and the CLI."""

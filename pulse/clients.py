@@ -1,0 +1,76 @@
+"""Engine clients and idempotent bootstrap of Kafka topics, built from Settings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+from opensearchpy import OpenSearch
+
+from pulse.naming import Names, names_for
+from pulse.settings import Settings
+
+
+class StackNotFound(RuntimeError):
+    """No engine address configured and no running embedded stack found."""
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the engines are: from PULSE_* settings first, else the embedded stack.json."""
+
+    opensearch_url: str
+    kafka_bootstrap: str
+
+
+def stack_file(settings: Settings) -> Path:
+    return Path(settings.state_dir) / "stack.json"
+
+
+def read_stack(settings: Settings) -> dict[str, Any]:
+    path = stack_file(settings)
+    if not path.exists():
+        return {}
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def resolve_endpoints(settings: Settings) -> Endpoints:
+    stack = read_stack(settings)
+    os_url = settings.opensearch_url or stack.get("opensearch_url")
+    kafka = settings.kafka_bootstrap or stack.get("kafka_bootstrap")
+    if not os_url or not kafka:
+        raise StackNotFound(
+            "no engines: set PULSE_OPENSEARCH_URL and PULSE_KAFKA_BOOTSTRAP, "
+            f"or start the embedded stack with `pulse up` (looked for {stack_file(settings)})"
+        )
+    return Endpoints(opensearch_url=os_url, kafka_bootstrap=kafka)
+
+
+def opensearch_client(url: str, timeout_s: float = 30.0) -> OpenSearch:
+    return OpenSearch(hosts=[url], timeout=timeout_s, max_retries=0, retry_on_timeout=False)
+
+
+def ensure_topics(settings: Settings, bootstrap: str, names: Names | None = None) -> None:
+    """Create events.raw and events.dlq if they do not exist (safe to call from every component)."""
+    names = names or names_for(settings)
+    wanted = {
+        names.topic_raw: settings.raw_partitions,
+        names.topic_dlq: settings.dlq_partitions,
+    }
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pulse-bootstrap")
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another component won the race; the topic is there, which is all we need
+    finally:
+        admin.close()

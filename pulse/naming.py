@@ -1,0 +1,82 @@
+"""Every topic, index, alias and consumer-group name, derived from the settings in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from pulse.settings import Settings
+
+DAY_FORMAT = "%Y.%m.%d"
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names of Pulse's resources inside one namespace ("" in production)."""
+
+    namespace: str = ""
+
+    def _p(self, name: str) -> str:
+        return f"{self.namespace}-{name}" if self.namespace else name
+
+    def _t(self, name: str) -> str:
+        return f"{self.namespace}.{name}" if self.namespace else name
+
+    # Kafka
+    @property
+    def topic_raw(self) -> str:
+        return self._t("events.raw")
+
+    @property
+    def topic_dlq(self) -> str:
+        return self._t("events.dlq")
+
+    def group(self, name: str) -> str:
+        return self._p(name)
+
+    # Raw events: backing indices events-<gen>-YYYY.MM.DD[-NNNNNN], read alias "events".
+    @property
+    def events_alias(self) -> str:
+        return self._p("events")
+
+    def raw_prefix(self, generation: str) -> str:
+        return self._p(f"events-{generation}-")
+
+    def raw_index(self, generation: str, day: date) -> str:
+        """The day's index name as DESIGN.md writes it: events-<gen>-YYYY.MM.DD."""
+        return f"{self.raw_prefix(generation)}{day.strftime(DAY_FORMAT)}"
+
+    @property
+    def raw_pattern(self) -> str:
+        return self._p("events-*")
+
+    # Rollups
+    @property
+    def rollups_alias(self) -> str:
+        return self._p("rollups")
+
+    @property
+    def rollups_pattern(self) -> str:
+        return self._p("rollups-*")
+
+    # Pulse's own bookkeeping (API keys, leases, watermarks, run states).
+    @property
+    def keys_index(self) -> str:
+        return self._p("pulse-keys")
+
+    @property
+    def state_index(self) -> str:
+        return self._p("pulse-state")
+
+    @property
+    def template_prefix(self) -> str:
+        return self._p("pulse")
+
+
+def names_for(settings: Settings) -> Names:
+    return Names(namespace=settings.namespace)
+
+
+def day_of(ts_ms: int) -> date:
+    """The UTC calendar day of an epoch-millisecond instant (raw indices are UTC days)."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).date()

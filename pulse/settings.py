@@ -1,0 +1,69 @@
+"""One Settings object, loaded once from the environment (prefix ``PULSE_``) and passed down."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of Pulse. Frozen: components receive it, never mutate it."""
+
+    model_config = SettingsConfigDict(env_prefix="PULSE_", frozen=True, extra="ignore")
+
+    # Engines. Unset means "start the embedded stand-ins" (pulse up) or "find .pulse/stack.json".
+    opensearch_url: str | None = None
+    kafka_bootstrap: str | None = None
+    state_dir: str = ".pulse"
+
+    # Isolation prefix for every topic, index, alias and consumer group ("" in production).
+    # Tests give each case its own namespace so they can share one pair of engines.
+    namespace: str = ""
+
+    # Kafka
+    raw_partitions: int = Field(default=8, ge=1)
+    dlq_partitions: int = Field(default=1, ge=1)
+    indexer_group: str = "pulse-indexer"
+    kafka_session_timeout_ms: int = 6000
+    kafka_heartbeat_interval_ms: int = 1000
+
+    # Raw indices
+    generation: str = "g1"
+    raw_shards: int = Field(default=1, ge=1)
+    raw_replicas: int = Field(default=0, ge=0)
+    refresh_interval: str = "1s"
+    raw_retention_days: int = Field(default=90, ge=1)
+    max_future_skew_s: int = Field(default=3600, ge=0)
+
+    # Indexer
+    bulk_max_docs: int = Field(default=5000, ge=1)
+    bulk_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    bulk_max_age_ms: int = Field(default=500, ge=1)
+    engine_timeout_s: float = Field(default=30.0, gt=0)
+    indexer_metrics_port: int = 0
+    shutdown_timeout_s: float = Field(default=30.0, gt=0)
+
+    # Rollups
+    rollup_interval_s: int = Field(default=60, ge=1)
+    rollup_retention_days: int = Field(default=730, ge=1)
+
+    # API
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    max_buckets: int = Field(default=5000, ge=1)
+    rate_limit_per_minute: int = Field(default=600, ge=1)
+
+    # Collector (the embedded stack's Fluent Bit in_http stand-in)
+    collector_host: str = "127.0.0.1"
+    collector_port: int = 8888
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment exactly once."""
+    return Settings()

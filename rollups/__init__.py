@@ -1,0 +1,1 @@
+"""Hourly per-merchant rollups: scheduled recomputation of changed (merchant, hour) buckets."""
