@@ -114,3 +114,18 @@ def ensure_raw_day(client: OpenSearch, names: Names, generation: str, day: date)
     index = names.raw_index(generation, day)
     ensure_index(client, index, {names.events_alias: {}})
     return index
+
+
+def write_target(client: OpenSearch, names: Names, generation: str, day: date) -> str:
+    """What the indexer puts in a bulk action's ``_index`` for events of ``day``.
+
+    Creates the day's index (and read-alias membership) on first use. Owned by ilm: once a
+    day can roll over, this returns the day's write alias instead of a concrete index.
+    """
+    return ensure_raw_day(client, names, generation, day)
+
+
+def sealed_indices(client: OpenSearch, names: Names, generation: str, day: date) -> list[str]:
+    """Backing indices of ``day`` that are no longer written to (non-empty only after a
+    rollover). The indexer checks a batch's ids against them so a replay never duplicates."""
+    return []
