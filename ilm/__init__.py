@@ -1,1 +1,1 @@
-"""Index lifecycle: templates, ISM policies, and the curator-like manager for engines without ISM."""
+"""Index lifecycle: templates, ISM policies, and a curator-like manager for engines without ISM."""

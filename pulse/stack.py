@@ -1,0 +1,262 @@
+"""``pulse up``: the embedded stack in one foreground process.
+
+Starts the engines that have no configured address, bootstraps topics/templates/keys, runs
+every component as a child process (so one crash does not take the others down, and each
+gets its own interpreter and core), restarts a child that dies, writes ``stack.json`` for the
+other commands, and on SIGINT/SIGTERM stops everything it started.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+from rich.console import Console
+
+from api.keys import create_key, ensure_keys_index
+from ilm.templates import ensure_templates
+from pulse.clients import Endpoints, ensure_topics, opensearch_client, stack_file
+from pulse.engines import EmbeddedEngines, die_with_parent, free_port, start_embedded
+from pulse.naming import names_for
+from pulse.settings import Settings
+
+log = logging.getLogger("pulse.stack")
+console = Console(stderr=True)
+RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+DEMO_MERCHANT = "m00000"
+
+
+@dataclass
+class Child:
+    """One supervised component process."""
+
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    restart: bool = True
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+
+    def start(self) -> None:
+        cmd = [sys.executable, "-m", "pulse.cli", *self.args]
+        self.process = subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent)
+        log.info("started component", extra={"component": self.name, "pid": self.process.pid})
+
+    def poll(self) -> None:
+        """Restart a dead component with a growing backoff (a demo keeps running)."""
+        if self.process is None or self.process.poll() is None or not self.restart:
+            return
+        now = time.monotonic()
+        if self.next_start == 0.0:
+            delay = RESTART_BACKOFF_S[min(self.restarts, len(RESTART_BACKOFF_S) - 1)]
+            log.warning(
+                "component exited; restarting",
+                extra={"component": self.name, "code": self.process.returncode, "in_s": delay},
+            )
+            self.next_start = now + delay
+        elif now >= self.next_start:
+            self.restarts += 1
+            self.next_start = 0.0
+            self.start()
+
+    def stop(self, grace_s: float) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    endpoints: Endpoints
+    engines: EmbeddedEngines
+    api_port: int
+    collector_port: int
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def graphql_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.api_port}/graphql"
+
+    @property
+    def collector_url(self) -> str:
+        return f"http://{self.settings.collector_host}:{self.collector_port}/events"
+
+    def child_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            PULSE_OPENSEARCH_URL=self.endpoints.opensearch_url,
+            PULSE_KAFKA_BOOTSTRAP=self.endpoints.kafka_bootstrap,
+            PULSE_API_PORT=str(self.api_port),
+            PULSE_COLLECTOR_PORT=str(self.collector_port),
+            PULSE_STATE_DIR=self.settings.state_dir,
+            PULSE_NAMESPACE=self.settings.namespace,
+        )
+        return env
+
+    def stack_json(self) -> dict[str, Any]:
+        return {
+            "kafka_bootstrap": self.endpoints.kafka_bootstrap,
+            "opensearch_url": self.endpoints.opensearch_url,
+            "graphql_url": self.graphql_url,
+            "collector_url": self.collector_url,
+            "pid": os.getpid(),
+            "components": {c.name: c.process.pid for c in self.children if c.process},
+            "embedded": {
+                "opensearch": self.engines.opensearch is not None,
+                "kafka": self.engines.kafka is not None,
+            },
+        }
+
+
+def port_or_free(host: str, port: int) -> int:
+    """The configured port when it is free, else any free one (the demo must not clash)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return free_port()
+    return port
+
+
+def components(stack: Stack, demo: bool) -> list[Child]:
+    env = stack.child_env()
+    parts = [
+        Child("indexer", ["indexer"], env),
+        Child("rollups", ["rollups"], env),
+        Child("api", ["api"], env),
+        Child("collector", ["collector"], env),
+        Child("ilm", ["ilm", "run", "--loop"], env),
+    ]
+    if demo:
+        parts += demo_loaders(env)
+    return parts
+
+
+def demo_loaders(env: dict[str, str]) -> list[Child]:
+    """A week of history straight to Kafka, then live traffic through the collector."""
+    history = ["loadgen", "--days", "7", "--events", "50000", "--merchants", "200"]
+    live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
+    return [
+        Child("loadgen-history", [*history, "--duplicates", "0.01", "--seed", "1"], env, False),
+        Child("loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], env),
+    ]
+
+
+def bootstrap(settings: Settings, endpoints: Endpoints) -> None:
+    names = names_for(settings)
+    ensure_topics(settings, endpoints.kafka_bootstrap, names)
+    client = opensearch_client(endpoints.opensearch_url)
+    ensure_templates(client, settings, names)
+    ensure_keys_index(client, names)
+
+
+def wait_healthy(url: str, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    return False
+
+
+def demo_keys(settings: Settings, endpoints: Endpoints) -> tuple[str, str]:
+    client = opensearch_client(endpoints.opensearch_url)
+    names = names_for(settings)
+    admin, _ = create_key(client, names, None, True, "demo admin")
+    merchant, _ = create_key(client, names, DEMO_MERCHANT, False, "demo merchant")
+    return admin, merchant
+
+
+def run_stack(settings: Settings, demo: bool) -> int:
+    """Run until SIGINT/SIGTERM; returns the exit code."""
+    engines = start_embedded(settings.opensearch_url, settings.kafka_bootstrap)
+    endpoints = Endpoints(
+        opensearch_url=settings.opensearch_url or _address(engines, "opensearch"),
+        kafka_bootstrap=settings.kafka_bootstrap or _address(engines, "kafka"),
+    )
+    stack = Stack(
+        settings,
+        endpoints,
+        engines,
+        api_port=port_or_free(settings.api_host, settings.api_port),
+        collector_port=port_or_free(settings.collector_host, settings.collector_port),
+    )
+    try:
+        bootstrap(settings, endpoints)
+        return supervise(stack, demo)
+    finally:
+        for child in reversed(stack.children):
+            child.stop(settings.shutdown_timeout_s + 5)
+        stack_file(settings).unlink(missing_ok=True)
+        engines.stop()
+
+
+def _address(engines: EmbeddedEngines, which: str) -> str:
+    engine = engines.opensearch if which == "opensearch" else engines.kafka
+    assert engine is not None
+    return engine.address
+
+
+def supervise(stack: Stack, demo: bool) -> int:
+    stopping: list[int] = []
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stopping.append(signum)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    stack.children = components(stack, demo)
+    for child in stack.children:
+        child.start()
+    write_stack_json(stack)
+    announce(stack, demo)
+    while not stopping:
+        for child in stack.children:
+            child.poll()
+        time.sleep(0.5)
+    console.print("[bold]stopping Pulse…[/bold]")
+    return 0
+
+
+def write_stack_json(stack: Stack) -> None:
+    path = stack_file(stack.settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(stack.stack_json(), indent=2))
+    tmp.replace(path)
+
+
+def announce(stack: Stack, demo: bool) -> None:
+    healthy = wait_healthy(stack.graphql_url.replace("/graphql", "/healthz"))
+    console.print(f"[bold green]Pulse is up[/bold green] (api healthy: {healthy})")
+    console.print(f"  GraphQL (GraphiQL in a browser): {stack.graphql_url}")
+    console.print(f"  Collector (Fluent Bit in_http format): {stack.collector_url}")
+    console.print(f"  OpenSearch: {stack.endpoints.opensearch_url}")
+    console.print(f"  Kafka: {stack.endpoints.kafka_bootstrap}")
+    console.print(f"  State: {Path(stack.settings.state_dir) / 'stack.json'}")
+    if demo:
+        admin, merchant = demo_keys(stack.settings, stack.endpoints)
+        console.print(f"  Demo admin key: {admin}")
+        console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}")
+    console.print("Press Ctrl-C to stop.")
