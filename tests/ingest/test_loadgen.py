@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from collections import Counter
+
+from ingest.contract import Event, parse_message, to_kafka_message
+from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec
+
+START = 1_795_478_400_000  # 2026-11-24T00:00:00Z
+
+
+def test_same_seed_same_events() -> None:
+    a = list(Generator(LoadSpec(seed=3)).events(200, START, START + DAY_MS))
+    b = list(Generator(LoadSpec(seed=3)).events(200, START, START + DAY_MS))
+    assert a == b
+
+
+def test_every_generated_event_honours_the_contract() -> None:
+    for event in Generator(LoadSpec(seed=4)).events(2000, START, START + 3 * DAY_MS):
+        assert isinstance(parse_message(to_kafka_message(event)), Event)
+
+
+def test_day_shape_and_zipf_merchants() -> None:
+    events = [
+        parse_message(to_kafka_message(e))
+        for e in Generator(LoadSpec()).events(20000, START, START + DAY_MS)
+    ]
+    hours = Counter((e.occurred_at_ms - START) // HOUR_MS for e in events if isinstance(e, Event))
+    assert 0.45 < hours[12] / 20000 < 0.56  # lunch hour: 50% plus its share of the spread
+    assert 0.17 < hours[9] / 20000 < 0.25
+    merchants = Counter(e.merchant_id for e in events if isinstance(e, Event))
+    top, _ = merchants.most_common(1)[0]
+    assert top == "m00000" and merchants[top] > 5 * merchants["m00050"]
+
+
+def test_failed_payments_near_ten_percent() -> None:
+    events = list(Generator(LoadSpec()).events(20000, START, START + DAY_MS))
+    payments = [e for e in events if e["event_type"] == "payment"]
+    failed = sum(e["status"] == "failed" for e in payments) / len(payments)
+    assert 0.07 < failed < 0.13
+
+
+def test_stream_adds_duplicates_and_late_events() -> None:
+    gen = Generator(LoadSpec(duplicate_rate=0.1, late_rate=0.1))
+    originals = list(gen.events(1000, START + 5 * DAY_MS, START + 6 * DAY_MS))
+    at = {e["event_id"]: e["occurred_at"] for e in originals}
+    out = list(gen.stream(iter(originals)))
+    ids = Counter(e["event_id"] for e in out)
+    assert 60 < sum(c - 1 for c in ids.values()) < 140
+    moved = {e["event_id"] for e in out if e["occurred_at"] != at[e["event_id"]]}
+    assert 60 < len(moved) < 140
+    for event in out:
+        parsed = parse_message(to_kafka_message(event))
+        assert isinstance(parsed, Event)
+        assert parsed.occurred_at_ms <= START + 6 * DAY_MS
