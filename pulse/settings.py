@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_buckets: int = Field(default=5000, ge=1)
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    api_request_timeout_s: float = Field(default=10.0, gt=0)  # per engine request
+    max_groups: int = Field(default=10_000, ge=1)  # distinct groups a groupBy may scan
+    max_limit: int = Field(default=100, ge=1)  # groupBy `limit` ceiling
+    max_points: int = Field(default=100_000, ge=1)  # returned series points (groups x buckets)
+    max_range_days: int = Field(default=3 * 366, ge=1)
+    uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
+    stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
 
     # Collector (the embedded stack's Fluent Bit in_http stand-in)
     collector_host: str = "127.0.0.1"
