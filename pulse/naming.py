@@ -43,8 +43,13 @@ class Names:
         return self._p(f"events-{generation}-")
 
     def raw_index(self, generation: str, day: date) -> str:
-        """The day's index name as DESIGN.md writes it: events-<gen>-YYYY.MM.DD."""
+        """The day's name as DESIGN.md writes it, events-<gen>-YYYY.MM.DD: the day's write
+        alias (ilm, docs/decisions/0020); its backing indices are ``raw_backing_index``."""
         return f"{self.raw_prefix(generation)}{day.strftime(DAY_FORMAT)}"
+
+    def raw_backing_index(self, generation: str, day: date, seq: int) -> str:
+        """A backing index of the day's write alias: events-<gen>-YYYY.MM.DD-NNNNNN."""
+        return f"{self.raw_index(generation, day)}-{seq:06d}"
 
     @property
     def raw_pattern(self) -> str:
@@ -67,6 +72,11 @@ class Names:
     @property
     def state_index(self) -> str:
         return self._p("pulse-state")
+
+    @property
+    def ilm_state_index(self) -> str:
+        """The index lifecycle manager's lock and bookkeeping documents."""
+        return self._p("pulse-ilm")
 
     @property
     def template_prefix(self) -> str:

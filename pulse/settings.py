@@ -36,6 +36,22 @@ class Settings(BaseSettings):
     refresh_interval: str = "1s"
     raw_retention_days: int = Field(default=90, ge=1)
     max_future_skew_s: int = Field(default=3600, ge=0)
+    # Sizing rule (docs/lifecycle.md): >0 derives the shard count from the expected volume,
+    # 0 keeps raw_shards. Codec: stored fields dominate raw indices, so compress them.
+    raw_expected_daily_events: int = Field(default=0, ge=0)
+    raw_avg_doc_bytes: int = Field(default=600, ge=1)
+    raw_target_shard_gb: float = Field(default=30.0, gt=0)
+    raw_max_shards: int = Field(default=64, ge=1)
+    raw_codec: str = "best_compression"
+
+    # Index lifecycle (ilm): curator-like manager thresholds, mirrored in the ISM policies.
+    ilm_precreate_days: int = Field(default=1, ge=0)
+    ilm_rollover_max_docs: int = Field(default=200_000_000, ge=1)
+    ilm_rollover_max_primary_shard_gb: float = Field(default=40.0, gt=0)
+    ilm_warm_after_days: int = Field(default=7, ge=1)
+    ilm_warm_replicas: int = Field(default=0, ge=0)
+    ilm_interval_s: float = Field(default=300.0, gt=0)
+    ilm_lock_ttl_s: float = Field(default=900.0, gt=0)
 
     # Indexer
     bulk_max_docs: int = Field(default=5000, ge=1)
