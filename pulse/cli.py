@@ -18,6 +18,7 @@ from pulse.clients import ensure_topics, opensearch_client, resolve_endpoints
 from pulse.logs import configure_logging
 from pulse.naming import names_for
 from pulse.settings import Settings, get_settings
+from reprocess import cli as reprocess_cli
 from rollups import cli as rollups_cli
 
 app = typer.Typer(help="Pulse: analytics backend for merchants.", no_args_is_help=True)
@@ -139,7 +140,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by crea
     console.print(f"revoked {key_id}")
 
 
-for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli):
+for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
     _module.register(app, bench_app)
 
 
