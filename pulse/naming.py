@@ -79,6 +79,11 @@ class Names:
         return self._p("pulse-ilm")
 
     @property
+    def reprocess_index(self) -> str:
+        """Reprocessing run states and the generation registry (which generation serves a day)."""
+        return self._p("pulse-reprocess")
+
+    @property
     def template_prefix(self) -> str:
         return self._p("pulse")
 

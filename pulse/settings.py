@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     indexer_metrics_port: int = 0
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
 
+    # Reprocessing (docs/reprocessing.md). The live indexer re-reads the generation registry at
+    # least every registry_ttl_s; a switch waits for that before closing the replay.
+    generation_registry_ttl_s: float = Field(default=5.0, gt=0)
+    reprocess_lateness_s: int = Field(default=3600, ge=0)  # replay starts this long before --from
+    reprocess_keep_days: int = Field(default=7, ge=0)  # old generation kept for rollback
+    reprocess_batch_docs: int = Field(default=5000, ge=1)
+
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)
     rollup_retention_days: int = Field(default=730, ge=1)
