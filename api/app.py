@@ -1,0 +1,125 @@
+"""The ASGI app: /graphql (POST queries, GET GraphiQL), /healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from anyio import to_thread
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from opensearchpy import OpenSearch
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from strawberry.fastapi import GraphQLRouter
+
+from api.errors import Code
+from api.masking import CodedErrors
+from api.ratelimit import RateLimiter
+from api.schema import Context, build_schema
+from api.sources import Ctx
+from pulse.clients import opensearch_client, resolve_endpoints
+from pulse.naming import names_for
+from pulse.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class RequestMetrics:
+    """Prometheus request counters and latencies, in a registry of this app's own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "pulse_api_requests", "HTTP requests", ["path", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "pulse_api_request_seconds",
+            "HTTP request latency",
+            ["path"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+
+
+def _engine(settings: Settings) -> OpenSearch:
+    url = settings.opensearch_url or resolve_endpoints(settings).opensearch_url
+    return opensearch_client(url, timeout_s=settings.api_request_timeout_s)
+
+
+def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
+    """The API for ``settings`` (engine client built from them unless given)."""
+    ctx = Ctx(client or _engine(settings), names_for(settings), settings)
+    limiter = RateLimiter(settings.rate_limit_per_minute)
+    metrics = RequestMetrics()
+
+    async def context(request: Request) -> Context:
+        return Context(ctx, limiter, request.headers.get("authorization"))
+
+    router: GraphQLRouter[Context, None] = GraphQLRouter(
+        build_schema([CodedErrors]), context_getter=context, graphql_ide="graphiql"
+    )
+    app = FastAPI(title="Pulse", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(router, prefix="/graphql")
+    app.middleware("http")(_observe(metrics))
+    _add_probes(app, ctx, metrics)
+    return app
+
+
+def _observe(
+    metrics: RequestMetrics,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+    known = {"/graphql", "/healthz", "/readyz", "/metrics"}
+
+    async def middleware(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        path = request.url.path if request.url.path in known else "other"
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        except Exception:  # never a 500 with a trace: log it, answer a coded error
+            log.exception("unhandled error serving a request")
+            response = _internal(path)
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+        metrics.requests.labels(path, str(response.status_code)).inc()
+        return response
+
+    return middleware
+
+
+def _internal(path: str) -> Response:
+    error = {"message": "internal error", "extensions": {"code": Code.INTERNAL.value}}
+    if path == "/graphql":
+        return JSONResponse({"data": None, "errors": [error]}, status_code=200)
+    return JSONResponse({"error": error}, status_code=503)
+
+
+def _add_probes(app: FastAPI, ctx: Ctx, metrics: RequestMetrics) -> None:
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> Response:
+        ready = await to_thread.run_sync(_engine_reachable, ctx.client)
+        body: dict[str, Any] = {"status": "ready" if ready else "engine unreachable"}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _engine_reachable(client: OpenSearch) -> bool:
+    try:
+        return bool(client.ping(request_timeout=2))
+    except Exception:  # any failure means "not ready", which is all a probe needs to know
+        return False

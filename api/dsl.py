@@ -1,0 +1,178 @@
+"""The one formatter: a processed QueryPlan (plus the intervals a source answers) -> DSL dicts.
+
+Nothing here talks to the engine. Raw documents keep each event's fields; rollup documents
+are per merchant x UTC hour x dimension combination (rollups.schema) and store absent
+dimension values as MISSING, so the two need different filters for "no value".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
+from api.timebuckets import ENGINE_INTERVAL
+from rollups import schema as rs
+
+Body = dict[str, Any]
+GroupKey = tuple[str, ...]
+
+TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
+PAID = {
+    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
+}
+FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
+REFUND = {"term": {"event_type": "refund"}}
+ROLLUP_SUMS = {
+    Base.EVENTS: rs.EVENTS,
+    Base.PAID: rs.PAYMENTS_SUCCEEDED,
+    Base.GROSS: rs.GROSS_MILLI,
+    Base.FAILED: rs.PAYMENTS_FAILED,
+    Base.REFUNDS: rs.REFUNDS_MILLI,
+}
+
+
+def value_clause(source: Source, dim: Dimension, value: str) -> Body:
+    """Documents whose ``dim`` equals ``value`` (MISSING meaning "absent")."""
+    if value == MISSING and source is Source.RAW:
+        return {"bool": {"must_not": [{"exists": {"field": dim.field}}]}}
+    return {"term": {dim.field: value}}
+
+
+def filter_clause(source: Source, flt: Filter) -> Body:
+    present = [v for v in flt.values if v != MISSING or source is Source.ROLLUPS]
+    should: list[Body] = [{"terms": {flt.dimension.field: present}}] if present else []
+    if MISSING in flt.values and source is Source.RAW:
+        should.append(value_clause(source, flt.dimension, MISSING))
+    matches = {"bool": {"should": should, "minimum_should_match": 1}}
+    return {"bool": {"must_not": [matches]}} if flt.exclude else matches
+
+
+def intervals_clause(field: str, intervals: tuple[Interval, ...]) -> Body:
+    ranges = [
+        {"range": {field: {"gte": a, "lt": b, "format": "epoch_millis"}}} for a, b in intervals
+    ]
+    return (
+        ranges[0] if len(ranges) == 1 else {"bool": {"should": ranges, "minimum_should_match": 1}}
+    )
+
+
+def query(plan: QueryPlan, source: Source, intervals: tuple[Interval, ...]) -> Body:
+    """The tenant-scoped, filtered, time-restricted query for one source."""
+    clauses: list[Body] = [
+        {"term": {"merchant_id": plan.merchant_id}},
+        intervals_clause(TIME_FIELD[source], intervals),
+    ]
+    clauses += [filter_clause(source, f) for f in plan.filters]
+    return {"bool": {"filter": clauses}}
+
+
+def base_aggs(bases: frozenset[Base], source: Source, hashes_cap: int, threshold: int) -> Body:
+    """Sub-aggregations giving each Base for one bucket. ``hashes_cap`` > 0 asks raw for the
+    customers' hashes (to merge with rollup sketches) instead of a cardinality estimate."""
+    if source is Source.ROLLUPS:
+        return {b.value: {"sum": {"field": f}} for b, f in ROLLUP_SUMS.items() if b in bases}
+    aggs: Body = {}
+    if bases & {Base.PAID, Base.GROSS}:
+        paid: Body = {"filter": PAID}
+        if Base.GROSS in bases:
+            paid["aggs"] = {"amt": {"sum": {"field": "amount_milli"}}}
+        aggs["paid"] = paid
+    if Base.FAILED in bases:
+        aggs["failed"] = {"filter": FAILED}
+    if Base.REFUNDS in bases:
+        aggs["refunds"] = {"filter": REFUND, "aggs": {"amt": {"sum": {"field": "amount_milli"}}}}
+    if Base.CUSTOMERS in bases:
+        card = {"field": "customer_id", "precision_threshold": threshold}
+        aggs["cust"] = {"cardinality": card}
+        if hashes_cap:
+            aggs["cust_h"] = {"terms": {"field": "customer_hash", "size": hashes_cap}}
+    return aggs
+
+
+def histogram(plan: QueryPlan, source: Source, sub: Body) -> Body:
+    return {
+        "date_histogram": {
+            "field": TIME_FIELD[source],
+            "calendar_interval": ENGINE_INTERVAL[plan.granularity],
+            "time_zone": plan.timezone,
+            "min_doc_count": 1,
+        },
+        "aggs": sub,
+    }
+
+
+def group_query(source: Source, dims: tuple[Dimension, ...], key: GroupKey) -> Body:
+    return {
+        "bool": {"filter": [value_clause(source, d, v) for d, v in zip(dims, key, strict=True)]}
+    }
+
+
+def series_body(
+    plan: QueryPlan,
+    source: Source,
+    intervals: tuple[Interval, ...],
+    groups: tuple[GroupKey, ...] | None,
+    hashes_cap: int = 0,
+    threshold: int = 3000,
+) -> Body:
+    """Totals, and per bucket (per chosen group when grouped) the Bases of the plan."""
+    base = base_aggs(plan.bases, source, hashes_cap, threshold)
+    cell = dict(base)
+    if plan.granularity is not Granularity.ALL:
+        cell["t"] = histogram(plan, source, base)
+    # The report total sits in a match-all filter bucket so raw totals get a doc_count.
+    aggs: Body = {"all": {"filter": {"match_all": {}}, "aggs": base}}
+    if groups is not None:
+        filters = {str(i): group_query(source, plan.group_by, k) for i, k in enumerate(groups)}
+        aggs["g"] = {"filters": {"filters": filters}, "aggs": cell}
+    else:
+        aggs.update(cell)
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": query(plan, source, intervals),
+        "aggs": aggs,
+    }
+
+
+def groups_body(
+    plan: QueryPlan,
+    source: Source,
+    intervals: tuple[Interval, ...],
+    page: int,
+    after: dict[str, Any] | None,
+    threshold: int = 3000,
+    hashes_cap: int = 0,
+) -> Body:
+    """One page of every group's totals (for ranking by the first metric)."""
+    sources = [
+        {f"d{i}": {"terms": {"field": d.field, "missing_bucket": source is Source.RAW}}}
+        for i, d in enumerate(plan.group_by)
+    ]
+    composite: Body = {"size": page, "sources": sources}
+    if after:
+        composite["after"] = after
+    sub = base_aggs(plan.bases, source, hashes_cap, threshold)
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": query(plan, source, intervals),
+        "aggs": {"g": {"composite": composite, "aggs": sub}},
+    }
+
+
+def sketches_body(
+    plan: QueryPlan, intervals: tuple[Interval, ...], page: int, after: list[Any] | None
+) -> Body:
+    """One page of rollup documents' customer sketches (with what places them in cells)."""
+    fields = [rs.HOUR, *(d.field for d in plan.group_by), rs.CUSTOMERS_SKETCH]
+    body: Body = {
+        "size": page,
+        "track_total_hits": False,
+        "query": query(plan, Source.ROLLUPS, intervals),
+        "_source": fields,
+        "sort": [{rs.HOUR: "asc"}, *({d: "asc"} for d in rs.DIMENSIONS)],
+    }
+    if after:
+        body["search_after"] = after
+    return body

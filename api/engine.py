@@ -1,0 +1,41 @@
+"""Execution: send a DSL body to the engine with a timeout, mapping failures to SystemFailures."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import (
+    ConnectionError as OSConnectionError,
+)
+from opensearchpy.exceptions import (
+    ConnectionTimeout,
+    NotFoundError,
+    TransportError,
+)
+
+from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
+
+log = logging.getLogger(__name__)
+
+
+def search(client: OpenSearch, index: str, body: dict[str, Any], timeout_s: float) -> Any:
+    """Run one search; a missing index (nothing written yet) is an empty answer, not an error."""
+    try:
+        return client.search(
+            index=index,
+            body=body,
+            request_timeout=timeout_s,
+            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+        )
+    except NotFoundError:
+        return {"hits": {"hits": []}, "aggregations": {}}
+    except ConnectionTimeout:
+        raise EngineTimeout() from None
+    except OSConnectionError:
+        raise EngineUnavailable() from None
+    except TransportError as exc:
+        # Keep the engine's words in our logs, never in the response.
+        log.error("engine refused a query", extra={"status": exc.status_code, "error": str(exc)})
+        raise UnexpectedAnswer() from None

@@ -1,0 +1,128 @@
+"""The query plan: a frozen, validated description of one report, independent of GraphQL.
+
+Resolvers build a ``QueryPlan``; processors (api.processors) return refined copies; the
+formatter (api.dsl) turns a plan into engine requests. Times are epoch milliseconds (UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from rollups import schema as rs
+
+HOUR_MS = 3_600_000
+MISSING = rs.MISSING  # the value that stands for "the event did not carry this dimension"
+
+
+class Metric(Enum):
+    EVENTS = "EVENTS"
+    PAYMENTS = "PAYMENTS"
+    GROSS_SALES = "GROSS_SALES"
+    REFUNDS = "REFUNDS"
+    NET_SALES = "NET_SALES"
+    AVERAGE_TICKET = "AVERAGE_TICKET"
+    UNIQUE_CUSTOMERS = "UNIQUE_CUSTOMERS"
+    PAYMENT_SUCCESS_RATE = "PAYMENT_SUCCESS_RATE"
+
+
+class Granularity(Enum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+    WEEK = "WEEK"
+    MONTH = "MONTH"
+    ALL = "ALL"
+
+
+class Dimension(Enum):
+    EVENT_TYPE = "EVENT_TYPE"
+    STATUS = "STATUS"
+    PAYMENT_METHOD = "PAYMENT_METHOD"
+    STORE_ID = "STORE_ID"
+    COUNTRY = "COUNTRY"
+    CHANNEL = "CHANNEL"
+    DEVICE = "DEVICE"
+
+    @property
+    def field(self) -> str:
+        """The raw and rollup field name (they are equal by the rollup schema's contract)."""
+        return self.value.lower()
+
+
+class Source(Enum):
+    RAW = "raw"
+    ROLLUPS = "rollups"
+
+
+class Base(Enum):
+    """Additive building blocks every metric is computed from."""
+
+    EVENTS = "events"
+    PAID = "paid"  # succeeded payments
+    GROSS = "gross"  # milli
+    FAILED = "failed"  # failed payments
+    REFUNDS = "refunds"  # milli
+    CUSTOMERS = "customers"  # distinct customers (not additive: sketches / engine cardinality)
+
+
+NEEDS: dict[Metric, frozenset[Base]] = {
+    Metric.EVENTS: frozenset({Base.EVENTS}),
+    Metric.PAYMENTS: frozenset({Base.PAID}),
+    Metric.GROSS_SALES: frozenset({Base.GROSS}),
+    Metric.REFUNDS: frozenset({Base.REFUNDS}),
+    Metric.NET_SALES: frozenset({Base.GROSS, Base.REFUNDS}),
+    Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
+    Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
+    Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+}
+
+
+@dataclass(frozen=True)
+class Filter:
+    dimension: Dimension
+    values: tuple[str, ...]
+    exclude: bool = False
+
+
+Interval = tuple[int, int]  # [start, end) epoch ms
+
+
+@dataclass(frozen=True)
+class Split:
+    """Which parts of the range each source answers; disjoint, together exactly the range."""
+
+    raw: tuple[Interval, ...]
+    rollups: tuple[Interval, ...] = ()  # whole UTC hours, merged into runs
+    watermark_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """One report request. ``boundaries`` and ``split`` are filled in by processors."""
+
+    merchant_id: str
+    start_ms: int
+    end_ms: int
+    metrics: tuple[Metric, ...]
+    granularity: Granularity = Granularity.HOUR
+    timezone: str = "UTC"
+    group_by: tuple[Dimension, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    limit: int = 10
+    now_ms: int = 0
+    force_source: Source | None = None
+    boundaries: tuple[int, ...] = ()  # bucket starts + the last bucket's end
+    split: Split | None = None
+    compare: QueryPlan | None = field(default=None)
+
+    @property
+    def bases(self) -> frozenset[Base]:
+        out: set[Base] = {Base.EVENTS}
+        for metric in self.metrics:
+            out |= NEEDS[metric]
+        return frozenset(out)
+
+    @property
+    def buckets(self) -> int:
+        return max(0, len(self.boundaries) - 1)

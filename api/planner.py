@@ -1,0 +1,175 @@
+"""Building and refining QueryPlans: validation, then small stateless processors.
+
+``build_plan`` turns resolver arguments into a validated plan; each processor takes a plan
+and returns a refined copy (or raises a ClientError). ``split_sources`` decides, hour by hour,
+which source answers which part of the range so the two never overlap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import datetime
+
+from api.errors import BadInput, Forbidden
+from api.keys import Principal
+from api.model import (
+    HOUR_MS,
+    Dimension,
+    Filter,
+    Granularity,
+    Interval,
+    Metric,
+    QueryPlan,
+    Source,
+    Split,
+)
+from api.timebuckets import boundaries, hour_inside_one_bucket, zone
+from pulse.settings import Settings
+
+DAY_MS = 24 * HOUR_MS
+MERCHANT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+MAX_FILTER_VALUES = 100
+MAX_VALUE_LEN = 128
+
+
+def to_ms(value: datetime, tz_name: str) -> int:
+    """An instant; a DateTime without offset is read as wall time in the request's zone."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=zone(tz_name))
+    return int(value.timestamp() * 1000)
+
+
+def build_plan(
+    merchant_id: str,
+    start: datetime,
+    end: datetime,
+    metrics: Iterable[Metric],
+    *,
+    granularity: Granularity = Granularity.HOUR,
+    timezone: str = "UTC",
+    group_by: Iterable[Dimension] = (),
+    filters: Iterable[Filter] = (),
+    limit: int = 10,
+    now_ms: int,
+    force_source: Source | None = None,
+) -> QueryPlan:
+    """A validated plan (BadInput on anything a caller must fix)."""
+    zone(timezone)
+    plan = QueryPlan(
+        merchant_id=merchant_id,
+        start_ms=to_ms(start, timezone),
+        end_ms=to_ms(end, timezone),
+        metrics=tuple(dict.fromkeys(metrics)),
+        granularity=granularity,
+        timezone=timezone,
+        group_by=tuple(group_by),
+        filters=tuple(filters),
+        limit=limit,
+        now_ms=now_ms,
+        force_source=force_source,
+    )
+    validate(plan)
+    return plan
+
+
+def validate(plan: QueryPlan) -> None:
+    if not MERCHANT_RE.fullmatch(plan.merchant_id):
+        raise BadInput("merchantId must be 1-64 characters of [A-Za-z0-9_.-]")
+    if plan.end_ms <= plan.start_ms:
+        raise BadInput("range.end must be after range.start")
+    if not plan.metrics:
+        raise BadInput("ask for at least one metric")
+    if plan.limit < 1:
+        raise BadInput("limit must be at least 1")
+    if len(set(plan.group_by)) != len(plan.group_by):
+        raise BadInput("groupBy lists a dimension twice")
+    for flt in plan.filters:
+        if not flt.values or len(flt.values) > MAX_FILTER_VALUES:
+            raise BadInput(f"a filter needs 1 to {MAX_FILTER_VALUES} values")
+        if any(len(v) > MAX_VALUE_LEN for v in flt.values):
+            raise BadInput(f"filter values are at most {MAX_VALUE_LEN} characters")
+
+
+def with_comparison(plan: QueryPlan, start: datetime, end: datetime) -> QueryPlan:
+    """The plan plus the same report over another range (compareTo)."""
+    other = replace(plan, start_ms=to_ms(start, plan.timezone), end_ms=to_ms(end, plan.timezone))
+    validate(other)
+    return replace(plan, compare=other)
+
+
+# --- processors: plan in, plan out -------------------------------------------------------
+
+
+def tenant_scope(plan: QueryPlan, principal: Principal) -> QueryPlan:
+    """Merchant keys read only their merchant; admin keys any (the key decides, not the query)."""
+    if not principal.may_read(plan.merchant_id):
+        raise Forbidden("this API key may not read that merchant")
+    return plan
+
+
+def cost_limits(plan: QueryPlan, settings: Settings) -> QueryPlan:
+    """Refuse ranges, limits and sizes that would cost more than the settings allow."""
+    for part in (plan, plan.compare):
+        if part and part.end_ms - part.start_ms > settings.max_range_days * DAY_MS:
+            raise BadInput(f"the range is longer than {settings.max_range_days} days")
+    if plan.limit > settings.max_limit:
+        raise BadInput(f"limit is at most {settings.max_limit}")
+    return plan
+
+
+def time_buckets(plan: QueryPlan, settings: Settings) -> QueryPlan:
+    """Fill in the bucket boundaries (and the comparison's), enforcing max_buckets/max_points."""
+    tz = zone(plan.timezone)
+    bounds = boundaries(plan.start_ms, plan.end_ms, plan.granularity, tz, settings.max_buckets)
+    compare = plan.compare and time_buckets(plan.compare, settings)
+    out = replace(plan, boundaries=bounds, compare=compare)
+    groups = out.limit if out.group_by else 1
+    if out.buckets * groups > settings.max_points:
+        raise BadInput(
+            f"{out.buckets} buckets x {groups} groups exceeds {settings.max_points} points; "
+            "lower the limit, shorten the range or coarsen the granularity"
+        )
+    return out
+
+
+def split_sources(plan: QueryPlan, servable_hours: set[int], watermark_ms: int | None) -> QueryPlan:
+    """Complete, unchanged UTC hours lying wholly in the range and in one bucket come from
+    rollups; everything else (the open hour, changed hours, sub-hour buckets, the hour around
+    a half-hour zone's boundary, the range's ragged ends) from raw. No instant is in both."""
+    if plan.force_source is Source.RAW or not servable_hours:
+        return replace(plan, split=Split(raw=((plan.start_ms, plan.end_ms),)))
+    first = -(-plan.start_ms // HOUR_MS) * HOUR_MS
+    hours = [
+        h
+        for h in range(first, plan.end_ms - HOUR_MS + 1, HOUR_MS)
+        if h in servable_hours and hour_inside_one_bucket(h, plan.boundaries)
+    ]
+    rollups = merge_runs((h, h + HOUR_MS) for h in hours)
+    raw = complement(plan.start_ms, plan.end_ms, rollups)
+    split = Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms)
+    return replace(plan, split=split)
+
+
+def merge_runs(intervals: Iterable[Interval]) -> tuple[Interval, ...]:
+    out: list[Interval] = []
+    for a, b in intervals:
+        if out and out[-1][1] == a:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+def complement(start: int, end: int, taken: tuple[Interval, ...]) -> tuple[Interval, ...]:
+    """[start, end) minus sorted, disjoint ``taken`` intervals."""
+    out: list[Interval] = []
+    cursor = start
+    for a, b in taken:
+        if a > cursor:
+            out.append((cursor, a))
+        cursor = max(cursor, b)
+    if cursor < end:
+        out.append((cursor, end))
+    return tuple(out)

@@ -1,0 +1,228 @@
+"""The GraphQL schema of DESIGN.md (a public contract: only ever extended) and thin resolvers.
+
+Resolvers only translate arguments into a QueryPlan and a Report back into these types; the
+work happens in api.planner / api.service, run in a worker thread (the engine client blocks).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import strawberry
+from anyio import to_thread
+from graphql import GraphQLError
+from opensearchpy.exceptions import OpenSearchException
+from strawberry.fastapi import BaseContext
+from strawberry.types import Info
+
+from api import model, planner, report, service
+from api.errors import EngineUnavailable, Forbidden, Unauthenticated
+from api.keys import Principal, lookup
+from api.ratelimit import RateLimiter
+from api.sources import Ctx
+from api.timebuckets import iso, zone
+
+Metric = strawberry.enum(model.Metric)
+Granularity = strawberry.enum(model.Granularity)
+Dimension = strawberry.enum(model.Dimension)
+
+
+@strawberry.enum(description="Which source answers a report (extension; RAW is admin-only).")
+class ForceSource(Enum):
+    AUTO = "AUTO"
+    RAW = "RAW"
+
+
+@strawberry.input
+class TimeRange:
+    start: datetime
+    end: datetime
+
+
+@strawberry.input
+class DimensionFilter:
+    dimension: Dimension  # type: ignore[valid-type]
+    values: list[str]
+    exclude: bool | None = False
+
+
+@strawberry.type
+class DimensionValue:
+    dimension: Dimension  # type: ignore[valid-type]
+    value: str
+
+
+@strawberry.type
+class MetricValue:
+    metric: Metric  # type: ignore[valid-type]
+    value: float | None
+    error_bound: float | None = strawberry.field(
+        description="Absolute half-width of a ~95% interval; 0 when exact."
+    )
+
+
+@strawberry.type
+class Point:
+    start: datetime
+    values: list[MetricValue]
+    complete: bool = strawberry.field(
+        description="The bucket lies wholly inside the range and has fully elapsed."
+    )
+
+
+@strawberry.type
+class Series:
+    group: list[DimensionValue]
+    points: list[Point]
+
+
+@strawberry.type
+class ReportMeta:
+    sources: list[str]
+    watermark: datetime | None
+    took_ms: int
+
+
+@strawberry.type
+class Report:
+    series: list[Series]
+    totals: list[MetricValue]
+    comparison: Report | None
+    meta: ReportMeta
+
+
+@strawberry.type
+class Freshness:
+    ingested_through: datetime | None
+    rolled_up_through: datetime | None
+
+
+class Context(BaseContext):
+    """Per request: the shared execution context, the limiter and the presented key."""
+
+    def __init__(self, ctx: Ctx, limiter: RateLimiter, authorization: str | None) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.limiter = limiter
+        self.authorization = authorization
+        self.principal: Principal | None = None
+
+
+def _principal(info: Info[Context, None]) -> Principal:
+    """The caller, from the bearer key; spends one rate-limit token per field resolved."""
+    context = info.context
+    if context.principal is None:
+        header = (context.authorization or "").strip()
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise Unauthenticated("send an API key: Authorization: Bearer <key>")
+        try:
+            principal = lookup(context.ctx.client, context.ctx.names, key.strip())
+        except OpenSearchException:
+            raise EngineUnavailable() from None
+        if principal is None:
+            raise Unauthenticated("unknown or revoked API key")
+        context.principal = principal
+    context.limiter.take(context.principal.key_id)
+    return context.principal
+
+
+def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:
+    return [MetricValue(metric=v.metric, value=v.value, error_bound=v.error_bound) for v in values]
+
+
+def _ts(ms: int | None, tz_name: str) -> datetime | None:
+    return None if ms is None else iso(ms, zone(tz_name))
+
+
+def to_graphql(rep: report.Report) -> Report:
+    tz = zone(rep.timezone)
+    series = [
+        Series(
+            group=[DimensionValue(dimension=d, value=v) for d, v in s.group],
+            points=[
+                Point(
+                    start=iso(p.start_ms, tz), values=_metric_values(p.values), complete=p.complete
+                )
+                for p in s.points
+            ],
+        )
+        for s in rep.series
+    ]
+    meta = ReportMeta(
+        sources=rep.sources, watermark=_ts(rep.watermark_ms, rep.timezone), took_ms=rep.took_ms
+    )
+    comparison = to_graphql(rep.comparison) if rep.comparison else None
+    return Report(
+        series=series, totals=_metric_values(rep.totals), comparison=comparison, meta=meta
+    )
+
+
+def _filters(filters: list[DimensionFilter] | None) -> list[model.Filter]:
+    return [model.Filter(f.dimension, tuple(f.values), bool(f.exclude)) for f in (filters or [])]
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A time-series report for one merchant.")  # type: ignore[untyped-decorator]
+    async def metrics(
+        self,
+        info: Info[Context, None],
+        merchant_id: strawberry.ID,
+        range: TimeRange,
+        metrics: list[Metric],  # type: ignore[valid-type]
+        granularity: Granularity | None = model.Granularity.HOUR,  # type: ignore[valid-type]
+        timezone: str | None = "UTC",
+        group_by: list[Dimension] | None = (),  # type: ignore[valid-type,assignment]
+        filters: list[DimensionFilter] | None = (),  # type: ignore[assignment]
+        compare_to: TimeRange | None = strawberry.UNSET,
+        limit: int | None = 10,
+        force_source: ForceSource | None = ForceSource.AUTO,
+    ) -> Report:
+        principal = _principal(info)
+        if force_source is ForceSource.RAW and not principal.admin:
+            raise Forbidden("forceSource: RAW is for admin keys")
+        plan = planner.build_plan(
+            str(merchant_id),
+            range.start,
+            range.end,
+            metrics,
+            granularity=granularity or model.Granularity.HOUR,
+            timezone=timezone or "UTC",
+            group_by=group_by or (),
+            filters=_filters(list(filters or [])),
+            limit=10 if limit is None else limit,
+            now_ms=int(time.time() * 1000),
+            force_source=model.Source.RAW if force_source is ForceSource.RAW else None,
+        )
+        if compare_to:
+            plan = planner.with_comparison(plan, compare_to.start, compare_to.end)
+        ctx = info.context.ctx
+        plan = service.process(ctx, plan, principal)
+        rep = await to_thread.run_sync(service.report, ctx, plan)
+        return to_graphql(rep)
+
+    @strawberry.field(description="How fresh a merchant's data is.")  # type: ignore[untyped-decorator]
+    async def freshness(self, info: Info[Context, None], merchant_id: strawberry.ID) -> Freshness:
+        principal = _principal(info)
+        planner.tenant_scope(
+            model.QueryPlan(str(merchant_id), 0, 1, (model.Metric.EVENTS,)), principal
+        )
+        ingested, rolled = await to_thread.run_sync(
+            service.freshness, info.context.ctx, str(merchant_id)
+        )
+        return Freshness(
+            ingested_through=_ts(ingested, "UTC"), rolled_up_through=_ts(rolled, "UTC")
+        )
+
+
+class Schema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        """No-op: api.masking logs what is ours; client mistakes are not server errors."""
+
+
+def build_schema(extensions: list[Any]) -> strawberry.Schema:
+    return Schema(query=Query, extensions=extensions)

@@ -1,0 +1,103 @@
+"""One report end to end: processors -> split -> execution per source -> merge -> shape."""
+
+from __future__ import annotations
+
+import importlib
+import time
+from types import ModuleType
+from typing import Any
+
+from opensearchpy.exceptions import OpenSearchException
+
+from api import planner
+from api.errors import EngineUnavailable
+from api.keys import Principal
+from api.model import Base, QueryPlan, Source
+from api.report import Report, rank, shape
+from api.sources import Cells, Ctx, GroupKey, group_totals, merge_into, series_cells, sketch_cells
+
+
+def rollup_state() -> ModuleType | None:
+    """rollups.state (the rollup job's published progress), when that package provides it."""
+    try:
+        return importlib.import_module("rollups.state")
+    except ImportError:
+        return None
+
+
+def _state_call(fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except OpenSearchException:
+        raise EngineUnavailable() from None
+
+
+def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
+    """The processor chain, in order: tenant scope, cost limits, time buckets."""
+    plan = planner.tenant_scope(plan, principal)
+    plan = planner.cost_limits(plan, ctx.settings)
+    return planner.time_buckets(plan, ctx.settings)
+
+
+def split(ctx: Ctx, plan: QueryPlan) -> QueryPlan:
+    """Ask the rollup state which hours are servable, then split the plan between sources."""
+    state = rollup_state()
+    if state is None or plan.force_source is Source.RAW:
+        return planner.split_sources(plan, set(), None)
+    args = (ctx.client, ctx.settings, ctx.names, plan.merchant_id, plan.start_ms, plan.end_ms)
+    hours: set[int] = _state_call(state.servable_hours, *args, plan.now_ms)
+    watermark: int | None = _state_call(state.watermark, ctx.client, ctx.names)
+    return planner.split_sources(plan, hours, watermark)
+
+
+def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | None]:
+    """Cells from both sources merged (no instant is read twice), and the chosen groups."""
+    assert plan.split is not None
+    parts = [(Source.RAW, plan.split.raw), (Source.ROLLUPS, plan.split.rollups)]
+    parts = [(s, iv) for s, iv in parts if iv]
+    stitched = Base.CUSTOMERS in plan.bases and bool(plan.split.rollups)
+    cap = ctx.settings.stitch_customer_cap if stitched else 0
+    sketches = sketch_cells(ctx, plan, plan.split.rollups) if stitched else {}
+    groups: tuple[GroupKey, ...] | None = None
+    if plan.group_by:
+        totals: Cells = {}
+        for source, intervals in parts:
+            merge_into(totals, group_totals(ctx, plan, source, intervals, cap))
+        merge_into(totals, {k: c for k, c in sketches.items() if k[0] is not None and k[1] is None})
+        groups = rank(totals, plan.metrics[0], plan.limit)
+    cells: Cells = {}
+    for source, intervals in parts:
+        merge_into(cells, series_cells(ctx, plan, source, intervals, groups, cap))
+    chosen = set(groups) if groups is not None else {()}
+    merge_into(cells, {k: c for k, c in sketches.items() if k[0] is None or k[0] in chosen})
+    return cells, groups
+
+
+def report(ctx: Ctx, plan: QueryPlan) -> Report:
+    """Run a processed plan (and its comparison) and shape the answer."""
+    started = time.perf_counter()
+    plan = split(ctx, plan)
+    cells, groups = gather(ctx, plan)
+    took = int((time.perf_counter() - started) * 1000)
+    out = shape(plan, cells, groups, took)
+    if plan.compare is not None:
+        out.comparison = report(ctx, plan.compare)
+    return out
+
+
+def freshness(ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:
+    """(ingested through, rolled up through) for a merchant, epoch ms or None."""
+    state = rollup_state()
+    if state is not None:
+        result: tuple[int | None, int | None] = _state_call(
+            state.freshness, ctx.client, ctx.names, merchant_id
+        )
+        return result
+    body = {
+        "size": 0,
+        "query": {"term": {"merchant_id": merchant_id}},
+        "aggs": {"newest": {"max": {"field": "ingested_at"}}},
+    }
+    newest = (ctx.search(Source.RAW, body).get("aggregations") or {}).get("newest", {})
+    value = newest.get("value")
+    return (int(value) if value is not None else None), None

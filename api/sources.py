@@ -1,0 +1,151 @@
+"""Execution against each source, returning cells keyed by (group, bucket).
+
+Keys: ``(None, None)`` the report total, ``(g, None)`` a group's total, ``(g, i)`` bucket ``i``
+of group ``g`` (``g == ()`` when the report is not grouped).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from api import dsl
+from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
+from api.engine import search
+from api.errors import BadInput, UnexpectedAnswer
+from api.model import MISSING, Granularity, Interval, QueryPlan, Source
+from pulse.naming import Names
+from pulse.settings import Settings
+from rollups import schema as rs
+
+GroupKey = tuple[str, ...]
+CellKey = tuple[GroupKey | None, int | None]
+Cells = dict[CellKey, Cell]
+PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What execution needs: the engine client, resource names and settings."""
+
+    client: OpenSearch
+    names: Names
+    settings: Settings
+
+    def index(self, source: Source) -> str:
+        return self.names.events_alias if source is Source.RAW else self.names.rollups_alias
+
+    def search(self, source: Source, body: dict[str, Any]) -> Any:
+        return search(self.client, self.index(source), body, self.settings.api_request_timeout_s)
+
+
+def merge_into(target: Cells, src: Cells) -> None:
+    for key, cell in src.items():
+        target.setdefault(key, Cell()).merge(cell)
+
+
+def _reader(plan: QueryPlan, source: Source, ctx: Ctx) -> Any:
+    threshold = ctx.settings.uniques_precision_threshold
+    if source is Source.RAW:
+        return lambda agg: raw_cell(agg, plan.bases, threshold)
+    return rollup_cell
+
+
+def _bucket_index(plan: QueryPlan) -> dict[int, int]:
+    return {start: i for i, start in enumerate(plan.boundaries[:-1])}
+
+
+def _time_cells(
+    plan: QueryPlan, agg: dict[str, Any], group: GroupKey, read: Any, out: Cells
+) -> None:
+    if plan.granularity is Granularity.ALL:
+        out[(group, 0)] = read(agg)
+        return
+    index = _bucket_index(plan)
+    for bucket in agg.get("t", {}).get("buckets", []):
+        i = index.get(int(bucket["key"]))
+        if i is None:
+            raise UnexpectedAnswer(f"engine bucket {bucket['key']} is not a planned boundary")
+        out[(group, i)] = read(bucket)
+
+
+def series_cells(
+    ctx: Ctx,
+    plan: QueryPlan,
+    source: Source,
+    intervals: tuple[Interval, ...],
+    groups: tuple[GroupKey, ...] | None,
+    hashes_cap: int = 0,
+) -> Cells:
+    """Report total, and per bucket (per chosen group) cells from one source."""
+    threshold = ctx.settings.uniques_precision_threshold
+    body = dsl.series_body(plan, source, intervals, groups, hashes_cap, threshold)
+    aggs = ctx.search(source, body).get("aggregations") or {}
+    read = _reader(plan, source, ctx)
+    total = aggs.get("all", {"doc_count": 0})
+    out: Cells = {(None, None): read(total)}
+    if groups is None:
+        out[((), None)] = read(total)
+        _time_cells(plan, aggs, (), read, out)
+        return out
+    buckets = aggs.get("g", {}).get("buckets", {})
+    for i, group in enumerate(groups):
+        agg = buckets.get(str(i), {"doc_count": 0})
+        out[(group, None)] = read(agg)
+        _time_cells(plan, agg, group, read, out)
+    return out
+
+
+def group_totals(
+    ctx: Ctx, plan: QueryPlan, source: Source, intervals: tuple[Interval, ...], hashes_cap: int
+) -> Cells:
+    """Every group's total from one source (composite paging), for ranking."""
+    threshold = ctx.settings.uniques_precision_threshold
+    read = _reader(plan, source, ctx)
+    out: Cells = {}
+    after: dict[str, Any] | None = None
+    while True:
+        body = dsl.groups_body(plan, source, intervals, PAGE, after, threshold, hashes_cap)
+        comp = (ctx.search(source, body).get("aggregations") or {}).get("g", {})
+        for bucket in comp.get("buckets", []):
+            key = tuple(MISSING if v is None else str(v) for v in bucket["key"].values())
+            out[(key, None)] = read(bucket)
+        if len(out) > ctx.settings.max_groups:
+            raise BadInput(
+                f"more than {ctx.settings.max_groups} groups; add filters or group by fewer "
+                "dimensions"
+            )
+        after = comp.get("after_key")
+        if not after or len(comp.get("buckets", [])) < PAGE:
+            return out
+
+
+def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> Cells:
+    """Union the rollup documents' customer sketches into every cell they belong to."""
+    out: Cells = {}
+    after: list[Any] | None = None
+    while True:
+        hits = ctx.search(Source.ROLLUPS, dsl.sketches_body(plan, intervals, PAGE, after))
+        page = hits.get("hits", {}).get("hits", [])
+        for hit in page:
+            _place_sketch(plan, hit["_source"], out)
+        if len(page) < PAGE:
+            return out
+        after = page[-1]["sort"]
+
+
+def _place_sketch(plan: QueryPlan, doc: dict[str, Any], out: Cells) -> None:
+    sketch = decode_sketch(doc[rs.CUSTOMERS_SKETCH])
+    hour = int(doc[rs.HOUR]) if not isinstance(doc[rs.HOUR], str) else _parse(doc[rs.HOUR])
+    i = 0 if plan.granularity is Granularity.ALL else bisect_right(plan.boundaries, hour) - 1
+    group = tuple(str(doc.get(d.field, MISSING)) for d in plan.group_by)
+    for key in ((None, None), (group, None), (group, i)):
+        out.setdefault(key, Cell()).uniques.add_sketch(sketch)
+
+
+def _parse(value: str) -> int:
+    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)

@@ -1,0 +1,122 @@
+"""Calendar buckets in an IANA zone, computed in Python (zoneinfo) as UTC epoch milliseconds.
+
+The engine's date_histogram (Java time rules) places documents; these boundaries say which
+buckets must exist (zero-filled) and which UTC hours lie wholly inside one bucket. Both follow
+the same rules: a local time skipped by DST resolves to the instant after the gap, an
+ambiguous local time to its first occurrence, weeks start on Monday.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from api.errors import BadInput
+from api.model import HOUR_MS, Granularity
+
+MINUTE_MS = 60_000
+ENGINE_INTERVAL = {
+    Granularity.MINUTE: "minute",
+    Granularity.HOUR: "hour",
+    Granularity.DAY: "day",
+    Granularity.WEEK: "week",
+    Granularity.MONTH: "month",
+}
+# Shortest possible bucket, used to refuse absurd requests before enumerating them.
+MIN_BUCKET_MS = {
+    Granularity.MINUTE: MINUTE_MS,
+    Granularity.HOUR: HOUR_MS // 2,
+    Granularity.DAY: 22 * HOUR_MS,
+    Granularity.WEEK: 7 * 22 * HOUR_MS,
+    Granularity.MONTH: 27 * 24 * HOUR_MS,
+}
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called ``name``; BadInput when there is none."""
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise BadInput(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        raise BadInput(
+            f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
+        ) from None
+
+
+def _ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def _local_midnight(day: date, tz: ZoneInfo) -> int:
+    # fold=0: an ambiguous midnight is its first occurrence; a skipped one maps past the gap.
+    return _ms(datetime(day.year, day.month, day.day, tzinfo=tz))
+
+
+def floor(ts_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
+    """Start of the calendar bucket containing ``ts_ms``."""
+    local = datetime.fromtimestamp(ts_ms / 1000, tz=tz)
+    if gran is Granularity.MINUTE:
+        return _ms(local.replace(second=0, microsecond=0))
+    if gran is Granularity.HOUR:
+        return _ms(local.replace(minute=0, second=0, microsecond=0))
+    day = local.date()
+    if gran is Granularity.WEEK:
+        day -= timedelta(days=day.weekday())
+    elif gran is Granularity.MONTH:
+        day = day.replace(day=1)
+    start = _local_midnight(day, tz)
+    # A midnight skipped by DST resolves after the gap, which may lie after ts itself.
+    return start if start <= ts_ms else _local_midnight(day - timedelta(days=1), tz)
+
+
+def _next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
+    if gran is Granularity.MINUTE:
+        return start_ms + MINUTE_MS
+    if gran is Granularity.HOUR:
+        return floor(start_ms + HOUR_MS, gran, tz)
+    day = datetime.fromtimestamp(start_ms / 1000, tz=tz).date()
+    if gran is Granularity.DAY:
+        nxt = day + timedelta(days=1)
+    elif gran is Granularity.WEEK:
+        nxt = day + timedelta(days=7 - day.weekday())
+    else:
+        nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
+    return _local_midnight(nxt, tz)
+
+
+def boundaries(
+    start_ms: int, end_ms: int, gran: Granularity, tz: ZoneInfo, max_buckets: int
+) -> tuple[int, ...]:
+    """Bucket starts of every bucket meeting [start, end), then the last bucket's end.
+
+    ALL is one bucket, exactly the range. Raises BadInput past ``max_buckets``.
+    """
+    if gran is Granularity.ALL:
+        return (start_ms, end_ms)
+    if (end_ms - start_ms) // MIN_BUCKET_MS[gran] > 2 * max_buckets + 2:
+        raise too_many(max_buckets)
+    out = [floor(start_ms, gran, tz)]
+    while out[-1] < end_ms:
+        out.append(_next(out[-1], gran, tz))
+        if len(out) - 1 > max_buckets:
+            raise too_many(max_buckets)
+    return tuple(out)
+
+
+def too_many(max_buckets: int) -> BadInput:
+    return BadInput(
+        f"too many buckets: the range and granularity give more than {max_buckets}; "
+        "use a shorter range or a coarser granularity"
+    )
+
+
+def hour_inside_one_bucket(hour_ms: int, bounds: tuple[int, ...]) -> bool:
+    """True when no bucket boundary falls strictly inside [hour, hour + 1h)."""
+    return bisect_right(bounds, hour_ms) == bisect_left(bounds, hour_ms + HOUR_MS)
+
+
+def iso(ts_ms: int, tz: ZoneInfo) -> datetime:
+    """An aware datetime in the request's zone (what the API returns)."""
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz)
