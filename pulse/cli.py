@@ -11,6 +11,7 @@ from rich.console import Console
 
 from api import cli as api_cli
 from api.keys import create_key, list_keys, revoke
+from bench import cli as bench_cli
 from ilm import cli as ilm_cli
 from indexer import cli as indexer_cli
 from ingest import loadgen
@@ -140,7 +141,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by crea
     console.print(f"revoked {key_id}")
 
 
-for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
+for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli, bench_cli):
     _module.register(app, bench_app)
 
 

@@ -1,0 +1,1 @@
+"""End-to-end benchmarks (freshness, consumer lag, CPU per component) and the capacity model."""
