@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     engine_timeout_s: float = Field(default=30.0, gt=0)
     indexer_metrics_port: int = 0
     shutdown_timeout_s: float = Field(default=30.0, gt=0)
+    # A re-sent event_id is looked up in the indices of this many neighbouring UTC days
+    # (either side) before it is written; 0 disables the lookup (docs/decisions/0011).
+    indexer_conflict_days: int = Field(default=1, ge=0, le=7)
 
     # Reprocessing (docs/reprocessing.md). The live indexer re-reads the generation registry at
     # least every registry_ttl_s; a switch waits for that before closing the replay.
