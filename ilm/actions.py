@@ -190,7 +190,8 @@ class Warm(Action):
     """A day no longer written: read-only, one segment per shard, fewer replicas."""
 
     kind = "warm"
-    merge_timeout_s: ClassVar[float] = 3600.0
+    # Below the lock TTL: a longer merge goes on in the engine after the request times out.
+    merge_timeout_s: ClassVar[float] = 600.0
 
     def __init__(self, client: OpenSearch, info: IndexInfo, replicas: int) -> None:
         if replicas < 0:

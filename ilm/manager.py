@@ -66,7 +66,6 @@ def plan(
 ) -> Plan:
     """What the manager would do now; nothing is changed. ``plugins`` overrides detection."""
     ctx = Context(client, settings, names, now or datetime.now(tz=UTC))
-    ensure_state_index(client, names.ilm_state_index)
     inventory = load_inventory(client, names)
     use_ism = ism.ism_available(client, plugins)
     candidates: list[Action] = [templates_action(client, settings, names)]

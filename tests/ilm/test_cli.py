@@ -47,3 +47,17 @@ def test_plan_apply_status_run(cli_env: None, settings: Settings) -> None:
     again = runner.invoke(app, ["ilm", "run"])
     assert again.exit_code == 0, again.output
     assert "applied 0 change(s)" in again.output
+
+
+def test_plan_changes_nothing(cli_env: None, settings: Settings) -> None:
+    from pulse.clients import opensearch_client
+    from pulse.naming import names_for
+
+    assert settings.opensearch_url
+    client = opensearch_client(settings.opensearch_url)
+    names = names_for(settings)
+    before = client.indices.get(index=f"{settings.namespace}-*", allow_no_indices=True)
+    result = CliRunner().invoke(app, ["ilm", "plan"])
+    assert result.exit_code == 0, result.output
+    assert client.indices.get(index=f"{settings.namespace}-*", allow_no_indices=True) == before
+    assert not client.indices.exists_index_template(name=f"{names.template_prefix}-events")
