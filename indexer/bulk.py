@@ -1,0 +1,100 @@
+"""One ``_bulk`` attempt and the per-item verdicts of its response.
+
+Documents are written with ``op_type=create``: the first write of an ``_id`` wins and a raw
+document never changes afterwards (docs/decisions/0011), so a replay answers 409 for every
+event already there, which is a success (``duplicate``), not an error.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from opensearchpy import OpenSearch
+
+from indexer.decode import stamp
+from indexer.model import IndexItem
+
+RESPONSE_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
+RETRYABLE_TYPES = frozenset(
+    {
+        "es_rejected_execution_exception",
+        "rejected_execution_exception",
+        "circuit_breaking_exception",
+        "unavailable_shards_exception",
+        "process_cluster_event_timeout_exception",
+        "index_not_found_exception",  # ILM deleted/rolled the index under us: resolve again
+    }
+)
+
+
+class BadResponse(Exception):
+    """The engine's answer does not match the request; the attempt is retried."""
+
+
+class Verdict(enum.Enum):
+    CREATED = "created"
+    DUPLICATE = "duplicate"  # 409 on create: an earlier copy is durable
+    RETRY = "retry"  # 429, 5xx, transient engine states
+    FAILED = "failed"  # permanent (mapping errors and other 4xx): to the DLQ
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    verdict: Verdict
+    error_type: str = ""
+    reason: str = ""
+
+
+CREATED = ItemResult(Verdict.CREATED)
+
+
+def bulk_body(items: Sequence[IndexItem], targets: Sequence[str], ingested_at_ms: int) -> bytes:
+    """NDJSON: one create action and one stamped document per item."""
+    parts: list[bytes] = []
+    for item, index in zip(items, targets, strict=True):
+        parts.append(
+            b'{"create":{"_index":%s,"_id":"%s"}}' % (orjson.dumps(index), item.doc_id.encode())
+        )
+        parts.append(stamp(item.body, ingested_at_ms))
+    parts.append(b"")
+    return b"\n".join(parts)
+
+
+def send_bulk(client: OpenSearch, body: bytes, timeout_s: float) -> dict[str, Any]:
+    """POST the body; transport errors propagate to the caller's retry policy."""
+    response: dict[str, Any] = client.transport.perform_request(
+        "POST",
+        "/_bulk",
+        body=body,
+        params={"filter_path": RESPONSE_FILTER, "request_timeout": timeout_s},
+        headers={"content-type": "application/x-ndjson"},
+    )
+    return response
+
+
+def verdicts(response: dict[str, Any], count: int) -> list[ItemResult]:
+    """One result per submitted item, in order."""
+    if not response.get("errors"):
+        return [CREATED] * count
+    items = response.get("items") or []
+    if len(items) != count:
+        raise BadResponse(f"bulk answered {len(items)} items for {count} submitted")
+    return [_verdict(next(iter(item.values()))) for item in items]
+
+
+def _verdict(item: dict[str, Any]) -> ItemResult:
+    status = int(item.get("status", 500))
+    if status < 300:
+        return CREATED
+    error = item.get("error") or {}
+    etype = str(error.get("type", "unknown")) if isinstance(error, dict) else "unknown"
+    reason = str(error.get("reason", error)) if isinstance(error, dict) else str(error)
+    if status == 409 and etype == "version_conflict_engine_exception":
+        return ItemResult(Verdict.DUPLICATE, etype, reason)
+    if status == 429 or status >= 500 or etype in RETRYABLE_TYPES or status == 409:
+        return ItemResult(Verdict.RETRY, etype, reason)
+    return ItemResult(Verdict.FAILED, etype, reason)

@@ -1,0 +1,270 @@
+"""The indexer: poll -> decode -> batch -> bulk (writer thread) -> commit, as one consumer.
+
+Offsets are committed only from finished batches, in order, for the current assignment epoch.
+On a revoke and on shutdown the open batch is flushed and the in-flight batches are given a
+bounded time (``shutdown_timeout_s``) to become durable; whatever is not durable by then is
+abandoned uncommitted and replayed by the next owner (an idempotent create).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from opensearchpy import OpenSearch
+
+from ilm.templates import ensure_templates
+from indexer.batching import Batcher, Limits
+from indexer.decode import Bounds, decode, now_ms
+from indexer.dlq import DlqWriter, dlq_producer
+from indexer.metrics import Metrics
+from indexer.model import Batch, Origin
+from indexer.targets import Targets
+from indexer.worker import Worker
+from indexer.writer import BatchWriter
+from pulse.clients import ensure_topics, opensearch_client
+from pulse.naming import Names, names_for
+from pulse.settings import Settings
+
+log = logging.getLogger("pulse.indexer")
+POLL_S = 0.05
+LAG_EVERY_S = 1.0
+
+
+def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsumer:
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=names.group(settings.indexer_group),
+        client_id="pulse-indexer",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+        max_poll_records=settings.bulk_max_docs,
+        # The revoke callback may wait shutdown_timeout_s for in-flight bulks.
+        max_poll_interval_ms=int(max(300.0, 3 * settings.shutdown_timeout_s) * 1000),
+        max_partition_fetch_bytes=4 * 1024 * 1024,
+    )
+
+
+def generation_resolver(client: OpenSearch, settings: Settings) -> Callable[[date], str]:
+    """Which generation receives a day's events: the reprocess registry (docs/decisions/0050)
+    maps switched days to their new generation; every other day uses settings.generation."""
+    from reprocess.registry import GenerationResolver
+
+    resolver = GenerationResolver(
+        client, names_for(settings), settings.generation, settings.generation_registry_ttl_s
+    )
+    return resolver.generation_for_day
+
+
+class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One indexer process's consumer loop. ``run(stop)`` returns when ``stop`` is set."""
+
+    def __init__(self, settings: Settings, opensearch_url: str, bootstrap: str) -> None:
+        self.settings = settings
+        self.names = names_for(settings)
+        self.bootstrap = bootstrap
+        self.client: OpenSearch = opensearch_client(opensearch_url, settings.engine_timeout_s)
+        self.metrics = Metrics()
+        self.bounds = Bounds.from_settings(settings)
+        self.batcher = Batcher(Limits.from_settings(settings))
+        self.backlog: deque[Any] = deque()
+        self.live_epoch = 0  # batches of an older epoch are cancelled
+        self.paused = False
+        self.last_offset: dict[int, int] = {}
+        self.consumed = 0
+        self.settled = 0  # messages of committed batches (progress for tests and benchmarks)
+        self._next_lag = 0.0
+        self.consumer: KafkaConsumer | None = None
+        self.dlq: DlqWriter | None = None
+        self.worker: Worker | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> bool:
+        """Consume until ``stop`` is set; True on a clean stop, False if the writer failed."""
+        if not self._bootstrap(stop):
+            return True
+        consumer = self.consumer = consumer_for(self.settings, self.bootstrap, self.names)
+        self.dlq = DlqWriter(
+            dlq_producer(self.bootstrap), self.names.topic_dlq, self.settings.engine_timeout_s
+        )
+        self.worker = Worker(self._writer().write)
+        self.worker.start()
+        self.metrics.serve(self.settings.indexer_metrics_port)
+        consumer.subscribe([self.names.topic_raw], listener=self)
+        log.info("indexer started", extra={"topic": self.names.topic_raw})
+        try:
+            while not stop.is_set() and self.worker.alive:
+                self._step()
+        finally:
+            self._shutdown()
+        return self.worker.error is None
+
+    def _bootstrap(self, stop: threading.Event) -> bool:
+        """Topics and templates exist (idempotent); retried until the engines answer."""
+        while not stop.is_set():
+            try:
+                ensure_topics(self.settings, self.bootstrap, self.names)
+                ensure_templates(self.client, self.settings, self.names)
+                return True
+            except Exception as exc:  # engines not up yet: keep trying until told to stop
+                log.warning("bootstrap failed; retrying", extra={"error": repr(exc)})
+                stop.wait(1.0)
+        return False
+
+    def _writer(self) -> BatchWriter:
+        assert self.dlq is not None
+        targets = Targets(
+            self.client, self.names, generation_resolver(self.client, self.settings),
+            self.settings.indexer_conflict_days,
+        )  # fmt: skip
+        return BatchWriter(
+            self.client,
+            targets,
+            self.dlq,
+            self.metrics,
+            self.settings.engine_timeout_s,
+            cancelled=lambda batch: batch.epoch < self.live_epoch,
+        )
+
+    def _shutdown(self) -> None:
+        started = time.monotonic()
+        budget = self.settings.shutdown_timeout_s
+        if self.worker is not None and self.worker.alive:
+            self._drain(started + 0.7 * budget)
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False, timeout_ms=int(0.1 * budget * 1000))
+        if self.worker is not None:
+            self.worker.stop()
+        if self.dlq is not None:
+            self.dlq.close(max(0.1, 0.1 * budget))
+        log.info("indexer stopped", extra={"took_s": round(time.monotonic() - started, 3)})
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        assert self.consumer is not None
+        polled = self.consumer.poll(timeout_ms=int(POLL_S * 1000), update_offsets=True)
+        for records in polled.values():
+            self.backlog.extend(records)
+            self.metrics.consumed.inc(len(records))
+            self.consumed += len(records)
+            last = records[-1]
+            self.last_offset[last.partition] = last.offset
+        self._feed()
+        if self.batcher.due():
+            self._submit()
+        self._finish(self._worker().collect())
+        self._backpressure()
+        self._report_lag()
+
+    def _feed(self) -> None:
+        """Decode the backlog into the open batch, handing full batches to the writer."""
+        now, bounds, batcher, backlog = now_ms(), self.bounds, self.batcher, self.backlog
+        while backlog:
+            if batcher.full() and not self._submit():
+                return
+            batcher.add(decode(Origin.of(backlog.popleft()), bounds, now))
+        if batcher.full():
+            self._submit()
+
+    def _submit(self, timeout_s: float | None = None) -> bool:
+        if not len(self.batcher.open):
+            return True
+        if not self._worker().offer(self.batcher.open, timeout_s):
+            return False
+        self.batcher.take()
+        return True
+
+    def _finish(self, outcomes: list[Any]) -> None:
+        """Commit the offsets of finished batches of the current epoch."""
+        offsets: dict[int, int] = {}
+        for outcome in outcomes:
+            batch: Batch = outcome.batch
+            if outcome.done and batch.epoch == self.batcher.epoch:
+                offsets.update(batch.offsets)
+                self.settled += len(batch)
+        if offsets:
+            self._commit(offsets)
+
+    def _commit(self, offsets: dict[int, int]) -> None:
+        assert self.consumer is not None
+        topic = self.names.topic_raw
+        request = {
+            TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
+        }
+        try:
+            self.consumer.commit(request)
+            self.metrics.committed.labels("ok").inc()
+        except KafkaError as exc:  # e.g. a rebalance ended our generation: the data is durable
+            self.metrics.committed.labels("failed").inc()
+            log.warning("commit failed", extra={"error": repr(exc), "offsets": offsets})
+
+    def _backpressure(self) -> None:
+        """Pause fetching while decoded work cannot be handed over; keep polling meanwhile."""
+        assert self.consumer is not None
+        want = bool(self.backlog) or self.batcher.full()
+        if want == self.paused:
+            return
+        assignment = self.consumer.assignment()
+        if want:
+            self.consumer.pause(*assignment)
+        else:
+            self.consumer.resume(*assignment)
+        self.paused = want
+        self.metrics.paused.set(1 if want else 0)
+
+    def _report_lag(self) -> None:
+        if time.monotonic() < self._next_lag:
+            return
+        self._next_lag = time.monotonic() + LAG_EVERY_S
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            last = self.last_offset.get(tp.partition)
+            if high is not None and last is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, high - last - 1))
+
+    def _worker(self) -> Worker:
+        assert self.worker is not None
+        return self.worker
+
+    # --- rebalance and drain ---------------------------------------------------------------
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+        self._drain(time.monotonic() + self.settings.shutdown_timeout_s)
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        # A new assignment starts unpaused, fetching from the committed offsets.
+        self.paused = False
+        self.metrics.paused.set(0)
+        self.last_offset.clear()
+        log.info(
+            "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
+        )
+
+    def _drain(self, deadline: float) -> None:
+        """Flush the open batch, wait for in-flight batches until ``deadline``, commit what is
+        durable, and cancel the rest. Records not yet decoded are dropped: they were not
+        committed, so whoever owns the partition next fetches them again."""
+        worker = self._worker()
+        self.backlog.clear()
+        self._submit(timeout_s=max(0.0, deadline - time.monotonic()))
+        while worker.inflight and worker.alive and time.monotonic() < deadline:
+            self._finish(worker.collect(wait_s=min(0.1, max(0.001, deadline - time.monotonic()))))
+        if worker.inflight:
+            log.warning("abandoning batches not durable in time", extra={"n": worker.inflight})
+        new_epoch = self.batcher.epoch + 1
+        self.live_epoch = new_epoch  # cancels whatever is still queued or retrying
+        self.batcher.discard(new_epoch)

@@ -1,0 +1,40 @@
+"""Prometheus metrics of one indexer, in a registry of its own (several indexers may share a
+process in tests and benchmarks). Served on ``/metrics`` when ``indexer_metrics_port`` > 0;
+0 disables the endpoint (docs/decisions/0012)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+SIZE_BUCKETS = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10_000, 20_000)
+BYTES_BUCKETS = (1e3, 1e4, 1e5, 1e6, 2.5e6, 5e6, 10e6, 15e6, 25e6)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "pulse_indexer_"
+        self.consumed = Counter(p + "consumed", "Messages polled from events.raw", registry=r)
+        self.indexed = Counter(p + "indexed", "Documents created in raw indices", registry=r)
+        self.duplicates = Counter(
+            p + "duplicates", "Events already durable (replays, re-sends)", ["where"], registry=r
+        )
+        self.dlq = Counter(p + "dlq", "Messages sent to events.dlq", ["reason"], registry=r)
+        self.retries = Counter(p + "retries", "Retried write attempts", ["cause"], registry=r)
+        self.bulk_seconds = Histogram(
+            p + "bulk_seconds", "Latency of one _bulk request", buckets=BULK_BUCKETS, registry=r
+        )
+        self.batch_docs = Histogram(
+            p + "batch_docs", "Messages per batch", buckets=SIZE_BUCKETS, registry=r
+        )
+        self.batch_bytes = Histogram(
+            p + "batch_bytes", "Document bytes per batch", buckets=BYTES_BUCKETS, registry=r
+        )
+        self.lag = Gauge(p + "lag", "Messages behind the partition end", ["partition"], registry=r)
+        self.committed = Counter(p + "commits", "Offset commits", ["result"], registry=r)
+        self.paused = Gauge(p + "paused", "1 while fetching is paused (backpressure)", registry=r)
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        if port > 0:
+            start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,85 @@
+"""What flows between the indexer's steps: decoded items, dead letters and batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a message came from: enough to commit past it and to dead-letter it verbatim."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+    @classmethod
+    def of(cls, record: Any) -> Origin:
+        """From a kafka-python ConsumerRecord."""
+        return cls(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.timestamp,
+            record.key,
+            record.value if record.value is not None else b"",
+            tuple(record.headers or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexItem:
+    """A valid event ready for ``_bulk``: ``body`` is the JSON document without ingested_at."""
+
+    origin: Origin
+    doc_id: str
+    day: int  # UTC day number (epoch ms // DAY_MS): which daily index it belongs to
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message bound for events.dlq; ``stage`` says which step refused it."""
+
+    origin: Origin
+    stage: str  # validate | bounds | index | conflict
+    reason: str
+    detail: str
+
+
+@dataclass(slots=True)
+class Batch:
+    """Consecutive messages of one or more partitions, written and committed as a unit.
+
+    ``offsets`` holds, per partition, the offset to commit once every item of this batch (and
+    of every earlier batch) is durable: the last offset taken plus one.
+    """
+
+    seq: int
+    epoch: int
+    items: list[IndexItem] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+    offsets: dict[int, int] = field(default_factory=dict)
+    nbytes: int = 0
+    opened_at: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.items) + len(self.dead)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What writing a batch produced; ``done`` is False when it was abandoned (not durable)."""
+
+    batch: Batch
+    done: bool
+    indexed: int = 0
+    duplicates: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
