@@ -2,8 +2,170 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import typer
+from rich.console import Console
+
+from pulse.clients import opensearch_client, resolve_endpoints
+from pulse.naming import names_for
+from pulse.settings import get_settings
+from reprocess import runs
+from reprocess.plan import PlanError
+from reprocess.runs import RunError
+from reprocess.service import Cleanup, Context, Reprocess, Resume, Rollback, RollupRebuild
+from reprocess.verify import describe
+
+console = Console(stderr=True)
+FROM = typer.Option(None, "--from", help="Start: ISO date/time (UTC if no offset) or epoch ms.")
+TO = typer.Option(None, "--to", help="End (exclusive), same formats; widened to whole UTC days.")
+GENERATION = typer.Option(None, help="New generation name (default: next gN).")
+DRY_RUN = typer.Option(False, "--dry-run", help="Print the plan and stop.")
+YES = typer.Option(False, "--yes", help="Do not ask for confirmation.")
+GAPS = typer.Option(False, "--accept-gaps", help="Go on although Kafka retention cut history.")
+
+
+def parse_time(value: str) -> int:
+    """ISO 8601 (date or date-time; naive means UTC) or integer epoch milliseconds."""
+    if value.isdigit():
+        return int(value)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor epoch ms") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+def context() -> Context:
+    settings = get_settings()
+    endpoints = resolve_endpoints(settings)
+    client = opensearch_client(endpoints.opensearch_url, settings.engine_timeout_s)
+    return Context(
+        client,
+        settings,
+        names_for(settings),
+        endpoints.kafka_bootstrap,
+        console,
+        rebuild_rollups=rollup_rebuilder(),
+    )
+
+
+def rollup_rebuilder() -> RollupRebuild | None:
+    """The rollups package's range recompute, once it offers one (see docs/reprocessing.md)."""
+    return None
+
+
+def _start(
+    kind: str,
+    start: str | None,
+    end: str | None,
+    generation: str | None,
+    dry_run: bool,
+    yes: bool,
+    accept_gaps: bool,
+) -> None:
+    if start is None or end is None:
+        raise typer.BadParameter("--from and --to are required")
+    ctx = context()
+    try:
+        action = Reprocess(ctx, parse_time(start), parse_time(end), generation, kind, accept_gaps)
+    except (PlanError, RunError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for line in action.dry_run():
+        console.print(line)
+    if dry_run or not (yes or typer.confirm("Proceed?")):
+        return
+    _finish(action.apply())
+
+
+def _finish(run: runs.Run) -> None:
+    if "verify" in run.report:
+        for line in describe(run.report["verify"]):
+            console.print(line)
+    console.print(f"run {run.run_id}: {run.phase} {json.dumps(run.stats)}")
+    if run.phase == runs.FAILED:
+        raise typer.Exit(1)
 
 
 def register(root: typer.Typer, bench: typer.Typer) -> None:
     """Add this package's commands to the root CLI and to `pulse bench`."""
+    app = typer.Typer(help="Rebuild a time range from Kafka into a new generation, verified.")
+    root.add_typer(app, name="reprocess")
+
+    @app.callback(invoke_without_command=True)
+    def reprocess(
+        ctx: typer.Context,
+        start: str | None = FROM,
+        end: str | None = TO,
+        generation: str | None = GENERATION,
+        dry_run: bool = DRY_RUN,
+        yes: bool = YES,
+        accept_gaps: bool = GAPS,
+    ) -> None:
+        """Plan, replay, verify, switch (see docs/reprocessing.md)."""
+        if ctx.invoked_subcommand is None:
+            _start("replay", start, end, generation, dry_run, yes, accept_gaps)
+
+    @root.command()
+    def reindex(
+        start: str | None = FROM,
+        end: str | None = TO,
+        generation: str | None = GENERATION,
+        dry_run: bool = DRY_RUN,
+        yes: bool = YES,
+    ) -> None:
+        """Copy a range into a new generation with _reindex (mapping/template changes)."""
+        _start("reindex", start, end, generation, dry_run, yes, True)
+
+    @app.command()
+    def resume() -> None:
+        """Continue the unfinished run from its last saved state."""
+        _run_action(lambda c: Resume(c))
+
+    @app.command()
+    def rollback(run_id: str | None = typer.Option(None, "--run"), dry_run: bool = DRY_RUN) -> None:
+        """Serve the range from the old generation again."""
+        _run_action(lambda c: Rollback(c, run_id), dry_run)
+
+    @app.command()
+    def cleanup(run_id: str | None = typer.Option(None, "--run"), yes: bool = YES) -> None:
+        """Delete the unserved generation of a run (or of every run past the retention)."""
+        ctx = context()
+        action = Cleanup(ctx, run_id)
+        for line in action.dry_run():
+            console.print(line)
+        if yes or typer.confirm("Delete?"):
+            console.print(f"deleted {len(action.apply())} indices")
+
+    @app.command()
+    def status() -> None:
+        """Runs, newest first."""
+        ctx = context()
+        for run in runs.all_runs(ctx.client, ctx.names):
+            plan = run.plan
+            print(
+                f"{run.run_id}\t{plan.kind}\t{run.phase}\t{plan.new_generation}\t"
+                f"{plan.days[0].day}..{plan.days[-1].day}\t{json.dumps(run.stats)}"
+            )
+
+    from reprocess.bench import register_bench
+
+    register_bench(bench)
+
+
+def _run_action(make: Callable[[Context], Resume | Rollback], dry_run: bool = False) -> None:
+    ctx = context()
+    try:
+        action = make(ctx)
+    except RunError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    for line in action.dry_run():
+        console.print(line)
+    if not dry_run:
+        _finish(action.apply())

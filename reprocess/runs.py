@@ -1,0 +1,139 @@
+"""A run's state, kept in the engine so that any process can resume it after a crash.
+
+Every save is a compare-and-set on the run document: two processes resuming the same run
+cannot both advance it (the loser gets ``StaleWrite`` and stops).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from pulse.naming import Names
+from reprocess import store
+from reprocess.plan import Plan
+from reprocess.tally import Tally
+
+# Phases, in order. A run only moves forward, except rollback (switched -> rolled_back).
+PLANNED, REPLAYING, REPLAYED, VERIFIED, SWITCHING, SWITCHED = (
+    "planned",
+    "replaying",
+    "replayed",
+    "verified",
+    "switching",
+    "switched",
+)
+ROLLING_BACK, ROLLED_BACK, CLEANED, FAILED = "rolling_back", "rolled_back", "cleaned", "failed"
+UNFINISHED = (PLANNED, REPLAYING, REPLAYED, VERIFIED, SWITCHING, ROLLING_BACK)
+
+
+class RunError(RuntimeError):
+    """The run cannot do what was asked in its current phase."""
+
+
+@dataclass
+class Run:
+    """The mutable view of one run document; ``save`` writes it back with CAS."""
+
+    run_id: str
+    plan: Plan
+    phase: str = PLANNED
+    created_at: int = 0
+    offsets: dict[str, int] = field(default_factory=dict)  # next offset to read, per partition
+    pending_from: dict[str, int] = field(default_factory=dict)  # last checkpointed batch start
+    tally: Tally = field(default_factory=Tally)
+    stats: dict[str, int] = field(default_factory=dict)
+    report: dict[str, Any] = field(default_factory=dict)
+    times: dict[str, int] = field(default_factory=dict)  # phase -> epoch ms it was reached
+    _doc: store.Versioned | None = None
+
+    @property
+    def doc_id(self) -> str:
+        return f"run-{self.run_id}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": "run",
+            "run_id": self.run_id,
+            "phase": self.phase,
+            "created_at": self.created_at,
+            "plan": self.plan.to_json(),
+            "offsets": self.offsets,
+            "pending_from": self.pending_from,
+            "tally": self.tally.to_json(),
+            "stats": self.stats,
+            "report": self.report,
+            "times": self.times,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: store.Versioned) -> Run:
+        s = doc.source
+        return cls(
+            s["run_id"],
+            Plan.from_json(s["plan"]),
+            s["phase"],
+            s["created_at"],
+            dict(s.get("offsets", {})),
+            dict(s.get("pending_from", {})),
+            Tally.from_json(s.get("tally")),
+            dict(s.get("stats", {})),
+            dict(s.get("report", {})),
+            dict(s.get("times", {})),
+            doc,
+        )
+
+    def save(self, client: OpenSearch, names: Names, phase: str | None = None) -> None:
+        if phase is not None and phase != self.phase:
+            self.phase = phase
+            self.times[phase] = now_ms()
+        self._doc = store.write(client, names, self.doc_id, self._doc, self.to_json())
+
+    def count(self, **deltas: int) -> None:
+        for key, value in deltas.items():
+            self.stats[key] = self.stats.get(key, 0) + value
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def create(client: OpenSearch, names: Names, plan: Plan) -> Run:
+    """Persist a new run; refuses while another run is unfinished (one switch at a time)."""
+    active = unfinished(client, names)
+    if active is not None:
+        raise RunError(f"run {active.run_id} is {active.phase}: `pulse reprocess resume` it first")
+    run = Run(
+        uuid.uuid4().hex[:12],
+        plan,
+        created_at=now_ms(),
+        offsets=dict(plan.start_offsets),
+        pending_from=dict(plan.start_offsets),
+    )
+    run.times[PLANNED] = run.created_at
+    run.save(client, names)
+    return run
+
+
+def load(client: OpenSearch, names: Names, run_id: str) -> Run:
+    doc = store.read(client, names, f"run-{run_id}")
+    if doc is None:
+        raise RunError(f"no run {run_id}")
+    return Run.from_doc(doc)
+
+
+def all_runs(client: OpenSearch, names: Names) -> list[Run]:
+    """Every run, newest first (re-read one by one to get their CAS versions)."""
+    return [load(client, names, s["run_id"]) for s in store.search(client, names, "run")]
+
+
+def unfinished(client: OpenSearch, names: Names) -> Run | None:
+    return next((r for r in all_runs(client, names) if r.phase in UNFINISHED), None)
+
+
+def latest(client: OpenSearch, names: Names, *phases: str) -> Run | None:
+    return next((r for r in all_runs(client, names) if not phases or r.phase in phases), None)

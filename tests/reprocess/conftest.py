@@ -1,0 +1,115 @@
+"""Shared pieces of the reprocess tests: a buggy "live" generation, an oracle, a context."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from opensearchpy import OpenSearch
+
+from ilm.templates import ensure_raw_day, ensure_templates
+from ingest.contract import Event, parse_message, to_kafka_message
+from ingest.loadgen import Generator, LoadSpec
+from ingest.sinks import kafka_producer, send_to_kafka
+from pulse.naming import DAY_FORMAT, Names, day_of
+from pulse.settings import Settings
+from reprocess import registry
+from reprocess.generations import day_start_ms
+from reprocess.pipeline import current_processing
+from reprocess.service import Context
+from reprocess.tally import Tally, engine_tally, row_of
+
+TODAY = datetime.now(tz=UTC).date()
+DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
+OUTSIDE = TODAY - timedelta(days=4)  # a day the run must leave alone
+
+
+def buggy_processing(event: Event, ingested_at_ms: int) -> dict[str, Any]:
+    """The deliberate bug: amounts read in major units as if they were thousandths."""
+    doc = current_processing(event, ingested_at_ms)
+    if "amount_milli" in doc:
+        doc["amount_milli"] = doc["amount_milli"] // 1000
+    return doc
+
+
+def make_events(count: int, days: Iterable[date], seed: int) -> list[dict[str, Any]]:
+    gen = Generator(LoadSpec(merchants=6, seed=seed, duplicate_rate=0.05))
+    out: list[dict[str, Any]] = []
+    for day in days:
+        start = day_start_ms(day)
+        out += gen.stream(gen.events(count, start, start + 86_400_000))
+    return out
+
+
+def send(settings: Settings, names: Names, events: list[dict[str, Any]]) -> None:
+    assert settings.kafka_bootstrap
+    producer = kafka_producer(settings.kafka_bootstrap)
+    send_to_kafka(producer, names.topic_raw, events, 0.01, random.Random(3))
+    producer.close()
+
+
+def live_write(
+    client: OpenSearch, settings: Settings, names: Names, events: list[dict[str, Any]]
+) -> None:
+    """What the buggy live indexer wrote: create-first-wins into the generation the registry
+    names for each day (the hook docs/decisions/0050 asks of the indexer)."""
+    resolver = registry.GenerationResolver(client, names, settings.generation, 0.0)
+    body: list[dict[str, Any]] = []
+    for raw in events:
+        event = parse_message(to_kafka_message(raw))
+        assert isinstance(event, Event)
+        day = day_of(event.occurred_at_ms)
+        target = ensure_raw_day(client, names, resolver.generation_for_day(day), day)
+        body += [{"create": {"_index": target, "_id": event.doc_id}}, buggy_processing(event, 0)]
+    if body:
+        client.bulk(body=body, refresh=True)
+
+
+def oracle(events: list[dict[str, Any]], days: Iterable[date]) -> Tally:
+    wanted = {d.strftime(DAY_FORMAT) for d in days}
+    seen: set[str] = set()
+    tally = Tally({d: {} for d in wanted})
+    for raw in events:
+        event = parse_message(to_kafka_message(raw))
+        assert isinstance(event, Event)
+        day = day_of(event.occurred_at_ms).strftime(DAY_FORMAT)
+        if day in wanted and event.doc_id not in seen:
+            seen.add(event.doc_id)
+            tally.add(day, event.merchant_id, row_of(current_processing(event, 0)))
+    return tally
+
+
+def served(client: OpenSearch, names: Names, days: Iterable[date]) -> Tally:
+    """What the read alias answers now, per merchant and day."""
+    client.indices.refresh(index=names.events_alias)
+    out = Tally()
+    for day in days:
+        key = day.strftime(DAY_FORMAT)
+        query = {
+            "range": {
+                "occurred_at": {"gte": day_start_ms(day), "lt": day_start_ms(day) + 86_400_000}
+            }
+        }
+        out.merge(engine_tally(client, names.events_alias, key, query))
+    return out
+
+
+@pytest.fixture
+def rsettings(settings: Settings) -> Settings:
+    return settings.model_copy(
+        update={
+            "generation_registry_ttl_s": 0.2,
+            "bulk_max_age_ms": 100,
+            "reprocess_batch_docs": 400,
+        }
+    )
+
+
+@pytest.fixture
+def ctx(rsettings: Settings, os_client: OpenSearch, topics: Names) -> Context:
+    ensure_templates(os_client, rsettings, topics)
+    assert rsettings.kafka_bootstrap
+    return Context(os_client, rsettings, topics, rsettings.kafka_bootstrap, progress=False)
