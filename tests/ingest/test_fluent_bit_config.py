@@ -80,7 +80,8 @@ def _size_bytes(text: str) -> int:
     match = re.fullmatch(r"(\d+)\s*([kKmMgG]?)[bB]?", str(text))
     assert match, f"not a Fluent Bit size: {text!r}"
     power = "kmg".find(match[2].lower()) + 1 if match[2] else 0
-    return int(match[1]) * 1024**power
+    size: int = int(match[1]) * 1024**power
+    return size
 
 
 def load(path: Path) -> dict[str, Any]:
