@@ -86,7 +86,7 @@ def test_golden_messages_through_the_indexer(
     for want in (e for e in expected if "rejection" not in e):
         doc = _indexed(os_client, topics, want)
         for field, value in want.items():
-            default = {} if field == "attributes" else None  # empty attributes are not stored
+            default: Any = {} if field == "attributes" else None  # empty ones are not stored
             stored = doc.get(DOC_FIELD.get(field, field), default)
             assert stored == value, f"{want['event_id']}.{field}"
     letters = _dead_letters(kafka_bootstrap, topics.topic_dlq, len(rejected))
