@@ -109,10 +109,19 @@ def bulk_create(client: OpenSearch, docs: Sequence[Doc], target: Callable[[date]
     """Create ``docs`` (409 = an earlier copy exists, which is success); returns items created."""
     if not docs:
         return 0
-    body: list[dict[str, Any]] = []
+    lines: list[bytes] = []
     for doc in docs:
-        body += [{"create": {"_index": target(doc.day), "_id": doc.doc_id}}, doc.source]
-    result = client.bulk(body=body)
+        action = {"create": {"_index": target(doc.day), "_id": doc.doc_id}}
+        lines += [orjson.dumps(action), orjson.dumps(doc.source)]
+    result = client.transport.perform_request(
+        "POST",
+        "/_bulk",
+        body=b"\n".join(lines) + b"\n",
+        params={"filter_path": "errors,items.*.status,items.*.error"},
+        headers={"content-type": "application/x-ndjson"},
+    )
+    if not result.get("errors"):
+        return len(docs)
     created, failures = 0, []
     for item in result["items"]:
         status = item["create"]["status"]

@@ -56,7 +56,7 @@ def write(
     client: OpenSearch, names: Names, doc_id: str, prev: Versioned | None, source: dict[str, Any]
 ) -> Versioned:
     """Write ``source`` only if the document is still as ``prev`` saw it (None: must not exist)."""
-    params: dict[str, Any] = {"refresh": "wait_for"}
+    params: dict[str, Any] = {}  # no refresh: GET is real-time; search() refreshes first
     if prev is None or prev.seq_no is None:
         params["op_type"] = "create"
     else:
@@ -72,6 +72,7 @@ def search(client: OpenSearch, names: Names, kind: str, size: int = 100) -> list
     """Documents of ``kind``, newest first."""
     if not client.indices.exists(index=names.reprocess_index):
         return []
+    client.indices.refresh(index=names.reprocess_index)
     body = {
         "size": size,
         "query": {"term": {"kind": kind}},
