@@ -122,10 +122,10 @@ def series_body(
         cell["t"] = histogram(plan, source, base)
     # The report total sits in a match-all filter bucket so raw totals get a doc_count.
     aggs: Body = {"all": {"filter": {"match_all": {}}, "aggs": base}}
-    if groups is not None:
+    if groups:
         filters = {str(i): group_query(source, plan.group_by, k) for i, k in enumerate(groups)}
         aggs["g"] = {"filters": {"filters": filters}, "aggs": cell}
-    else:
+    elif groups is None:
         aggs.update(cell)
     return {
         "size": 0,

@@ -37,5 +37,5 @@ def search(client: OpenSearch, index: str, body: dict[str, Any], timeout_s: floa
         raise EngineUnavailable() from None
     except TransportError as exc:
         # Keep the engine's words in our logs, never in the response.
-        log.error("engine refused a query", extra={"status": exc.status_code, "error": str(exc)})
+        log.error("engine refused a query: %s %s", exc.status_code, str(exc)[:500])
         raise UnexpectedAnswer() from None

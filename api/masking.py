@@ -23,7 +23,7 @@ def classify(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ClientError):
         return _with(error, original.message, original.code)
-    if original is None and error.path is None:
+    if error.path is None:  # raised before execution: it can only be about the request
         return _with(error, error.message, Code.BAD_USER_INPUT)
     if isinstance(original, SystemFailure):
         log.warning("system failure", extra={"kind": type(original).__name__, "path": error.path})

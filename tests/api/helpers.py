@@ -98,9 +98,7 @@ class Acc:
         return table[metric]
 
 
-def cells_by(
-    events: Iterable[Event], bucket_of: Any, group_of: Any
-) -> dict[tuple[Any, Any], Acc]:
+def cells_by(events: Iterable[Event], bucket_of: Any, group_of: Any) -> dict[tuple[Any, Any], Acc]:
     out: dict[tuple[Any, Any], Acc] = defaultdict(Acc)
     for e in events:
         b = bucket_of(e)

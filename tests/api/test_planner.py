@@ -1,0 +1,161 @@
+"""Unit tests of each stage: plan validation, time buckets, processors, the DSL formatter,
+cell merging, error classification and the rate limiter (no engine needed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from graphql import GraphQLError
+
+from api import dsl, planner
+from api.cells import Cell, Uniques
+from api.errors import BadInput, Code, EngineTimeout, Forbidden, RateLimited
+from api.keys import Principal
+from api.masking import classify
+from api.model import HOUR_MS, MISSING, Dimension, Filter, Granularity, Metric, Source
+from api.ratelimit import RateLimiter
+from api.timebuckets import boundaries, zone
+from pulse.settings import Settings
+
+SETTINGS = Settings(max_buckets=100)
+
+
+def ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def plan(start: str, end: str, gran: Granularity = Granularity.HOUR, tz: str = "UTC", **kw: object):  # type: ignore[no-untyped-def]
+    return planner.build_plan(
+        "m1",
+        datetime.fromisoformat(start),
+        datetime.fromisoformat(end),
+        [Metric.EVENTS],
+        granularity=gran,
+        timezone=tz,
+        now_ms=ms("2030-01-01T00:00:00+00:00"),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_new_york_spring_forward_day_has_23_hours() -> None:
+    b = boundaries(ms("2024-03-10T05:00:00+00:00"), ms("2024-03-12T04:00:00+00:00"),
+                   Granularity.DAY, zone("America/New_York"), 100)  # fmt: skip
+    assert [y - x for x, y in zip(b, b[1:], strict=False)] == [23 * HOUR_MS, 24 * HOUR_MS]
+
+
+def test_new_york_fall_back_has_two_one_oclock_hours() -> None:
+    b = boundaries(ms("2024-11-03T04:00:00+00:00"), ms("2024-11-03T08:00:00+00:00"),
+                   Granularity.HOUR, zone("America/New_York"), 100)  # fmt: skip
+    assert len(b) == 5 and all(y - x == HOUR_MS for x, y in zip(b, b[1:], strict=False))
+
+
+@pytest.mark.parametrize(("tz", "first"), [("Asia/Kolkata", "2024-03-09T18:30:00+00:00"),
+                                           ("Asia/Kathmandu", "2024-03-09T18:15:00+00:00")])  # fmt: skip
+def test_half_hour_zones_start_days_off_the_hour(tz: str, first: str) -> None:
+    b = boundaries(ms("2024-03-10T00:00:00+00:00"), ms("2024-03-11T00:00:00+00:00"),
+                   Granularity.DAY, zone(tz), 100)  # fmt: skip
+    assert b[0] == ms(first) and b[1] - b[0] == 24 * HOUR_MS
+
+
+def test_weeks_start_monday_and_months_on_the_first() -> None:
+    tz = zone("Europe/Berlin")
+    w = boundaries(ms("2024-03-13T12:00:00+00:00"), ms("2024-03-14T00:00:00+00:00"),
+                   Granularity.WEEK, tz, 10)  # fmt: skip
+    assert datetime.fromtimestamp(w[0] / 1000, tz).isoformat() == "2024-03-11T00:00:00+01:00"
+    m = boundaries(ms("2024-03-13T12:00:00+00:00"), ms("2024-04-02T00:00:00+00:00"),
+                   Granularity.MONTH, tz, 10)  # fmt: skip
+    assert datetime.fromtimestamp(m[1] / 1000, tz).isoformat() == "2024-04-01T00:00:00+02:00"
+
+
+def test_bad_input_is_refused_with_clear_messages() -> None:
+    with pytest.raises(BadInput, match="time zone"):
+        plan("2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00", tz="Mars/Olympus")
+    with pytest.raises(BadInput, match="after"):
+        plan("2024-01-02T00:00:00+00:00", "2024-01-02T00:00:00+00:00")
+    p = plan("2024-01-01T00:00:00+00:00", "2024-03-01T00:00:00+00:00", Granularity.HOUR)
+    with pytest.raises(BadInput, match="too many buckets"):
+        planner.time_buckets(p, SETTINGS)
+
+
+def test_tenant_scope_comes_from_the_key() -> None:
+    p = plan("2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00")
+    assert planner.tenant_scope(p, Principal("k", None, admin=True)) is p
+    with pytest.raises(Forbidden):
+        planner.tenant_scope(p, Principal("k", "m2", admin=False))
+    body = dsl.series_body(planner.split_sources(planner.time_buckets(p, SETTINGS), set(), None),
+                           Source.RAW, ((0, 1),), None)  # fmt: skip
+    assert {"term": {"merchant_id": "m1"}} in body["query"]["bool"]["filter"]
+
+
+def test_split_serves_whole_hours_from_rollups_without_overlap() -> None:
+    p = plan("2024-03-10T00:10:00+05:30", "2024-03-12T00:00:00+05:30", Granularity.DAY,
+             "Asia/Kolkata")  # fmt: skip
+    p = planner.time_buckets(p, SETTINGS)
+    hours = set(range(p.start_ms // HOUR_MS * HOUR_MS, p.end_ms, HOUR_MS))
+    hours.discard(ms("2024-03-10T12:00:00+00:00"))  # say this hour changed since its rollup
+    split = planner.split_sources(p, hours, None).split
+    assert split is not None
+    pieces = sorted([*split.raw, *split.rollups])
+    assert pieces[0][0] == p.start_ms and pieces[-1][1] == p.end_ms
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))  # no gap/overlap
+    boundary_hour = ms("2024-03-10T18:00:00+00:00")  # contains the 18:30 UTC day boundary
+    assert any(a <= boundary_hour < b for a, b in split.raw)
+    assert any(a <= ms("2024-03-10T12:00:00+00:00") < b for a, b in split.raw)
+    assert all(a % HOUR_MS == 0 and b % HOUR_MS == 0 for a, b in split.rollups)
+    forced = planner.split_sources(
+        planner.time_buckets(plan("2024-03-10T00:00:00+00:00", "2024-03-11T00:00:00+00:00",
+                                  force_source=Source.RAW), SETTINGS), hours, None)  # fmt: skip
+    assert forced.split is not None and not forced.split.rollups
+
+
+def test_missing_dimension_filters_differ_per_source() -> None:
+    flt = Filter(Dimension.STATUS, ("failed", MISSING), exclude=True)
+    raw = dsl.filter_clause(Source.RAW, flt)
+    assert raw["bool"]["must_not"][0]["bool"]["should"][1] == {
+        "bool": {"must_not": [{"exists": {"field": "status"}}]}
+    }
+    rolled = dsl.filter_clause(Source.ROLLUPS, flt)
+    assert rolled["bool"]["must_not"][0]["bool"]["should"] == [
+        {"terms": {"status": ["failed", MISSING]}}
+    ]
+
+
+def test_cells_add_exactly_and_uniques_union() -> None:
+    a, b = Cell(events=2, gross=1005), Cell(events=3, gross=2)
+    a.uniques.add_hashes([1, 2, 3])
+    b.uniques.add_hashes([3, 4])
+    a.merge(b)
+    assert (a.events, a.gross) == (5, 1007)
+    value, bound = a.uniques.value()
+    assert value == 4 and bound >= 0
+    assert Uniques(7.0, 1.0).value() == (7, 1.0)
+
+
+def test_errors_are_classified_and_system_text_is_masked() -> None:
+    client = classify(GraphQLError("x", path=["metrics"], original_error=Forbidden("no")))
+    assert client.message == "no" and client.extensions == {"code": Code.FORBIDDEN.value}
+    system = classify(GraphQLError("x", path=["metrics"], original_error=EngineTimeout("secret")))
+    assert "secret" not in system.message and system.extensions == {"code": "INTERNAL"}
+    bug = classify(GraphQLError("x", path=["m"], original_error=KeyError("engine trace")))
+    assert bug.message == "internal error"
+    syntax = classify(GraphQLError("Syntax Error: bad"))
+    assert syntax.extensions == {"code": "BAD_USER_INPUT"}
+
+
+def test_token_bucket_limits_and_refills() -> None:
+    now = [0.0]
+    limiter = RateLimiter(2, clock=lambda: now[0])
+    limiter.take("k")
+    limiter.take("k")
+    with pytest.raises(RateLimited):
+        limiter.take("k")
+    limiter.take("other")  # per key
+    now[0] += 30.0  # half a minute refills one token
+    limiter.take("k")
+
+
+def test_naive_datetimes_are_wall_time_in_the_request_zone() -> None:
+    p = plan("2024-03-10T00:00:00", "2024-03-11T00:00:00", Granularity.DAY, "Asia/Kathmandu")
+    assert p.start_ms == ms("2024-03-10T00:00:00+05:45")
+    assert datetime.fromtimestamp(p.start_ms / 1000, UTC).minute == 15
