@@ -3,6 +3,7 @@ cell merging, error classification and the rate limiter (no engine needed)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime
 
 import pytest
@@ -41,17 +42,22 @@ def plan(start: str, end: str, gran: Granularity = Granularity.HOUR, tz: str = "
 def test_new_york_spring_forward_day_has_23_hours() -> None:
     b = boundaries(ms("2024-03-10T05:00:00+00:00"), ms("2024-03-12T04:00:00+00:00"),
                    Granularity.DAY, zone("America/New_York"), 100)  # fmt: skip
-    assert [y - x for x, y in zip(b, b[1:], strict=False)] == [23 * HOUR_MS, 24 * HOUR_MS]
+    assert [y - x for x, y in itertools.pairwise(b)] == [23 * HOUR_MS, 24 * HOUR_MS]
 
 
 def test_new_york_fall_back_has_two_one_oclock_hours() -> None:
     b = boundaries(ms("2024-11-03T04:00:00+00:00"), ms("2024-11-03T08:00:00+00:00"),
                    Granularity.HOUR, zone("America/New_York"), 100)  # fmt: skip
-    assert len(b) == 5 and all(y - x == HOUR_MS for x, y in zip(b, b[1:], strict=False))
+    assert len(b) == 5 and all(y - x == HOUR_MS for x, y in itertools.pairwise(b))
 
 
-@pytest.mark.parametrize(("tz", "first"), [("Asia/Kolkata", "2024-03-09T18:30:00+00:00"),
-                                           ("Asia/Kathmandu", "2024-03-09T18:15:00+00:00")])  # fmt: skip
+HALF_HOUR_ZONES = [
+    ("Asia/Kolkata", "2024-03-09T18:30:00+00:00"),
+    ("Asia/Kathmandu", "2024-03-09T18:15:00+00:00"),
+]
+
+
+@pytest.mark.parametrize(("tz", "first"), HALF_HOUR_ZONES)
 def test_half_hour_zones_start_days_off_the_hour(tz: str, first: str) -> None:
     b = boundaries(ms("2024-03-10T00:00:00+00:00"), ms("2024-03-11T00:00:00+00:00"),
                    Granularity.DAY, zone(tz), 100)  # fmt: skip
@@ -98,7 +104,7 @@ def test_split_serves_whole_hours_from_rollups_without_overlap() -> None:
     assert split is not None
     pieces = sorted([*split.raw, *split.rollups])
     assert pieces[0][0] == p.start_ms and pieces[-1][1] == p.end_ms
-    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:], strict=False))  # no gap/overlap
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))  # no gap/overlap
     boundary_hour = ms("2024-03-10T18:00:00+00:00")  # contains the 18:30 UTC day boundary
     assert any(a <= boundary_hour < b for a, b in split.raw)
     assert any(a <= ms("2024-03-10T12:00:00+00:00") < b for a, b in split.raw)

@@ -48,7 +48,8 @@ query($m: ID!, $s: DateTime!, $e: DateTime!, $metrics: [Metric!]!, $g: Granulari
       $groupBy: [Dimension!], $filters: [DimensionFilter!], $limit: Int) {
   metrics(merchantId: $m, range: {start: $s, end: $e}, metrics: $metrics, granularity: $g,
           timezone: $tz, groupBy: $groupBy, filters: $filters, limit: $limit) {
-    series { group { dimension value } points { start complete values { metric value errorBound } } }
+    series { group { dimension value }
+             points { start complete values { metric value errorBound } } }
     totals { metric value errorBound }
     meta { sources tookMs }
   }
