@@ -64,6 +64,10 @@ class Names:
     def rollups_pattern(self) -> str:
         return self._p("rollups-*")
 
+    def rollups_index(self, generation: str, month: date) -> str:
+        """The monthly rollup index: rollups-<gen>-YYYY.MM (the UTC month of the hour)."""
+        return self._p(f"rollups-{generation}-{month.strftime('%Y.%m')}")
+
     # Pulse's own bookkeeping (API keys, leases, watermarks, run states).
     @property
     def keys_index(self) -> str:

@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)
     rollup_retention_days: int = Field(default=730, ge=1)
+    # How far the rollup watermark lags the job's start: a raw doc is searchable at most
+    # engine_timeout_s + refresh_interval after its ingested_at stamp (docs/decisions/0030).
+    # None derives it from those two settings; tests may shorten it.
+    rollup_visibility_margin_s: float | None = Field(default=None, ge=0)
+    rollup_lease_ttl_s: float = Field(default=180.0, gt=0)
+    rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
+    rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
 
     # API
     api_host: str = "127.0.0.1"
