@@ -12,11 +12,11 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, KafkaConsumer, TopicPartition
+from kafka import AsyncConsumerRebalanceListener, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from opensearchpy import OpenSearch
@@ -66,7 +66,7 @@ def generation_resolver(client: OpenSearch, settings: Settings) -> Callable[[dat
     return resolver.generation_for_day
 
 
-class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
+class Indexer:
     """One indexer process's consumer loop. ``run(stop)`` returns when ``stop`` is set."""
 
     def __init__(self, settings: Settings, opensearch_url: str, bootstrap: str) -> None:
@@ -85,6 +85,8 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.settled = 0  # messages of committed batches (progress for tests and benchmarks)
         self._next_lag = 0.0
         self.consumer: KafkaConsumer | None = None
+        self.pending_commit: dict[int, int] = {}  # partition -> offset, durable, not committed
+        self.closing = False
         self.dlq: DlqWriter | None = None
         self.worker: Worker | None = None
 
@@ -101,7 +103,7 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = Worker(self._writer().write)
         self.worker.start()
         self.metrics.serve(self.settings.indexer_metrics_port)
-        consumer.subscribe([self.names.topic_raw], listener=self)
+        consumer.subscribe([self.names.topic_raw], listener=RebalanceBridge(self, consumer))
         log.info("indexer started", extra={"topic": self.names.topic_raw})
         try:
             while not stop.is_set() and self.worker.alive:
@@ -142,6 +144,7 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
         budget = self.settings.shutdown_timeout_s
         if self.worker is not None and self.worker.alive:
             self._drain(started + 0.7 * budget)
+        self.closing = True  # the revoke that close() triggers finds nothing left to drain
         if self.consumer is not None:
             self.consumer.close(autocommit=False, timeout_ms=int(0.1 * budget * 1000))
         if self.worker is not None:
@@ -164,7 +167,8 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
         self._feed()
         if self.batcher.due():
             self._submit()
-        self._finish(self._worker().collect())
+        self._settle(self._worker().collect())
+        self._commit_pending()
         self._backpressure()
         self._report_lag()
 
@@ -186,29 +190,30 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
         self.batcher.take()
         return True
 
-    def _finish(self, outcomes: list[Any]) -> None:
-        """Commit the offsets of finished batches of the current epoch."""
-        offsets: dict[int, int] = {}
+    def _settle(self, outcomes: list[Any]) -> None:
+        """Offsets of finished batches of the current epoch become committable."""
         for outcome in outcomes:
             batch: Batch = outcome.batch
             if outcome.done and batch.epoch == self.batcher.epoch:
-                offsets.update(batch.offsets)
+                self.pending_commit.update(batch.offsets)
                 self.settled += len(batch)
-        if offsets:
-            self._commit(offsets)
 
-    def _commit(self, offsets: dict[int, int]) -> None:
-        assert self.consumer is not None
+    def _commit_request(self) -> dict[TopicPartition, OffsetAndMetadata]:
         topic = self.names.topic_raw
-        request = {
-            TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()
-        }
+        offsets, self.pending_commit = self.pending_commit, {}
+        return {TopicPartition(topic, p): OffsetAndMetadata(o, "", -1) for p, o in offsets.items()}
+
+    def _commit_pending(self) -> None:
+        if not self.pending_commit:
+            return
+        assert self.consumer is not None
+        request = self._commit_request()
         try:
             self.consumer.commit(request)
             self.metrics.committed.labels("ok").inc()
         except KafkaError as exc:  # e.g. a rebalance ended our generation: the data is durable
             self.metrics.committed.labels("failed").inc()
-            log.warning("commit failed", extra={"error": repr(exc), "offsets": offsets})
+            log.warning("commit failed", extra={"error": repr(exc)})
 
     def _backpressure(self) -> None:
         """Pause fetching while decoded work cannot be handed over; keep polling meanwhile."""
@@ -241,30 +246,81 @@ class Indexer(ConsumerRebalanceListener):  # type: ignore[misc]
 
     # --- rebalance and drain ---------------------------------------------------------------
 
-    def on_partitions_revoked(self, revoked: Any) -> None:
-        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
-        self._drain(time.monotonic() + self.settings.shutdown_timeout_s)
-
-    def on_partitions_assigned(self, assigned: Any) -> None:
-        # A new assignment starts unpaused, fetching from the committed offsets.
+    def on_assigned(self, assigned: set[Any]) -> None:
+        """A new assignment fetches from the committed offsets: with the eager assignors we use
+        (kafka-python's default range/round-robin), every assigned partition's position is
+        reset, so whatever was polled but not committed before the rebalance comes again."""
         self.paused = False
         self.metrics.paused.set(0)
         self.last_offset.clear()
+        self.backlog.clear()
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )
 
     def _drain(self, deadline: float) -> None:
-        """Flush the open batch, wait for in-flight batches until ``deadline``, commit what is
-        durable, and cancel the rest. Records not yet decoded are dropped: they were not
-        committed, so whoever owns the partition next fetches them again."""
+        """Blocking drain (shutdown, on the consumer thread), then commit."""
+        for _ in self.drain_steps(deadline):
+            time.sleep(0.005)
+        self._commit_pending()
+
+    def drain_steps(self, deadline: float) -> Iterator[None]:
+        """Flush the open batch, wait for in-flight batches until ``deadline`` (yielding while
+        waiting, so the caller chooses how to wait), settle what is durable into
+        ``pending_commit``, and cancel the rest. Records not yet decoded are dropped: they were
+        not committed, so whoever owns the partition next fetches them again."""
         worker = self._worker()
         self.backlog.clear()
-        self._submit(timeout_s=max(0.0, deadline - time.monotonic()))
+        while len(self.batcher.open) and not self._submit() and time.monotonic() < deadline:
+            yield
         while worker.inflight and worker.alive and time.monotonic() < deadline:
-            self._finish(worker.collect(wait_s=min(0.1, max(0.001, deadline - time.monotonic()))))
+            self._settle(worker.collect())
+            yield
+        self._settle(worker.collect())
         if worker.inflight:
             log.warning("abandoning batches not durable in time", extra={"n": worker.inflight})
         new_epoch = self.batcher.epoch + 1
         self.live_epoch = new_epoch  # cancels whatever is still queued or retrying
         self.batcher.discard(new_epoch)
+
+
+class RebalanceBridge(AsyncConsumerRebalanceListener):  # type: ignore[misc]
+    """Flush and commit on revoke, from kafka-python 3's IO thread.
+
+    kafka-python 3 runs rebalance listeners on its IO thread, and only while the consumer thread
+    is inside ``poll()`` or ``close()`` (the group join is driven from there), so the consumer
+    thread's batches are quiescent and the hook may drain them. Blocking consumer calls are
+    refused on that thread, so the hook waits on the IO loop's own sleep (heartbeats continue)
+    and commits with ``commit_async``.
+    """
+
+    def __init__(self, indexer: Indexer, consumer: KafkaConsumer) -> None:
+        self.indexer = indexer
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        ix = self.indexer
+        if ix.closing or not revoked:
+            return  # closing: the consumer thread drained already; empty: the first join
+        log.info("partitions revoked", extra={"partitions": sorted(tp.partition for tp in revoked)})
+        deadline = time.monotonic() + ix.settings.shutdown_timeout_s
+        for _ in ix.drain_steps(deadline):
+            await self._sleep(0.005)
+        if not ix.pending_commit:
+            return
+        future = self.consumer.commit_async(ix._commit_request())
+        while not future.is_done and time.monotonic() < deadline:
+            await self._sleep(0.005)
+        ok = future.is_done and future.succeeded()
+        ix.metrics.committed.labels("ok" if ok else "failed").inc()
+        if not ok:
+            log.warning("commit on revoke failed", extra={"error": repr(future.exception)})
+
+    async def on_partitions_lost(self, lost: Any) -> None:
+        await self.on_partitions_revoked(lost)  # the commit fails; the drain still settles
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.indexer.on_assigned(set(assigned))
+
+    def _sleep(self, seconds: float) -> Any:
+        return self.consumer._net.sleep(seconds)  # the IO loop's sleep: no public equivalent

@@ -125,6 +125,8 @@ class BatchWriter:
         (a sealed index of the same day: duplicate; another day: conflict, to the DLQ)."""
         outcome.dead.clear()
         outcome.duplicates = 0
+        # Days get their write alias first, so asking for their sealed indices never 404s.
+        self.targets.write_targets({item.day for item in batch.items})
         unique = self._dedupe_in_batch(batch.items, outcome)
         found = self._lookup_earlier(unique)
         keep: list[IndexItem] = []

@@ -1,0 +1,130 @@
+"""The indexer in-process against the real engines: item-level failures, poison pills, bounds,
+and re-sends with another day."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import KafkaProducer
+from opensearchpy import OpenSearch
+
+from ilm.templates import RAW_PROPERTIES, ensure_templates
+from ingest.contract import to_kafka_message
+from pulse.engines import wait_until
+from pulse.naming import Names
+from pulse.settings import Settings
+from tests.indexer.conftest import FAST, committed, indexed_totals, indexer_thread, read_dlq
+
+DAY_MS = 86_400_000
+
+
+def _event(n: int, at_ms: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"e{n}",
+        "merchant_id": "m1",
+        "event_type": "payment",
+        "occurred_at": at_ms,
+        "amount": 10.5,
+        "status": "succeeded",
+        **extra,
+    }
+
+
+def _produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, max_request_size=4 * 1024 * 1024)
+    for value in values:
+        producer.send(topic, value=value, partition=0)
+    producer.flush()
+    producer.close()
+
+
+def _noon(days_ago: int) -> int:
+    today = datetime.now(tz=UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    return int((today - timedelta(days=days_ago)).timestamp() * 1000)
+
+
+def _break_device_mapping(client: OpenSearch, settings: Settings, names: Names, at: int) -> None:
+    """Create the day's write index with ``device`` mapped as a number, so events carrying a
+    device fail mapping in the engine while the others of the same batch succeed."""
+    ensure_templates(client, settings, names)
+    day = datetime.fromtimestamp(at / 1000, tz=UTC).date()
+    alias = names.raw_index(settings.generation, day)
+    mappings = {"dynamic": "strict", "properties": {**RAW_PROPERTIES, "device": {"type": "long"}}}
+    client.indices.create(
+        index=names.raw_backing_index(settings.generation, day, 1),
+        body={
+            "mappings": mappings,
+            "aliases": {alias: {"is_write_index": True}, names.events_alias: {}},
+        },
+    )
+
+
+def test_mapping_failures_go_to_dlq_and_the_rest_lands(
+    settings: Settings, topics: Names, os_client: OpenSearch
+) -> None:
+    s = settings.model_copy(update=FAST)
+    at = _noon(1)
+    _break_device_mapping(os_client, s, topics, at)
+    events = [
+        _event(n, at + n, **({"device": "ios"} if n % 5 == 0 else {})) for n in range(1, 51)
+    ]
+    values = [to_kafka_message(e) for e in events]
+    _produce(s.kafka_bootstrap or "", topics.topic_raw, values)
+
+    with indexer_thread(s) as indexer:
+        assert wait_until(lambda: indexer.settled >= len(values), 60)
+
+    bad = [v for e, v in zip(events, values, strict=True) if "device" in e]
+    totals = indexed_totals(os_client, topics)
+    assert totals["count"] == len(values) - len(bad)
+    assert totals["amount_milli"] == 10_500 * totals["count"]
+    dlq = read_dlq(s.kafka_bootstrap or "", topics.topic_dlq, len(bad))
+    assert sorted(r.value for r in dlq) == sorted(bad)  # the original bytes, unchanged
+    headers = [dict(r.headers) for r in dlq]
+    assert {h["pulse.reason"] for h in headers} == {b"mapper_parsing_exception"}
+    assert all(b"device" in h["pulse.detail"] for h in headers)  # the engine's own message
+    assert {h["pulse.stage"] for h in headers} == {b"index"}
+    group = topics.group(s.indexer_group)
+    done = committed(s.kafka_bootstrap or "", group, topics.topic_raw, s.raw_partitions)
+    assert done == {0: len(values)}
+
+
+def test_poison_pills_bounds_and_day_conflicts_never_stall(
+    settings: Settings, topics: Names, os_client: OpenSearch
+) -> None:
+    s = settings.model_copy(update=FAST)
+    now = _noon(0)
+    midnight = now - now % DAY_MS
+    pills = {
+        "invalid_utf8": b'{"event_id":"\xff\xfe","merchant_id":"m1"}',
+        "too_large": b'{"event_id":"' + b"x" * (2 * 1024 * 1024) + b'"}',
+        "invalid_json": b"[" * 100_000 + b"]" * 100_000,  # nested beyond any parser's depth
+        "not_an_object": b'["event_id", "m1"]',
+        "future:occurred_at": to_kafka_message(_event(900, now + 10 * DAY_MS)),
+        "expired:occurred_at": to_kafka_message(_event(901, now - 400 * DAY_MS)),
+        # the same event re-sent with an occurred_at on the next day: the first copy wins
+        "conflict:occurred_at": to_kafka_message(_event(902, midnight + 60_000)),
+    }
+    first_copy = to_kafka_message(_event(902, midnight - 60_000))
+    good = [to_kafka_message(_event(n, now - n * 1000)) for n in range(1, 41)]
+    values = [first_copy, *good[:20], *pills.values(), *good[20:]]
+    _produce(s.kafka_bootstrap or "", topics.topic_raw, values)
+
+    with indexer_thread(s) as indexer:
+        assert wait_until(lambda: indexer.settled >= len(values), 60)
+
+    totals = indexed_totals(os_client, topics)
+    assert totals["count"] == len(good) + 1
+    dlq = read_dlq(s.kafka_bootstrap or "", topics.topic_dlq, len(pills))
+    reasons = {dict(r.headers)["pulse.reason"].decode(): r for r in dlq}
+    assert sorted(reasons) == sorted(pills)
+    big = reasons["too_large"]
+    assert dict(big.headers)["pulse.truncated"] == b"1"
+    assert dict(big.headers)["pulse.size"] == str(len(pills["too_large"])).encode()
+    assert pills["too_large"].startswith(big.value)
+    assert reasons["not_an_object"].value == pills["not_an_object"]
+    assert b"already indexed" in dict(reasons["conflict:occurred_at"].headers)["pulse.detail"]
+    group = topics.group(s.indexer_group)
+    done = committed(s.kafka_bootstrap or "", group, topics.topic_raw, s.raw_partitions)
+    assert done == {0: len(values)}
