@@ -13,15 +13,20 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
 
 
 def e2e(
-    quick: bool = typer.Option(False, help="Two rates, short steps: fits in two minutes."),
-    rates: str = typer.Option("500,1000,2000", help="Comma-separated events/s per step."),
-    step_seconds: float = typer.Option(60.0, help="How long each rate is held."),
-    paths: str = typer.Option("collector,kafka", help="collector, kafka, or both (comma)."),
-    rollup_interval_s: int = typer.Option(0, help="Rollup schedule; 0 = the settings default."),
+    quick: bool = typer.Option(False, help="500 and 2000/s, 25 s steps, collector: ~2 minutes."),
+    rates: str = typer.Option("", help="Events/s per step, comma-separated [500,1000,2000]."),
+    step_seconds: float = typer.Option(0.0, help="Seconds each rate is held [60; quick 25]."),
+    paths: str = typer.Option("", help="collector and/or kafka, comma-separated [both]."),
+    rollup_interval_s: int = typer.Option(0, help="Rollup schedule [settings; quick 10]."),
     out: Path = typer.Option(Path("docs/bench"), help="Where the JSON and PNG plots go."),
 ) -> None:
     """Freshness (raw and rollup), consumer lag and CPU per component on the embedded stack."""
+    import signal
+    import sys
+
     from bench.e2e import E2EConfig, run_and_write
 
+    # SIGTERM (a timeout, a CI cancel) must still stop the stack this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = E2EConfig.from_options(quick, rates, step_seconds, paths, rollup_interval_s)
     run_and_write(config, out)
