@@ -66,9 +66,7 @@ def test_mapping_failures_go_to_dlq_and_the_rest_lands(
     s = settings.model_copy(update=FAST)
     at = _noon(1)
     _break_device_mapping(os_client, s, topics, at)
-    events = [
-        _event(n, at + n, **({"device": "ios"} if n % 5 == 0 else {})) for n in range(1, 51)
-    ]
+    events = [_event(n, at + n, **({"device": "ios"} if n % 5 == 0 else {})) for n in range(1, 51)]
     values = [to_kafka_message(e) for e in events]
     _produce(s.kafka_bootstrap or "", topics.topic_raw, values)
 

@@ -1,0 +1,116 @@
+"""The indexer's pure steps: decode and bounds, stamping, batching limits, bulk verdicts,
+DLQ headers (no engines needed)."""
+
+from __future__ import annotations
+
+import orjson
+
+from indexer.batching import Batcher, Limits
+from indexer.bulk import Verdict, verdicts
+from indexer.decode import Bounds, decode, stamp
+from indexer.dlq import MAX_DLQ_VALUE, dlq_headers
+from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
+from indexer.targets import day_of_index
+from ingest.contract import to_kafka_message
+
+NOW = 1_780_000_000_000
+BOUNDS = Bounds(max_future_ms=3_600_000, max_age_ms=90 * DAY_MS)
+
+
+def _origin(value: bytes, offset: int = 0, partition: int = 0) -> Origin:
+    return Origin("events.raw", partition, offset, NOW, b"k", value)
+
+
+def _message(occurred_at: int) -> bytes:
+    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "page_view"}
+    return to_kafka_message({**event, "occurred_at": occurred_at})
+
+
+def test_decode_gives_an_item_for_its_utc_day() -> None:
+    item = decode(_origin(_message(NOW)), BOUNDS, NOW)
+    assert isinstance(item, IndexItem)
+    assert item.day == NOW // DAY_MS
+    doc = orjson.loads(stamp(item.body, 42))
+    assert doc["ingested_at"] == 42 and doc["occurred_at"] == NOW
+
+
+def test_decode_refuses_far_future_and_expired_events() -> None:
+    future = decode(_origin(_message(NOW + 3_600_001)), BOUNDS, NOW)
+    expired = decode(_origin(_message(NOW - 91 * DAY_MS)), BOUNDS, NOW)
+    edge = decode(_origin(_message(NOW + 3_600_000)), BOUNDS, NOW)
+    assert isinstance(future, DeadLetter) and future.reason == "future:occurred_at"
+    assert isinstance(expired, DeadLetter) and expired.reason == "expired:occurred_at"
+    assert isinstance(edge, IndexItem)
+
+
+def test_decode_turns_bad_bytes_into_dead_letters() -> None:
+    letter = decode(_origin(b"\xff\xfe"), BOUNDS, NOW)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.stage, letter.reason) == ("validate", "invalid_utf8")
+
+
+def test_batch_closes_by_count_and_tracks_next_offsets() -> None:
+    batcher = Batcher(Limits(max_docs=3, max_bytes=10**9, max_age_s=60))
+    for offset in range(3):
+        batcher.add(decode(_origin(_message(NOW), offset, partition=offset % 2), BOUNDS, NOW))
+    assert batcher.full() and batcher.due()
+    batch = batcher.take()
+    assert batch.offsets == {0: 3, 1: 2}
+    assert not batcher.due()
+
+
+def test_batch_closes_by_bytes_and_age() -> None:
+    by_bytes = Batcher(Limits(max_docs=1000, max_bytes=1024, max_age_s=60))
+    while not by_bytes.full():
+        by_bytes.add(decode(_origin(_message(NOW)), BOUNDS, NOW))
+    assert 1 < len(by_bytes.open) < 1000
+    by_age = Batcher(Limits(max_docs=1000, max_bytes=10**9, max_age_s=0.5))
+    by_age.add(decode(_origin(_message(NOW)), BOUNDS, NOW))
+    assert not by_age.due(by_age.open.opened_at + 0.4)
+    assert by_age.due(by_age.open.opened_at + 0.5)
+
+
+def test_bulk_verdicts_per_item() -> None:
+    def item(status: int, etype: str = "") -> dict[str, object]:
+        body: dict[str, object] = {"status": status}
+        if etype:
+            body["error"] = {"type": etype, "reason": f"{etype} happened"}
+        return {"create": body}
+
+    response = {
+        "errors": True,
+        "items": [
+            item(201),
+            item(409, "version_conflict_engine_exception"),
+            item(429, "es_rejected_execution_exception"),
+            item(503, "unavailable_shards_exception"),
+            item(404, "index_not_found_exception"),
+            item(400, "mapper_parsing_exception"),
+        ],
+    }
+    got = [r.verdict for r in verdicts(response, 6)]
+    assert got == [
+        Verdict.CREATED,
+        Verdict.DUPLICATE,
+        Verdict.RETRY,
+        Verdict.RETRY,
+        Verdict.RETRY,
+        Verdict.FAILED,
+    ]
+    assert verdicts({"errors": False}, 2)[1].verdict is Verdict.CREATED
+
+
+def test_dlq_headers_carry_reason_and_origin() -> None:
+    big = b"x" * (MAX_DLQ_VALUE + 1)
+    letter = DeadLetter(_origin(big, offset=7), "validate", "too_large", "too big")
+    headers = dict(dlq_headers(letter, 99))
+    assert headers["pulse.reason"] == b"too_large"
+    assert headers["pulse.offset"] == b"7"
+    assert headers["pulse.truncated"] == b"1"
+    assert headers["pulse.size"] == str(len(big)).encode()
+
+
+def test_day_of_index_reads_alias_and_backing_names() -> None:
+    day = day_of_index("ns-events-g1-2026.11.24-000002")
+    assert day == day_of_index("ns-events-g2-2026.11.24") is not None
+    assert day_of_index("ns-rollups-g1") is None
