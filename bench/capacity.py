@@ -49,6 +49,32 @@ def e2e_doc_bytes(path: Path) -> float | None:
     return float(value) if value else None
 
 
+def e2e_indexer_us(path: Path) -> tuple[float, str] | None:
+    """The indexer's CPU µs/event at the e2e run's highest achieved rate, if any."""
+    if not path.exists():
+        return None
+    steps = json.loads(path.read_text()).get("steps", [])
+    best = max(steps, key=lambda s: s.get("achieved_rate", 0), default=None)
+    if best is None or not best.get("cpu_us_per_event", {}).get("indexer"):
+        return None
+    value = best["cpu_us_per_event"]["indexer"]
+    return float(value), f"{best['path']} {best['achieved_rate']:.0f} ev/s"
+
+
+def indexer_input(e2e_json: Path) -> Input:
+    measured = e2e_indexer_us(e2e_json)
+    if measured is None:
+        return Input(120.0, "CPU µs/event (indexer)", "PROVISIONAL guess", provisional=True)
+    value, where = measured
+    return Input(
+        round(value),
+        "CPU µs/event (indexer)",
+        f"PROVISIONAL: indexer process CPU in `pulse bench e2e` ({where}); to be replaced by "
+        "`pulse bench indexer --json` cpu_us_per_event",
+        provisional=True,
+    )
+
+
 def default_inputs(e2e_json: Path) -> dict[str, Input]:
     """The model's inputs. Edit here when a benchmark's figure lands; the doc is regenerated."""
     msg = measured_message_bytes()
@@ -64,13 +90,7 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "MB/s per partition",
             "Confluent (J. Rao): 'produce at 10s of MB/s on a single partition'; low end",
         ),
-        "indexer_us": Input(
-            120.0,
-            "CPU µs/event (indexer)",
-            "PROVISIONAL: e2e CPU of the indexer process at 200 ev/s (fixed costs inflate "
-            "it); replace with `pulse bench indexer --json` cpu_us_per_event",
-            provisional=True,
-        ),
+        "indexer_us": indexer_input(e2e_json),
         "indexer_pod_cores": Input(1.0, "vCPU per indexer pod", "one Python process per pod"),
         "rollup_cpu_s_per_m": Input(
             30.0,

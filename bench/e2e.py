@@ -12,6 +12,7 @@ stops the stack. Everything is bounded in time and count, and stops by itself.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -213,7 +214,8 @@ def start_threads(run: Run) -> list[threading.Thread]:
 def sample(run: Run) -> None:
     """One row of the time series: CPU cores per component, lag, watermark ages."""
     now = time.time()
-    row: dict[str, Any] = {"t": round(now - run.t0, 2), "cpu": run.cpu.sample()}
+    cores = {name: round(value, 3) for name, value in run.cpu.sample().items()}
+    row: dict[str, Any] = {"t": round(now - run.t0, 2), "cpu": cores, "load1": load1()}
     try:
         row["lag"] = run.lag.lag()
     except Exception:  # Kafka admin calls can time out under load; the gap is shown
@@ -226,6 +228,11 @@ def sample(run: Run) -> None:
     except Exception:
         run.error("freshness")
     run.samples.append(row)
+
+
+def load1() -> float:
+    """The 1-minute load average: the machine is shared, so each sample says how busy it was."""
+    return round(os.getloadavg()[0], 2)
 
 
 def run_step(run: Run, path: str, rate: float) -> Step:

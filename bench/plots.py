@@ -48,7 +48,7 @@ def timeline(doc: dict[str, Any], path: Path) -> Path:
     ax3.stackplot(ts, [[r["cpu"].get(n, 0.0) for r in rows] for n in names], labels=names)
     ax3.set_ylabel("CPU (cores)")
     ax3.set_xlabel("seconds since start")
-    ax3.legend(loc="upper left", fontsize=7, ncol=4)
+    ax3.legend(loc="upper right", fontsize=7, ncol=4)
     for ax in (ax1, ax2, ax3):
         _step_bands(ax, doc)
     fig.suptitle("pulse bench e2e: freshness, lag and CPU per component")

@@ -45,6 +45,7 @@ def step_figures(
     achieved = float(step.sender.get("achieved_rate", 0.0))
     cores = cpu_means(rows)
     lags = [r["lag"] for r in rows if r.get("lag") is not None]
+    load = mean([r["load1"] for r in rows if "load1" in r])
     return {
         "path": step.path,
         "target_rate": step.target_rate,
@@ -60,6 +61,7 @@ def step_figures(
             "mean": round(mean(lags) or 0.0, 1) if lags else None,
             "last": lags[-1] if lags else None,
         },
+        "machine_load1_mean": None if load is None else round(load, 2),
         "cpu_cores": cores,
         "cpu_us_per_event": {
             name: round(c * 1e6 / achieved, 1) for name, c in cores.items() if achieved > 0
