@@ -1,12 +1,34 @@
 """The rollup document: the contract between the rollup job (writer) and the API (reader).
 
-One document per merchant x UTC hour x combination of the rollup dimensions. Its ``_id`` is
-deterministic (hash of merchant, hour and dimension values), so re-runs overwrite.
-Dimension values that the event did not carry are stored as ``MISSING`` so that
-filters and groupings can treat "no value" explicitly and terms aggregations never drop docs.
+One document per merchant x UTC hour x combination of the rollup dimensions, in the monthly
+index ``rollups-<generation>-YYYY.MM`` (the UTC month of ``hour``; ``Names.rollups_index``)
+behind the read alias ``Names.rollups_alias``. Mapping: ``ilm.templates.ROLLUP_PROPERTIES``,
+built from the field names below (this module is their source of truth).
+
+- ``_id`` is deterministic (``doc_id``: hash of merchant, hour and dimension values), so re-runs
+  and concurrent runs overwrite instead of adding. Writes carry ``version_type=external_gte``
+  with ``version = computed_at``: an older computation can never overwrite a newer one.
+- Dimension values the events did not carry are stored as ``MISSING``, so filters and
+  groupings treat "no value" explicitly and terms aggregations never drop documents.
+- Counts and sums are exact integers (money in thousandths, like raw ``amount_milli``):
+  ``events`` all events; ``payments_succeeded``/``payments_failed`` events with
+  event_type=payment and that status; ``gross_milli`` the amounts of succeeded payments;
+  ``refunds_milli`` the amounts of event_type=refund. Add them across documents.
+- ``customers_hll`` is a DataSketches HLL sketch (lg_k = ``SKETCH_LG_K``, HLL_8, compact
+  serialization, standard base64) of the ``customer_hash`` values of the document's events;
+  events without a customer add nothing. Union sketches (``rollups.sketch``) to count unique
+  customers over any set of documents; see there for the error bound.
+- ``source_max_ingested_at`` is the newest raw ``ingested_at`` the document includes.
+- Which hours may be served from these documents is decided by ``rollups.state``.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+from datetime import UTC, date, datetime
+
+from pulse.naming import Names
 
 # Rollup dimensions, in the order of DESIGN.md's Dimension enum; names equal raw field names.
 DIMENSIONS: tuple[str, ...] = (
@@ -29,6 +51,33 @@ PAYMENTS_FAILED = "payments_failed"  # long
 GROSS_MILLI = "gross_milli"  # long: sum of amount_milli of succeeded payments
 REFUNDS_MILLI = "refunds_milli"  # long: sum of amount_milli of refunds
 CUSTOMERS_SKETCH = "customers_hll"  # binary: serialized HLL sketch of customer_hash values
-COMPUTED_AT = "computed_at"  # date: when the job wrote this document
+COMPUTED_AT = "computed_at"  # date: when the job wrote this document (also its version)
 SOURCE_MAX_INGESTED_AT = "source_max_ingested_at"  # date: newest raw ingested_at it includes
 GENERATION = "generation"  # keyword: raw generation it was computed from
+
+SKETCH_LG_K = 12  # 4096 registers: relative standard error 1.04/sqrt(4096) ~ 1.6%
+HOUR_MS = 3_600_000
+
+DimensionValues = tuple[str, ...]  # one value per DIMENSIONS entry, MISSING when absent
+
+
+def hour_start(ts_ms: int) -> int:
+    """Start of the UTC hour containing ``ts_ms`` (epoch millis)."""
+    return ts_ms - ts_ms % HOUR_MS
+
+
+def month_of(hour_ms: int) -> date:
+    """The first day of the UTC month of an instant: which monthly index holds the hour."""
+    return datetime.fromtimestamp(hour_ms / 1000, tz=UTC).date().replace(day=1)
+
+
+def index_for(names: Names, generation: str, hour_ms: int) -> str:
+    """The monthly rollup index that holds the documents of ``hour_ms``."""
+    return names.rollups_index(generation, month_of(hour_ms))
+
+
+def doc_id(merchant_id: str, hour_ms: int, values: DimensionValues) -> str:
+    """Deterministic ``_id`` of the document of (merchant, hour, dimension values)."""
+    key = "\x1f".join((merchant_id, str(hour_ms), *values))
+    digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

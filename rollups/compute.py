@@ -1,0 +1,176 @@
+"""Reading raw events back as rollup buckets: composite aggregations with ``after_key`` paging.
+
+Two questions are asked of the raw indices of one generation:
+
+1. Which (merchant, UTC hour) pairs changed? A composite over ``merchant_id`` and the hour of
+   ``occurred_at``, restricted by INGEST time (``ingested_at`` in (after, through]). An event
+   arriving days late lives in an old day index, so the pattern spans every raw day.
+2. What do those pairs hold? One composite over merchant, hour, the seven dimensions and,
+   last, ``customer_hash``, restricted to exactly the chosen pairs. Sub-aggregations give
+   the counts and sums (filter + sum, no scripts); the customer source hands us each bucket's
+   distinct customer hashes for its HLL sketch. We chose that over a ``terms`` sub-aggregation
+   (needs a size per bucket, unbounded for big merchants) and over ``search_after`` on the
+   documents (ships every event; the composite ships each (bucket, customer) once, which
+   returning customers make much smaller), and it pages with a bounded response size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from rollups import schema as rs
+from rollups import sketch
+
+Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
+BucketKey = tuple[str, int, rs.DimensionValues]
+
+PAID = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}}
+FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
+REFUND = {"term": {"event_type": "refund"}}
+SUB_AGGS: dict[str, Any] = {
+    "paid": {"filter": PAID, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
+    "failed": {"filter": FAILED},
+    "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
+    "newest": {"max": {"field": "ingested_at"}},
+}
+HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
+
+
+@dataclass
+class Bucket:
+    """Additive aggregates of one (merchant, hour, dimension values)."""
+
+    events: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    gross_milli: int = 0
+    refunds_milli: int = 0
+    newest_ingested_at: int = 0
+    customers: Any = field(default_factory=sketch.new_sketch)
+
+    def to_doc(self, key: BucketKey, generation: str, computed_at: int) -> dict[str, Any]:
+        merchant, hour, values = key
+        return {
+            rs.MERCHANT: merchant,
+            rs.HOUR: hour,
+            **dict(zip(rs.DIMENSIONS, values, strict=True)),
+            rs.EVENTS: self.events,
+            rs.PAYMENTS_SUCCEEDED: self.succeeded,
+            rs.PAYMENTS_FAILED: self.failed,
+            rs.GROSS_MILLI: self.gross_milli,
+            rs.REFUNDS_MILLI: self.refunds_milli,
+            rs.CUSTOMERS_SKETCH: sketch.encode(self.customers),
+            rs.COMPUTED_AT: computed_at,
+            rs.SOURCE_MAX_INGESTED_AT: self.newest_ingested_at,
+            rs.GENERATION: generation,
+        }
+
+
+def composite_pages(
+    client: OpenSearch, index: str, query: dict[str, Any], comp: dict[str, Any]
+) -> Iterator[list[dict[str, Any]]]:
+    """Every page of one composite aggregation, following ``after_key`` to the end."""
+    after: dict[str, Any] | None = None
+    while True:
+        body_comp = {**comp, "composite": {**comp["composite"], "after": after}} if after else comp
+        body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"c": body_comp}}
+        result = client.search(index=index, body=body, allow_no_indices=True)
+        agg = (result.get("aggregations") or {}).get("c") or {}
+        buckets: list[dict[str, Any]] = agg.get("buckets") or []
+        if buckets:
+            yield buckets
+        after = agg.get("after_key")
+        if not buckets or not after:
+            return
+
+
+def changed_pairs(
+    client: OpenSearch, index: str, after_ms: int | None, through_ms: int, page: int
+) -> list[Pair]:
+    """(merchant, hour) pairs with a raw event ingested in (after, through], sorted."""
+    window: dict[str, Any] = {"lte": through_ms, "format": "epoch_millis"}
+    if after_ms is not None:
+        window["gt"] = after_ms
+    return _pairs(client, index, {"range": {"ingested_at": window}}, page)
+
+
+def pairs_between(
+    client: OpenSearch, index: str, start_ms: int, end_ms: int, page: int
+) -> list[Pair]:
+    """(merchant, hour) pairs with raw events occurring in [start, end), sorted."""
+    window = {"gte": start_ms, "lt": end_ms, "format": "epoch_millis"}
+    return _pairs(client, index, {"range": {"occurred_at": window}}, page)
+
+
+def _pairs(client: OpenSearch, index: str, query: dict[str, Any], page: int) -> list[Pair]:
+    sources = [{"m": {"terms": {"field": "merchant_id"}}}, {"h": HOUR_SOURCE}]
+    comp = {"composite": {"size": page, "sources": sources}}
+    found = {
+        (b["key"]["m"], int(b["key"]["h"]))
+        for buckets in composite_pages(client, index, query, comp)
+        for b in buckets
+    }
+    return sorted(found, key=lambda p: (p[1], p[0]))
+
+
+def pairs_query(pairs: Sequence[Pair]) -> dict[str, Any]:
+    """Documents of exactly these (merchant, hour) pairs: per hour, a terms on merchants."""
+    by_hour: dict[int, list[str]] = {}
+    for merchant, hour in pairs:
+        by_hour.setdefault(hour, []).append(merchant)
+    should = [
+        {
+            "bool": {
+                "filter": [
+                    {"range": {"occurred_at": _hour_range(hour)}},
+                    {"terms": {"merchant_id": sorted(merchants)}},
+                ]
+            }
+        }
+        for hour, merchants in sorted(by_hour.items())
+    ]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
+
+
+def _hour_range(hour: int) -> dict[str, Any]:
+    return {"gte": hour, "lt": hour + rs.HOUR_MS, "format": "epoch_millis"}
+
+
+def recompute(
+    client: OpenSearch, index: str, pairs: Sequence[Pair], page: int
+) -> dict[BucketKey, Bucket]:
+    """Every bucket of the given pairs, recomputed from all their raw events."""
+    sources: list[dict[str, Any]] = [
+        {"m": {"terms": {"field": "merchant_id"}}},
+        {"h": HOUR_SOURCE},
+        *({d: {"terms": {"field": d, "missing_bucket": True}}} for d in rs.DIMENSIONS),
+        {"c": {"terms": {"field": "customer_hash", "missing_bucket": True}}},
+    ]
+    comp = {"composite": {"size": page, "sources": sources}, "aggs": SUB_AGGS}
+    out: dict[BucketKey, Bucket] = {}
+    for buckets in composite_pages(client, index, pairs_query(pairs), comp):
+        for b in buckets:
+            _add(out, b)
+    return out
+
+
+def _add(out: dict[BucketKey, Bucket], b: dict[str, Any]) -> None:
+    """Fold one (bucket, customer) composite bucket into its rollup bucket."""
+    key = b["key"]
+    values = tuple(rs.MISSING if key[d] is None else str(key[d]) for d in rs.DIMENSIONS)
+    bucket = out.setdefault((key["m"], int(key["h"]), values), Bucket())
+    bucket.events += int(b["doc_count"])
+    bucket.succeeded += int(b["paid"]["doc_count"])
+    bucket.failed += int(b["failed"]["doc_count"])
+    # Sums of integer milli come back as doubles; per bucket they stay far below 2^53.
+    bucket.gross_milli += round(b["paid"]["amount"]["value"] or 0)
+    bucket.refunds_milli += round(b["refund"]["amount"]["value"] or 0)
+    newest = b["newest"]["value"]
+    if newest is not None:
+        bucket.newest_ingested_at = max(bucket.newest_ingested_at, int(newest))
+    if key["c"] is not None:
+        bucket.customers.update(int(key["c"]))

@@ -1,0 +1,186 @@
+"""The rollup job's published progress, and the read-side rules the API plans with.
+
+The watermark W (epoch ms, ingest time) lives in the state index (``Names.state_index``),
+document ``rollups.state``: every raw event with ``ingested_at <= W`` is reflected in the
+rollup documents (rollups.schema). The job moves W forward only after the run's buckets are
+written, by compare-and-set, and W lags the run's start by the visibility margin
+(docs/decisions/0030), so late-visible documents are never skipped.
+
+Read side (used by the API; all times epoch milliseconds, UTC):
+
+- ``watermark(client, names) -> int | None``: W, or None before the first completed run.
+- ``servable_hours(client, settings, names, merchant_id, start_ms, end_ms, now_ms)``: the UTC
+  hour starts h with ``start <= h`` and ``h + 1h <= end`` whose rollups are complete: the hour
+  is closed (``h + 1h <= min(W, now)``) and no raw event of the merchant occurring in it has
+  ``ingested_at > W`` (its rollup is newer than its last change). Hours without any data are
+  servable (zero). Empty when there is no W or it belongs to another generation.
+- ``freshness(client, names, merchant_id) -> (ingested_through, rolled_up_through)``:
+  ``ingested_through`` = the newest ``ingested_at`` of the merchant's raw events (None if it
+  has none); ``rolled_up_through`` = the end of the latest closed hour h such that every
+  hour <= h is complete for the merchant, i.e. ``min(hour_start(W), hour_start(E))`` where E
+  is the earliest ``occurred_at`` of the merchant's events ingested after W (None without W).
+
+Raw events are read through ``Names.events_alias``, the same indices the API serves raw from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConflictError, NotFoundError
+
+from ilm.templates import ensure_index
+from pulse.naming import Names
+from pulse.settings import Settings
+from rollups.schema import HOUR_MS, hour_start
+
+STATE_ID = "rollups.state"
+# Every rollups bookkeeping document (lease, state, backfill progress) keeps its fields under
+# one "rollups" object, so the shared state index never sees clashing field names.
+STATE_MAPPING: dict[str, Any] = {
+    "properties": {
+        "rollups": {
+            "type": "object",
+            "properties": {
+                "owner": {"type": "keyword"},
+                "expires_at": {"type": "long"},
+                "term": {"type": "long"},
+                "generation": {"type": "keyword"},
+                "watermark": {"type": "long"},
+                "updated_at": {"type": "long"},
+                "pairs": {"type": "long"},
+                "buckets": {"type": "long"},
+                "start": {"type": "long"},
+                "end": {"type": "long"},
+                "next_hour": {"type": "long"},
+                "done": {"type": "boolean"},
+            },
+        }
+    }
+}
+
+
+class StateConflict(RuntimeError):
+    """The state document changed under us: another writer moved the watermark."""
+
+
+@dataclass(frozen=True)
+class State:
+    generation: str
+    watermark: int | None
+    cas: tuple[int, int] | None  # (seq_no, primary_term); None when the document is absent
+
+
+def ensure_state_index(client: OpenSearch, names: Names) -> None:
+    """Create the shared state index if missing and add the rollups fields (additive)."""
+    ensure_index(client, names.state_index)
+    client.indices.put_mapping(index=names.state_index, body=STATE_MAPPING)
+
+
+def load(client: OpenSearch, names: Names) -> State | None:
+    try:
+        doc = client.get(index=names.state_index, id=STATE_ID)
+    except NotFoundError:
+        return None
+    src = doc["_source"].get("rollups", {})
+    wm = src.get("watermark")
+    cas = (int(doc["_seq_no"]), int(doc["_primary_term"]))
+    return State(str(src.get("generation", "")), None if wm is None else int(wm), cas)
+
+
+def commit(
+    client: OpenSearch, names: Names, prior: State | None, new: State, fields: dict[str, Any]
+) -> None:
+    """Move the watermark from ``prior`` (as loaded) to ``new``; StateConflict if it moved."""
+    body = {"rollups": {"generation": new.generation, "watermark": new.watermark, **fields}}
+    try:
+        if prior is None or prior.cas is None:
+            client.create(index=names.state_index, id=STATE_ID, body=body, refresh=True)
+        else:
+            client.index(
+                index=names.state_index,
+                id=STATE_ID,
+                body=body,
+                if_seq_no=prior.cas[0],
+                if_primary_term=prior.cas[1],
+                refresh=True,
+            )
+    except ConflictError as exc:
+        raise StateConflict("the rollup watermark was moved by another writer") from exc
+
+
+def watermark(client: OpenSearch, names: Names) -> int | None:
+    """W: every raw event with ingested_at <= W is reflected in the rollups (None: no run yet)."""
+    state = load(client, names)
+    return state.watermark if state else None
+
+
+def servable_hours(
+    client: OpenSearch,
+    settings: Settings,
+    names: Names,
+    merchant_id: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+) -> set[int]:
+    """UTC hour starts in [start, end) that the API may serve from rollups (module doc)."""
+    state = load(client, names)
+    if state is None or state.watermark is None or state.generation != settings.generation:
+        return set()
+    first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
+    limit = min(end_ms, state.watermark, now_ms)
+    hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
+    if not hours:
+        return set()
+    return hours - _dirty_hours(client, names, merchant_id, first, max(hours) + HOUR_MS, state)
+
+
+def _dirty_hours(
+    client: OpenSearch, names: Names, merchant_id: str, start: int, end: int, state: State
+) -> set[int]:
+    """Hours of [start, end) holding a raw event of the merchant ingested after W."""
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"merchant_id": merchant_id}},
+                {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
+                {"range": {"ingested_at": {"gt": state.watermark, "format": "epoch_millis"}}},
+            ]
+        }
+    }
+    hist = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h", "min_doc_count": 1}}
+    body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"h": hist}}
+    result = _search_raw(client, names, body)
+    buckets = ((result.get("aggregations") or {}).get("h") or {}).get("buckets") or []
+    return {int(b["key"]) for b in buckets if b["doc_count"] > 0}
+
+
+def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:
+    """(ingested_through, rolled_up_through) of a merchant, epoch ms or None (module doc)."""
+    state = load(client, names)
+    wm = state.watermark if state else None
+    aggs: dict[str, Any] = {"newest": {"max": {"field": "ingested_at"}}}
+    if wm is not None:
+        late = {"range": {"ingested_at": {"gt": wm, "format": "epoch_millis"}}}
+        aggs["late"] = {"filter": late, "aggs": {"first": {"min": {"field": "occurred_at"}}}}
+    body = {"size": 0, "query": {"term": {"merchant_id": merchant_id}}, "aggs": aggs}
+    found = _search_raw(client, names, body).get("aggregations") or {}
+    newest = (found.get("newest") or {}).get("value")
+    ingested = None if newest is None else int(newest)
+    if wm is None:
+        return ingested, None
+    first_late = ((found.get("late") or {}).get("first") or {}).get("value")
+    through = hour_start(wm)
+    if first_late is not None:
+        through = min(through, hour_start(int(first_late)))
+    return ingested, through
+
+
+def _search_raw(client: OpenSearch, names: Names, body: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = client.search(
+        index=names.events_alias, body=body, ignore_unavailable=True, allow_no_indices=True
+    )
+    return result

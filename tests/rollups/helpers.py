@@ -1,0 +1,125 @@
+"""Raw documents written straight into the raw indices, and the oracle computed from events."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opensearchpy import OpenSearch, helpers
+
+from ilm.templates import ensure_templates, write_target
+from ingest.contract import Event, validate
+from ingest.loadgen import Generator, LoadSpec
+from pulse.naming import Names, day_of
+from pulse.settings import Settings
+from rollups import schema as rs
+from rollups import sketch
+from rollups.compute import BucketKey
+
+HOUR = rs.HOUR_MS
+
+
+def make_events(seed: int, count: int, start_ms: int, end_ms: int, merchants: int = 12) -> list[Event]:
+    """``count`` loadgen events occurring uniformly in [start, end)."""
+    gen = Generator(LoadSpec(merchants=merchants, seed=seed, customers_per_merchant=300))
+    rng = random.Random(seed)
+    return [validate(gen.event_at(rng.randrange(start_ms, end_ms))) for _ in range(count)]
+
+
+def write_raw(
+    client: OpenSearch, settings: Settings, names: Names, events: Iterable[Event], ingested_at: int
+) -> None:
+    """Index events as the indexer would (deterministic _id), stamped ``ingested_at``."""
+    ensure_templates(client, settings, names)
+    actions: list[dict[str, Any]] = []
+    for event in events:
+        index = write_target(client, names, settings.generation, day_of(event.occurred_at_ms))
+        actions.append({"_index": index, "_id": event.doc_id, "_source": event.to_doc(ingested_at)})
+    helpers.bulk(client, actions, chunk_size=2000)
+    client.indices.refresh(index=names.raw_prefix(settings.generation) + "*")
+
+
+@dataclass
+class Expected:
+    events: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    gross_milli: int = 0
+    refunds_milli: int = 0
+    customers: set[int] = field(default_factory=set)
+
+
+def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
+    """Per-bucket truth, deduplicated by (merchant_id, event_id): the last write wins."""
+    latest: dict[tuple[str, str], Event] = {}
+    for event in events:
+        latest[(event.merchant_id, event.event_id)] = event
+    out: dict[BucketKey, Expected] = {}
+    for e in latest.values():
+        doc = e.to_doc(0)
+        values = tuple(str(doc.get(d, rs.MISSING)) for d in rs.DIMENSIONS)
+        exp = out.setdefault((e.merchant_id, rs.hour_start(e.occurred_at_ms), values), Expected())
+        exp.events += 1
+        paid = e.event_type == "payment"
+        exp.succeeded += paid and e.status == "succeeded"
+        exp.failed += paid and e.status == "failed"
+        if paid and e.status == "succeeded":
+            exp.gross_milli += e.amount_milli or 0
+        if e.event_type == "refund":
+            exp.refunds_milli += e.amount_milli or 0
+        if "customer_hash" in doc:
+            exp.customers.add(doc["customer_hash"])
+    return out
+
+
+def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, Any]]:
+    """Every rollup document behind the read alias, by bucket key (duplicates fail)."""
+    client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
+    result = client.search(
+        index=names.rollups_alias,
+        body={"size": 10_000, "query": {"match_all": {}}},
+        ignore_unavailable=True,
+        allow_no_indices=True,
+    )
+    out: dict[BucketKey, dict[str, Any]] = {}
+    for hit in result["hits"]["hits"]:
+        doc = hit["_source"]
+        key = (doc[rs.MERCHANT], int(doc[rs.HOUR]), tuple(doc[d] for d in rs.DIMENSIONS))
+        assert key not in out, f"two rollup documents for {key}"
+        assert hit["_id"] == rs.doc_id(*key)
+        out[key] = doc
+    return out
+
+
+def assert_matches_oracle(
+    client: OpenSearch, names: Names, events: Iterable[Event], sigmas: int = 3
+) -> dict[BucketKey, dict[str, Any]]:
+    """Rollups equal the oracle bucket by bucket: exact counts/sums, uniques within bounds."""
+    expected = oracle(events)
+    got = read_rollups(client, names)
+    assert set(got) == set(expected)
+    for key, exp in expected.items():
+        doc = got[key]
+        actual = (
+            doc[rs.EVENTS], doc[rs.PAYMENTS_SUCCEEDED], doc[rs.PAYMENTS_FAILED],
+            doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI],
+        )  # fmt: skip
+        assert actual == (exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli)
+        _, low, high = sketch.bounds(sketch.decode(doc[rs.CUSTOMERS_SKETCH]), sigmas)
+        assert low <= len(exp.customers) <= high, key
+    return got
+
+
+def assert_union_within_bounds(
+    got: dict[BucketKey, dict[str, Any]], events: Iterable[Event], sigmas: int = 3
+) -> None:
+    """Per merchant, the union of all its hourly sketches brackets its true unique customers."""
+    truth: dict[str, set[int]] = {}
+    for key, exp in oracle(events).items():
+        truth.setdefault(key[0], set()).update(exp.customers)
+    for merchant, customers in truth.items():
+        docs = [d[rs.CUSTOMERS_SKETCH] for k, d in got.items() if k[0] == merchant]
+        _, low, high = sketch.bounds(sketch.union(docs), sigmas)
+        assert low <= len(customers) <= high, merchant

@@ -1,0 +1,128 @@
+"""Rollups equal the oracle, and stay equal under late, duplicate and out-of-order data."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from opensearchpy import OpenSearch
+
+from ingest.contract import Event
+from pulse.naming import Names
+from pulse.settings import Settings
+from rollups import schema as rs
+from rollups import state
+from rollups.job import RollupJob, wall_clock_ms
+from tests.rollups.helpers import (
+    HOUR,
+    assert_matches_oracle,
+    assert_union_within_bounds,
+    make_events,
+    write_raw,
+)
+
+DAY = 24 * HOUR
+
+
+def _job(client: OpenSearch, settings: Settings, names: Names) -> RollupJob:
+    job = RollupJob(client, settings, names, owner="test")
+    job.bootstrap()
+    return job
+
+
+def test_rollups_equal_the_oracle_bucket_by_bucket(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    events = make_events(1, 1200, base_ms + 8 * HOUR, base_ms + 14 * HOUR)
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = _job(os_client, rsettings, names)
+
+    report = job.run_once()
+
+    assert report.skipped is None and report.pairs > 0
+    got = assert_matches_oracle(os_client, names, events)
+    assert_union_within_bounds(got, events)
+    assert report.buckets == len(got)
+    assert state.watermark(os_client, names) == report.watermark_to
+    # Nothing new: the next run finds no pairs and changes nothing.
+    again = job.run_once()
+    assert again.pairs == 0
+    assert_matches_oracle(os_client, names, events)
+
+
+def test_late_duplicate_and_out_of_order_events_are_reflected_after_the_next_run(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start = base_ms + 10 * HOUR
+    events = make_events(2, 800, start, start + 4 * HOUR)
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = _job(os_client, rsettings, names)
+    job.run_once()
+
+    two_hours_late = make_events(3, 60, start + HOUR, start + 2 * HOUR)
+    three_days_late = make_events(4, 60, start - 3 * DAY, start - 3 * DAY + HOUR)
+    duplicates = events[:100]
+    shuffled = sorted(two_hours_late + three_days_late + duplicates, key=lambda e: -e.occurred_at_ms)
+    write_raw(os_client, rsettings, names, shuffled, wall_clock_ms())
+    rewritten = two_hours_late + three_days_late + duplicates
+    touched = {(e.merchant_id, rs.hour_start(e.occurred_at_ms)) for e in rewritten}
+    merchant = three_days_late[0].merchant_id
+    dirty = _hours_of(merchant, three_days_late + two_hours_late)
+    window = (start - 3 * DAY, start + 4 * HOUR)
+    before = state.servable_hours(os_client, rsettings, names, merchant, *window, wall_clock_ms())
+    assert dirty and not dirty & before  # changed hours are not served from rollups
+
+    report = job.run_once()
+
+    assert report.pairs == len(touched)  # found by ingest time, however old the hour
+    assert_matches_oracle(os_client, names, events + two_hours_late + three_days_late + duplicates)
+    after = state.servable_hours(os_client, rsettings, names, merchant, *window, wall_clock_ms())
+    assert after == set(range(window[0], window[1], HOUR))
+
+
+def test_a_combination_that_disappears_is_deleted(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    events = make_events(5, 200, base_ms + 12 * HOUR, base_ms + 13 * HOUR)
+    first = dataclasses.replace(events[0], device="kiosk-a")
+    write_raw(os_client, rsettings, names, [*events, first], wall_clock_ms())
+    job = _job(os_client, rsettings, names)
+    job.run_once()
+    # The producer re-sends the same event_id with another device: the last write wins.
+    second = dataclasses.replace(events[0], device="kiosk-b")
+    write_raw(os_client, rsettings, names, [second], wall_clock_ms())
+
+    report = job.run_once()
+
+    assert report.deleted == 1
+    got = assert_matches_oracle(os_client, names, [*events, first, second])
+    assert not any("kiosk-a" in key[2] for key in got)
+
+
+def test_freshness_and_servable_hours_follow_the_watermark(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start = base_ms + 9 * HOUR
+    events = make_events(6, 300, start, start + 3 * HOUR, merchants=3)
+    merchant = events[0].merchant_id
+    assert state.freshness(os_client, names, merchant) == (None, None)
+    ingested = wall_clock_ms()
+    write_raw(os_client, rsettings, names, events, ingested)
+    job = _job(os_client, rsettings, names)
+    now = wall_clock_ms()
+    assert state.servable_hours(os_client, rsettings, names, merchant, start, now, now) == set()
+
+    w = job.run_once().watermark_to
+    assert w is not None
+    assert state.freshness(os_client, names, merchant) == (ingested, rs.hour_start(w))
+    # Only whole hours inside the range; the ragged end (half an hour) is not servable.
+    hours = state.servable_hours(os_client, rsettings, names, merchant, start, start + 90 * 60_000, w)
+    assert hours == {start}
+    late = [e for e in make_events(7, 50, start + HOUR, start + 2 * HOUR, 3) if e.merchant_id == merchant]
+    write_raw(os_client, rsettings, names, late, wall_clock_ms())
+    assert state.freshness(os_client, names, merchant)[1] == start + HOUR
+    other = rsettings.model_copy(update={"generation": "g9"})
+    assert state.servable_hours(os_client, other, names, merchant, start, w, w) == set()
+
+
+def _hours_of(merchant: str, events: list[Event]) -> set[int]:
+    return {rs.hour_start(e.occurred_at_ms) for e in events if e.merchant_id == merchant}
