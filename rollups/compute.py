@@ -28,7 +28,9 @@ from rollups import sketch
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]
 
-PAID = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}}
+PAID = {
+    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
+}
 FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
 REFUND = {"term": {"event_type": "refund"}}
 SUB_AGGS: dict[str, Any] = {

@@ -120,7 +120,9 @@ class RollupJob:
         ensure_templates(self.client, self.settings, self.names)
         state.ensure_state_index(self.client, self.names)
 
-    def run_once(self, on_chunk: Progress | None = None, through_ms: int | None = None) -> RunReport:
+    def run_once(
+        self, on_chunk: Progress | None = None, through_ms: int | None = None
+    ) -> RunReport:
         """One run (module doc). ``through_ms`` overrides W_to (only when nothing is in flight)."""
         started = time.perf_counter()
         now = self.clock()

@@ -11,6 +11,7 @@ by compare-and-set (rollups.state).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,10 +69,8 @@ class Lease:
         """Expire the lease at once so another replica need not wait out the ttl."""
         if self._cas is None:
             return
-        try:
+        with contextlib.suppress(ConflictError):  # already taken over: nothing to release
             self._write(0, self.term, self._cas, ttl_ms=0)
-        except ConflictError:
-            pass  # already taken over: nothing to release
         self._cas = None
 
     @property

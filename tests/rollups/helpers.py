@@ -21,7 +21,9 @@ from rollups.compute import BucketKey
 HOUR = rs.HOUR_MS
 
 
-def make_events(seed: int, count: int, start_ms: int, end_ms: int, merchants: int = 12) -> list[Event]:
+def make_events(
+    seed: int, count: int, start_ms: int, end_ms: int, merchants: int = 12
+) -> list[Event]:
     """``count`` loadgen events occurring uniformly in [start, end)."""
     gen = Generator(LoadSpec(merchants=merchants, seed=seed, customers_per_merchant=300))
     rng = random.Random(seed)

@@ -61,7 +61,9 @@ def test_late_duplicate_and_out_of_order_events_are_reflected_after_the_next_run
     two_hours_late = make_events(3, 60, start + HOUR, start + 2 * HOUR)
     three_days_late = make_events(4, 60, start - 3 * DAY, start - 3 * DAY + HOUR)
     duplicates = events[:100]
-    shuffled = sorted(two_hours_late + three_days_late + duplicates, key=lambda e: -e.occurred_at_ms)
+    shuffled = sorted(
+        two_hours_late + three_days_late + duplicates, key=lambda e: -e.occurred_at_ms
+    )
     write_raw(os_client, rsettings, names, shuffled, wall_clock_ms())
     rewritten = two_hours_late + three_days_late + duplicates
     touched = {(e.merchant_id, rs.hour_start(e.occurred_at_ms)) for e in rewritten}
@@ -115,9 +117,15 @@ def test_freshness_and_servable_hours_follow_the_watermark(
     assert w is not None
     assert state.freshness(os_client, names, merchant) == (ingested, rs.hour_start(w))
     # Only whole hours inside the range; the ragged end (half an hour) is not servable.
-    hours = state.servable_hours(os_client, rsettings, names, merchant, start, start + 90 * 60_000, w)
+    hours = state.servable_hours(
+        os_client, rsettings, names, merchant, start, start + 90 * 60_000, w
+    )
     assert hours == {start}
-    late = [e for e in make_events(7, 50, start + HOUR, start + 2 * HOUR, 3) if e.merchant_id == merchant]
+    late = [
+        e
+        for e in make_events(7, 50, start + HOUR, start + 2 * HOUR, 3)
+        if e.merchant_id == merchant
+    ]
     write_raw(os_client, rsettings, names, late, wall_clock_ms())
     assert state.freshness(os_client, names, merchant)[1] == start + HOUR
     other = rsettings.model_copy(update={"generation": "g9"})
