@@ -1,0 +1,97 @@
+"""``pulse rollups``: the rollup job on an APScheduler interval, in the foreground.
+
+APScheduler (3.x ``BackgroundScheduler``) runs ``RollupJob.run_once`` every
+``settings.rollup_interval_s``, first at start-up, never two at once in this process
+(``max_instances=1``, ``coalesce``: a run longer than the interval delays the next instead of
+queueing several). Across replicas the lease decides who writes. SIGTERM/SIGINT let the
+current run finish, release the lease (so another replica takes over without waiting out the
+ttl) and return.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import ConnectionError as EngineConnectionError
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from pulse.naming import Names
+from pulse.settings import Settings
+from rollups.job import RollupJob
+from rollups.lease import LeaseLost
+
+log = logging.getLogger("pulse.rollups")
+
+
+class RollupScheduler:
+    """One replica's scheduler: ``start()``, then ``stop()`` (or ``serve()`` until a signal)."""
+
+    def __init__(self, job: RollupJob, interval_s: float) -> None:
+        self.job = job
+        self.interval_s = interval_s
+        self.runs = 0
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+
+    def tick(self) -> None:
+        """One scheduled run; failures are logged and retried by the next run."""
+        try:
+            report = self.job.run_once()
+        except LeaseLost as exc:
+            log.warning("rollup run stopped: %s", exc)
+        except Exception:
+            log.exception("rollup run failed; the next run retries (watermark unchanged)")
+        else:
+            if report.skipped is None or self.runs == 0:
+                log.info("rollup run", extra={"report": report.__dict__})
+        self.runs += 1
+
+    def start(self) -> None:
+        self._scheduler.add_job(
+            self.tick,
+            "interval",
+            seconds=self.interval_s,
+            next_run_time=datetime.now(tz=UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._scheduler.start()
+
+    def stop(self) -> None:
+        """Let a running run finish, then give the lease up."""
+        self._scheduler.shutdown(wait=True)
+        self.job.lease.release()
+
+    def serve(self) -> None:
+        """Run until SIGTERM or SIGINT."""
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        self.start()
+        log.info("rollup scheduler started", extra={"owner": self.job.owner})
+        stop.wait()
+        self.stop()
+        log.info("rollup scheduler stopped", extra={"owner": self.job.owner})
+
+
+@retry(
+    retry=retry_if_exception_type(EngineConnectionError),
+    wait=wait_fixed(1),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
+def bootstrap(job: RollupJob) -> None:
+    """Templates and state index, retried while the engine is still starting."""
+    job.bootstrap()
+
+
+def run(client: OpenSearch, settings: Settings, names: Names) -> None:
+    """The ``pulse rollups`` component: bootstrap idempotently, then schedule until a signal."""
+    job = RollupJob(client, settings, names)
+    bootstrap(job)
+    RollupScheduler(job, settings.rollup_interval_s).serve()
