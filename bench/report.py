@@ -103,3 +103,39 @@ def targets(
         "closed_hour_complete_bound_s": None if bound is None else round(max(bound, 0.0), 1),
         "closed_hour_within_5_min": bound is not None and bound <= CLOSE_TARGET_S,
     }
+
+
+def _f(value: Any, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The per-step table of docs/benchmarks.md's E2E section, from an e2e JSON document."""
+    rows = [
+        "| path | target/s | achieved/s | raw p50 / p95 / p99 (s) | rollup p50 / max (s) "
+        "| lag max (last) | indexer cores (µs/ev) | engine cores | load1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in doc["steps"]:
+        raw, rollup = s["freshness_raw_s"], s["freshness_rollup_s"]
+        lag = s["consumer_lag"]
+        cores, per = s["cpu_cores"], s["cpu_us_per_event"]
+        engine = cores.get("opensearch", 0.0) + cores.get("kafka", 0.0)
+        rows.append(
+            f"| {s['path']} | {s['target_rate']:.0f} | {s['achieved_rate']:.0f} "
+            f"| {_f(raw['p50'])} / {_f(raw['p95'])} / {_f(raw['p99'])} "
+            f"({raw['seen']}/{raw['sent']}) "
+            f"| {_f(rollup['p50'])} / {_f(rollup['max'])} ({rollup['seen']}/{rollup['sent']}) "
+            f"| {lag['max']} ({lag['last']}) "
+            f"| {_f(cores.get('indexer'))} ({_f(per.get('indexer'), 0)}) "
+            f"| {_f(engine)} | {_f(s.get('machine_load1_mean'), 1)} |"
+        )
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    from pathlib import Path
+
+    print(markdown(json.loads(Path(sys.argv[1]).read_text())))
