@@ -151,7 +151,12 @@ def run(events: int, requests: int, merchants: int, seed: int, namespace: str) -
     """Load (if needed), build rollups (if available), measure; print one JSON document."""
     base = get_settings()
     settings = base.model_copy(
-        update={"namespace": namespace, "rate_limit_per_minute": 10**9, "log_json": False}
+        update={
+            "namespace": namespace,
+            "rate_limit_per_minute": 10**9,
+            "log_json": False,
+            "api_request_timeout_s": 300.0,  # forced-raw reports over months are the slow baseline
+        }
     )
     client, engine = _engine(settings)
     try:

@@ -15,8 +15,9 @@ from typing import Any
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from api.model import Base
+from rollups.schema import SKETCH_LG_K
 
-HLL_LG_K = 12  # must equal the rollup writer's lg_k for unions to keep their precision
+HLL_LG_K = SKETCH_LG_K  # the rollup writer's lg_k, so unions keep their precision
 CONFIDENCE_SIGMAS = 2  # error bounds are ~95% intervals
 # OpenSearch HyperLogLog++ (precision 14 for precision_threshold 3000): relative std error.
 HLLPP_RSE = 1.04 / math.sqrt(2**14)

@@ -90,7 +90,8 @@ def series_cells(
     out: Cells = {(None, None): read(total)}
     if groups is None:
         out[((), None)] = read(total)
-        _time_cells(plan, aggs, (), read, out)
+        # ALL has no histogram: its one bucket is the total (which carries the doc_count).
+        _time_cells(plan, total if plan.granularity is Granularity.ALL else aggs, (), read, out)
         return out
     buckets = aggs.get("g", {}).get("buckets", {})
     for i, group in enumerate(groups):

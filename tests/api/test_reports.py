@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
@@ -202,6 +202,12 @@ def queries(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
+ALL_EVENTS = {
+    "m": "m00001", "start_ms": 1_709_769_600_000, "end_ms": 1_709_769_720_000,
+    "metrics": ["EVENTS"], "g": "ALL", "tz": "UTC", "groupBy": [], "filters": [], "limit": 1,
+}  # fmt: skip
+
+
 def ask(http: TestClient, key: str, q: dict[str, Any]) -> dict[str, Any]:
     variables = {
         **{k: q[k] for k in ("m", "metrics", "g", "tz", "groupBy", "filters", "limit")},
@@ -237,6 +243,7 @@ def check(report: dict[str, Any], cells: dict[Any, dict[Any, Acc]], q: dict[str,
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(q=queries())
+@example(q=ALL_EVENTS)
 def test_reports_equal_the_oracle(
     http: TestClient, dataset: list[Event], keys: dict[str, str], q: dict[str, Any]
 ) -> None:
