@@ -74,6 +74,10 @@ def test_mapping_failures_go_to_dlq_and_the_rest_lands(
         assert wait_until(lambda: indexer.settled >= len(values), 60)
 
     bad = [v for e, v in zip(events, values, strict=True) if "device" in e]
+    sample = indexer.metrics.registry.get_sample_value
+    assert sample("pulse_indexer_dlq_total", {"reason": "mapper_parsing_exception"}) == len(bad)
+    assert sample("pulse_indexer_indexed_total") == len(values) - len(bad)
+    assert sample("pulse_indexer_consumed_total") == len(values)
     totals = indexed_totals(os_client, topics)
     assert totals["count"] == len(values) - len(bad)
     assert totals["amount_milli"] == 10_500 * totals["count"]
