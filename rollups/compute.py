@@ -93,11 +93,36 @@ def composite_pages(
 def changed_pairs(
     client: OpenSearch, index: str, after_ms: int | None, through_ms: int, page: int
 ) -> list[Pair]:
-    """(merchant, hour) pairs with a raw event ingested in (after, through], sorted."""
-    window: dict[str, Any] = {"lte": through_ms, "format": "epoch_millis"}
-    if after_ms is not None:
-        window["gt"] = after_ms
-    return _pairs(client, index, {"range": {"ingested_at": window}}, page)
+    """Pairs of CLOSED hours (hour end <= through) that a run from W=after to W=through owes.
+
+    That is every pair with a raw event ingested in (after, through], plus the pairs of hours
+    still open at ``after`` (occurred_at >= hour_start(after)): a run skips open hours, which
+    are never served from rollups, and picks them up once they close. So the open hour is
+    recomputed once after it closes, not re-read on every run while it fills.
+    """
+    ingested: dict[str, Any] = {"lte": through_ms, "format": "epoch_millis"}
+    if after_ms is None:
+        query: dict[str, Any] = {"range": {"ingested_at": ingested}}
+    else:
+        new = {"range": {"ingested_at": {**ingested, "gt": after_ms}}}
+        deferred = {
+            "bool": {
+                "filter": [
+                    {"range": {"ingested_at": ingested}},
+                    {
+                        "range": {
+                            "occurred_at": {
+                                "gte": rs.hour_start(after_ms),
+                                "format": "epoch_millis",
+                            }
+                        }
+                    },
+                ]
+            }
+        }
+        query = {"bool": {"should": [new, deferred], "minimum_should_match": 1}}
+    pairs = _pairs(client, index, query, page)
+    return [(m, h) for m, h in pairs if h + rs.HOUR_MS <= through_ms]
 
 
 def pairs_between(

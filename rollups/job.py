@@ -4,7 +4,9 @@ A run, holding the lease (rollups.lease):
 1. W_from = the committed watermark (None before the first run: everything is new);
    W_to = run start - visibility margin (docs/decisions/0030).
 2. Pairs = (merchant, UTC hour of occurred_at) of raw events with ingested_at in
-   (W_from, W_to], over every raw day index of the generation (late events live in old days).
+   (W_from, W_to], over every raw day index of the generation (late events live in old days),
+   plus the pairs of hours that were still open at W_from; only hours closed at W_to
+   (hour end <= W_to) are recomputed, open ones wait until they close (compute.changed_pairs).
 3. For each chunk of pairs: renew the lease, take ``computed_at`` = now, recompute every bucket
    of those pairs from all their raw events, write them (versioned by computed_at), delete
    the pairs' documents older than computed_at (combinations that disappeared).

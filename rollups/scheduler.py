@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -22,7 +23,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups.job import RollupJob
+from rollups.job import RollupJob, RunReport
 from rollups.lease import LeaseLost
 
 log = logging.getLogger("pulse.rollups")
@@ -31,9 +32,15 @@ log = logging.getLogger("pulse.rollups")
 class RollupScheduler:
     """One replica's scheduler: ``start()``, then ``stop()`` (or ``serve()`` until a signal)."""
 
-    def __init__(self, job: RollupJob, interval_s: float) -> None:
+    def __init__(
+        self,
+        job: RollupJob,
+        interval_s: float,
+        on_report: Callable[[RunReport], None] | None = None,
+    ) -> None:
         self.job = job
         self.interval_s = interval_s
+        self.on_report = on_report  # e.g. the bench, to time runs
         self.runs = 0
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
@@ -48,6 +55,8 @@ class RollupScheduler:
         else:
             if report.skipped is None or self.runs == 0:
                 log.info("rollup run", extra={"report": report.__dict__})
+            if self.on_report is not None:
+                self.on_report(report)
         self.runs += 1
 
     def start(self) -> None:

@@ -1,10 +1,11 @@
 """The rollup job's published progress, and the read-side rules the API plans with.
 
 The watermark W (epoch ms, ingest time) lives in the state index (``Names.state_index``),
-document ``rollups.state``: every raw event with ``ingested_at <= W`` is reflected in the
-rollup documents (rollups.schema). The job moves W forward only after the run's buckets are
-written, by compare-and-set, and W lags the run's start by the visibility margin
-(docs/decisions/0030), so late-visible documents are never skipped.
+document ``rollups.state``: every raw event with ``ingested_at <= W`` that occurred in an hour
+closed at W (hour end <= W) is reflected in the rollup documents (rollups.schema). Hours still
+open at W have no complete rollups yet (they are never servable). The job moves W forward
+only after the run's buckets are written, by compare-and-set, and W lags the run's start by
+the visibility margin (docs/decisions/0030), so late-visible documents are never skipped.
 
 Read side (used by the API; all times epoch milliseconds, UTC):
 
@@ -112,7 +113,7 @@ def commit(
 
 
 def watermark(client: OpenSearch, names: Names) -> int | None:
-    """W: every raw event with ingested_at <= W is reflected in the rollups (None: no run yet)."""
+    """W: raw events with ingested_at <= W in hours ended by W are reflected (None: no run)."""
     state = load(client, names)
     return state.watermark if state else None
 

@@ -134,3 +134,21 @@ def test_freshness_and_servable_hours_follow_the_watermark(
 
 def _hours_of(merchant: str, events: list[Event]) -> set[int]:
     return {rs.hour_start(e.occurred_at_ms) for e in events if e.merchant_id == merchant}
+
+
+def test_an_open_hour_is_rolled_up_once_it_closes(
+    rsettings: Settings, names: Names, os_client: OpenSearch
+) -> None:
+    now = wall_clock_ms()
+    current = rs.hour_start(now)
+    events = make_events(8, 200, current, now + 1)
+    write_raw(os_client, rsettings, names, events, now)
+    job = _job(os_client, rsettings, names)
+
+    first = job.run_once()
+    assert first.pairs == 0 and first.watermark_to is not None  # the open hour waits
+    later = RollupJob(os_client, rsettings, names, owner="test", clock=lambda: now + HOUR)
+    second = later.run_once()
+
+    assert second.pairs == len({e.merchant_id for e in events})
+    assert_matches_oracle(os_client, names, events)
