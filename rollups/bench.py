@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import resource
 import sys
 import threading
@@ -42,6 +43,7 @@ from rollups import state
 from rollups.job import RollupJob, RunReport, visibility_margin_ms, wall_clock_ms
 from rollups.scheduler import RollupScheduler
 
+Stamp = Callable[[Event], int]  # the ingested_at given to an event
 LEAD_MS = 15_000  # the virtual hour boundary falls this long after the live part starts
 
 
@@ -53,6 +55,7 @@ class BenchConfig:
     interval_s: int | None = None  # None: settings.rollup_interval_s
     margin_s: float = -1.0  # < 0: the settings' (derived) visibility margin
     latency: bool = True
+    reduction_events: tuple[int, ...] = (100_000, 1_000_000)  # offline reduction factor
 
 
 def _log(message: str) -> None:
@@ -79,16 +82,16 @@ class RawWriter:
         self._days: dict[Any, str] = {}
         ensure_templates(client, settings, names)
 
-    def actions(self, events: Iterator[Event], ingested_at: Callable[[], int]) -> Iterator[Any]:
+    def actions(self, events: Iterator[Event], ingested_at: Stamp) -> Iterator[Any]:
         for event in events:
             day = day_of(event.occurred_at_ms)
             if day not in self._days:
                 gen = self.settings.generation
                 self._days[day] = write_target(self.client, self.names, gen, day)
-            doc = event.to_doc(ingested_at())
+            doc = event.to_doc(ingested_at(event))
             yield {"_index": self._days[day], "_id": event.doc_id, "_source": doc}
 
-    def write(self, events: Iterator[Event], ingested_at: Callable[[], int]) -> int:
+    def write(self, events: Iterator[Event], ingested_at: Stamp) -> int:
         done = 0
         stream = self.actions(events, ingested_at)
         for ok, _ in helpers.parallel_bulk(self.client, stream, thread_count=2, chunk_size=5000):
@@ -105,7 +108,7 @@ def measure_cost(
     day = days_ago_ms(2)
     events = (validate(e) for e in gen.events(config.events, day, day + DAY_MS))
     started = time.perf_counter()
-    written = RawWriter(client, settings, names).write(events, wall_clock_ms)
+    written = RawWriter(client, settings, names).write(events, _now)
     _log(f"indexed {written} raw events in {time.perf_counter() - started:.0f}s")
     job = RollupJob(client, settings, names)
     job.bootstrap()
@@ -113,7 +116,7 @@ def measure_cost(
     docs = int(client.count(index=names.rollups_alias)["count"])
     extra = max(1, config.events // 100)
     late = (validate(e) for e in gen.stream(gen.events(extra, day, day + DAY_MS)))
-    RawWriter(client, settings, names).write(late, wall_clock_ms)
+    RawWriter(client, settings, names).write(late, _now)
     incremental = _timed_run(job, engine)
     job.lease.release()
     per_m = 1_000_000 / written
@@ -128,6 +131,22 @@ def measure_cost(
         "job_cpu_s_per_million_raw": round(full["job_cpu_s"] * per_m, 1),
         "incremental_run": {"new_raw_events": extra, **incremental},
         **_sketch_sizes(client, names),
+    }
+
+
+def offline_reduction(events_per_day: int, merchants: int) -> dict[str, Any]:
+    """Rollup documents per raw event for one day of loadgen traffic, counted without the
+    engine (the same grouping as the job: merchant x UTC hour x dimension values)."""
+    gen = Generator(LoadSpec(merchants=merchants, seed=17))
+    day = days_ago_ms(2)
+    keys = set()
+    for e in gen.events(events_per_day, day, day + DAY_MS):
+        values = tuple(str(e.get(d, rs.MISSING)) for d in rs.DIMENSIONS)
+        keys.add((e["merchant_id"], rs.hour_start(validate(e).occurred_at_ms), values))
+    return {
+        "raw_events_per_day": events_per_day,
+        "rollup_docs": len(keys),
+        "rollup_docs_per_raw_event": round(len(keys) / events_per_day, 4),
     }
 
 
@@ -152,12 +171,11 @@ def _sketch_sizes(client: OpenSearch, names: Names) -> dict[str, Any]:
 
 
 class VirtualClock:
-    """Real time shifted so that an hour boundary falls ``LEAD_MS`` from now."""
+    """Real time shifted so that the hour boundary ``boundary`` falls ``LEAD_MS`` from now."""
 
-    def __init__(self) -> None:
-        real = wall_clock_ms()
-        self.boundary = rs.hour_start(real) + rs.HOUR_MS
-        self.offset = self.boundary - LEAD_MS - real
+    def __init__(self, boundary: int) -> None:
+        self.boundary = boundary
+        self.offset = boundary - LEAD_MS - wall_clock_ms()
 
     def __call__(self) -> int:
         return wall_clock_ms() + self.offset
@@ -186,19 +204,36 @@ class Feeder(threading.Thread):
             self.writer.write(iter(batch), _constant(now))
 
 
-def _constant(value: int) -> Callable[[], int]:
-    return lambda: value
+def _constant(value: int) -> Stamp:
+    return lambda _: value
+
+
+def _now(_: Event) -> int:
+    return wall_clock_ms()
+
+
+def _prefill(writer: RawWriter, gen: Generator, rate: float, boundary: int) -> int:
+    """The closing hour's events so far (``rate``/s), each ingested when it occurred."""
+    start, end = boundary - rs.HOUR_MS, boundary - LEAD_MS
+    count = int(rate * (end - start) / 1000)
+    rng = random.Random(5)
+    events = (validate(gen.event_at(rng.randrange(start, end))) for _ in range(count))
+    return writer.write(events, lambda e: e.occurred_at_ms)
 
 
 def measure_latency(client: OpenSearch, settings: Settings, config: BenchConfig) -> dict[str, Any]:
     names = names_for(settings)
-    clock = VirtualClock()
     gen = Generator(LoadSpec(merchants=config.merchants, seed=23))
+    writer = RawWriter(client, settings, names)
+    boundary = rs.hour_start(wall_clock_ms()) + rs.HOUR_MS
+    prefilled = _prefill(writer, gen, config.rate, boundary)
+    _log(f"prefilled the closing hour with {prefilled} events")
+    clock = VirtualClock(boundary)
     job = RollupJob(client, settings, names, clock=clock)
     job.bootstrap()
     runs: list[float] = []
     sched = RollupScheduler(job, settings.rollup_interval_s, lambda r: _note(r, runs))
-    feeder = Feeder(RawWriter(client, settings, names), gen, config.rate, clock)
+    feeder = Feeder(writer, gen, config.rate, clock)
     top = "m00000"  # the Zipf head: it has events in every hour
     feeder.start()
     sched.start()
@@ -214,6 +249,7 @@ def measure_latency(client: OpenSearch, settings: Settings, config: BenchConfig)
         "interval_s": interval,
         "visibility_margin_s": visibility_margin_ms(settings) / 1000,
         "rate_events_per_s": config.rate,
+        "closing_hour_events": prefilled + int(config.rate * LEAD_MS / 1000),
         "hour_rolled_up_after_close_s": closed_s,
         "late_events_reflected_after_s": late_s,
         "late_events_reflected_after_intervals": round(late_s / interval, 2),
@@ -310,6 +346,9 @@ def run(config: BenchConfig) -> dict[str, Any]:
         if not engine:
             out["engine"] = "configured"
         out["cost"] = measure_cost(client, _settings(base, url, config, run_id), config, proc)
+        out["reduction_offline"] = [
+            offline_reduction(n, config.merchants) for n in config.reduction_events
+        ]
         if config.latency:
             live = _settings(base, url, config, run_id + "l")
             out["latency"] = measure_latency(client, live, config)

@@ -103,9 +103,13 @@ def bench_cmd(
     interval: int = typer.Option(0, help="Job interval for the latency part [settings]."),
     margin: float = typer.Option(-1.0, help="Visibility margin, s [settings' derived value]."),
     skip_latency: bool = typer.Option(False, help="Only measure cost and reduction."),
+    reduction: str = typer.Option("100000,1000000", help="Events/day for the offline factor."),
 ) -> None:
     """Rollup job cost per million raw events, rollup docs per raw event, and latencies."""
     from rollups.bench import BenchConfig, run
 
-    config = BenchConfig(events, merchants, rate, interval or None, margin, not skip_latency)
+    levels = tuple(int(n) for n in reduction.split(",") if n.strip())
+    config = BenchConfig(
+        events, merchants, rate, interval or None, margin, not skip_latency, levels
+    )
     run(config)

@@ -8,8 +8,8 @@ A run, holding the lease (rollups.lease):
    plus the pairs of hours that were still open at W_from; only hours closed at W_to
    (hour end <= W_to) are recomputed, open ones wait until they close (compute.changed_pairs).
 3. For each chunk of pairs: renew the lease, take ``computed_at`` = now, recompute every bucket
-   of those pairs from all their raw events, write them (versioned by computed_at), delete
-   the pairs' documents older than computed_at (combinations that disappeared).
+   of those pairs from all their raw events, write those that changed (versioned by
+   computed_at), delete the pairs' other documents (combinations that disappeared).
 4. Renew the lease, then move W to W_to by compare-and-set (rollups.state).
 
 A run that dies anywhere before step 4 leaves W where it was, so the next run (by any
@@ -79,6 +79,8 @@ class RunReport:
     watermark_to: int | None = None
     pairs: int = 0
     buckets: int = 0
+    written: int = 0
+    unchanged: int = 0
     superseded: int = 0
     deleted: int = 0
     seconds: float = 0.0
@@ -88,6 +90,8 @@ class RunReport:
 class Totals:
     pairs: int = 0
     buckets: int = 0
+    written: int = 0
+    unchanged: int = 0
     superseded: int = 0
     deleted: int = 0
 
@@ -147,6 +151,8 @@ class RollupJob:
             watermark_to=w_to,
             pairs=totals.pairs,
             buckets=totals.buckets,
+            written=totals.written,
+            unchanged=totals.unchanged,
             superseded=totals.superseded,
             deleted=totals.deleted,
             seconds=time.perf_counter() - started,
@@ -170,9 +176,12 @@ class RollupJob:
             buckets = compute.recompute(
                 self.client, self.raw, chunk, self.settings.rollup_page_size
             )
+            written = self.writer.write(buckets, computed_at)
             totals.buckets += len(buckets)
-            totals.superseded += self.writer.write(buckets, computed_at)
-            totals.deleted += self.writer.delete_stale(chunk, computed_at)
+            totals.written += written.written
+            totals.unchanged += written.unchanged
+            totals.superseded += written.superseded
+            totals.deleted += self.writer.delete_stale(chunk, written.ids, computed_at)
             if on_chunk is not None:
                 on_chunk(offset + len(chunk), len(pairs))
         return totals

@@ -51,7 +51,7 @@ PAYMENTS_FAILED = "payments_failed"  # long
 GROSS_MILLI = "gross_milli"  # long: sum of amount_milli of succeeded payments
 REFUNDS_MILLI = "refunds_milli"  # long: sum of amount_milli of refunds
 CUSTOMERS_SKETCH = "customers_hll"  # binary: serialized HLL sketch of customer_hash values
-COMPUTED_AT = "computed_at"  # date: when the job wrote this document (also its version)
+COMPUTED_AT = "computed_at"  # date: when the job last changed this document (its version)
 SOURCE_MAX_INGESTED_AT = "source_max_ingested_at"  # date: newest raw ingested_at it includes
 GENERATION = "generation"  # keyword: raw generation it was computed from
 

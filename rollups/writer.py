@@ -3,14 +3,18 @@
 Every write is versioned: ``version_type=external_gte`` with ``version = computed_at``, the
 instant taken just before the raw data was read. A slow or zombie writer holding an older
 snapshot is refused (409, ignored) instead of overwriting a newer result, so a run killed or
-paused mid-way can never undo a later run. Stale combinations are removed per recomputed
-(merchant, hour) with ``computed_at < this computation``; after the refresh, that matches
-exactly the documents this computation did not rewrite.
+paused mid-way can never undo a later run. A document whose content did not change is not
+rewritten (checked by ``mget``), which keeps re-runs for a few late events cheap.
+
+Stale combinations: after a refresh, the recomputed pairs' documents whose id is not among
+this computation's buckets and whose ``computed_at`` is older than it are deleted
+(``delete_by_query``); a newer writer's documents are never older, so they are never removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
@@ -23,6 +27,20 @@ from rollups.compute import Bucket, BucketKey, Pair
 
 class WriteFailed(RuntimeError):
     """Some rollup documents could not be written (other than being superseded)."""
+
+
+@dataclass
+class WriteResult:
+    ids: frozenset[str]  # every document id of the recomputed buckets
+    written: int = 0
+    unchanged: int = 0  # already stored with the same content: not rewritten
+    superseded: int = 0  # refused because a newer computation wrote it (409)
+
+
+def _same(stored: dict[str, Any] | None, doc: dict[str, Any]) -> bool:
+    if stored is None:
+        return False
+    return all(stored.get(k) == v for k, v in doc.items() if k != rs.COMPUTED_AT)
 
 
 class RollupWriter:
@@ -42,45 +60,69 @@ class RollupWriter:
             self._ensured.add(index)
         return index
 
-    def write(self, buckets: dict[BucketKey, Bucket], computed_at: int) -> int:
-        """Bulk-write the buckets; returns how many documents were superseded (409)."""
-        actions = self._actions(buckets.items(), computed_at)
-        superseded = 0
+    def write(self, buckets: dict[BucketKey, Bucket], computed_at: int) -> WriteResult:
+        """Write the buckets whose document differs from what is stored (ids returned)."""
+        docs = {
+            rs.doc_id(*key): (self.index_for(key[1]), b.to_doc(key, self.generation, computed_at))
+            for key, b in buckets.items()
+        }
+        result = WriteResult(ids=frozenset(docs))
+        changed = self._changed(docs)
+        result.unchanged = len(docs) - len(changed)
         errors: list[Any] = []
         for ok, item in helpers.streaming_bulk(
-            self.client, actions, chunk_size=2000, raise_on_error=False, max_retries=3
+            self.client,
+            (self._action(i, *docs[i], computed_at) for i in changed),
+            chunk_size=2000,
+            raise_on_error=False,
+            max_retries=3,
         ):
             if ok:
-                continue
-            status = next(iter(item.values())).get("status")
-            if status == 409:
-                superseded += 1  # a newer computation already wrote this document
+                result.written += 1
+            elif next(iter(item.values())).get("status") == 409:
+                result.superseded += 1  # a newer computation already wrote this document
             else:
                 errors.append(item)
         if errors:
             raise WriteFailed(f"{len(errors)} rollup documents failed, first: {errors[0]}")
-        return superseded
+        return result
 
-    def _actions(
-        self, items: Iterable[tuple[BucketKey, Bucket]], computed_at: int
-    ) -> Iterator[dict[str, Any]]:
-        for key, bucket in items:
-            merchant, hour, values = key
-            yield {
-                "_op_type": "index",
-                "_index": self.index_for(hour),
-                "_id": rs.doc_id(merchant, hour, values),
-                "version": computed_at,
-                "version_type": "external_gte",
-                "_source": bucket.to_doc(key, self.generation, computed_at),
-            }
+    def _changed(self, docs: dict[str, tuple[str, dict[str, Any]]]) -> list[str]:
+        """Ids whose stored document (ignoring computed_at) differs or is missing.
 
-    def delete_stale(self, pairs: Sequence[Pair], computed_at: int) -> int:
-        """Delete documents of these pairs older than ``computed_at``; returns how many."""
+        Recomputing a (merchant, hour) after one late event changes one combination out of
+        possibly hundreds; reading them back by id is far cheaper than rewriting them all.
+        """
+        by_index: dict[str, list[str]] = {}
+        for doc_id, (index, _) in docs.items():
+            by_index.setdefault(index, []).append(doc_id)
+        changed: list[str] = []
+        for index, ids in by_index.items():
+            for start in range(0, len(ids), 2000):
+                batch = ids[start : start + 2000]
+                found = self.client.mget(index=index, body={"ids": batch})["docs"]
+                changed += [
+                    d["_id"] for d in found if not _same(d.get("_source"), docs[d["_id"]][1])
+                ]
+        return changed
+
+    @staticmethod
+    def _action(doc_id: str, index: str, doc: dict[str, Any], computed_at: int) -> dict[str, Any]:
+        return {
+            "_op_type": "index",
+            "_index": index,
+            "_id": doc_id,
+            "version": computed_at,
+            "version_type": "external_gte",
+            "_source": doc,
+        }
+
+    def delete_stale(self, pairs: Sequence[Pair], keep: frozenset[str], computed_at: int) -> int:
+        """Delete the pairs' documents not in ``keep`` and older than ``computed_at``."""
         indices = sorted({self.index_for(hour) for _, hour in pairs})
         if not indices:
             return 0
-        # Make this computation's writes visible first, so they are not "older".
+        # Make this computation's writes visible first, so the query sees current versions.
         self.client.indices.refresh(index=",".join(indices))
         should = [
             {"bool": {"filter": [{"term": {rs.MERCHANT: m}}, {"term": {rs.HOUR: h}}]}}
@@ -93,6 +135,7 @@ class RollupWriter:
                 ],
                 "should": should,
                 "minimum_should_match": 1,
+                "must_not": [{"ids": {"values": sorted(keep)}}],
             }
         }
         result = self.client.delete_by_query(

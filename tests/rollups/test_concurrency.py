@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import pytest
@@ -9,7 +10,7 @@ from opensearchpy import OpenSearch
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import state
+from rollups import compute, state
 from rollups.backfill import backfill, progress_id
 from rollups.job import RollupJob, RunReport, wall_clock_ms
 from rollups.lease import LeaseLost
@@ -121,3 +122,23 @@ def test_backfill_resumes_where_it_stopped(
     assert seen == [1, 2, 3, 4]
     assert_matches_oracle(os_client, names, events)
     assert backfill(os_client, rsettings, names, start, end).hours == 0  # finished: a no-op
+
+
+def test_an_older_computation_cannot_overwrite_a_newer_one(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    events = make_events(15, 100, base_ms + 8 * HOUR, base_ms + 9 * HOUR)
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = RollupJob(os_client, rsettings, names, owner="w")
+    job.bootstrap()
+    pairs = sorted({(e.merchant_id, base_ms + 8 * HOUR) for e in events})
+    buckets = compute.recompute(os_client, job.raw, pairs, 1000)
+    now = wall_clock_ms()
+    job.writer.write(buckets, now)
+    stale = {key: dataclasses.replace(b, events=b.events + 1) for key, b in buckets.items()}
+
+    zombie = job.writer.write(stale, now - 60_000)  # a paused writer's older snapshot
+    deleted = job.writer.delete_stale(pairs, frozenset(), now - 60_000)
+
+    assert zombie.superseded == len(buckets) and zombie.written == 0 and deleted == 0
+    assert_matches_oracle(os_client, names, events)
