@@ -70,6 +70,7 @@ class E2EConfig:
     rollup_poll_s: float = 0.5
     sample_s: float = 1.0
     raw_drain_s: float = 20.0
+    settle_s: float = 90.0  # bounded wait between steps for the backlog to drain
     env: dict[str, str] = field(default_factory=dict)  # extra PULSE_* for `pulse up`
 
     @classmethod
@@ -89,6 +90,7 @@ class E2EConfig:
             rollup_interval_s=rollup_interval_s
             or (QUICK_ROLLUP_INTERVAL_S if quick else Settings().rollup_interval_s),
             quick=quick,
+            settle_s=8.0 if quick else 90.0,
         )
 
     @property
@@ -114,6 +116,7 @@ class Step:
     started: float
     ended: float = 0.0
     sender: dict[str, Any] = field(default_factory=dict)
+    settle_s: float | None = None
 
 
 @dataclass
@@ -217,7 +220,7 @@ def sample(run: Run) -> None:
     cores = {name: round(value, 3) for name, value in run.cpu.sample().items()}
     row: dict[str, Any] = {"t": round(now - run.t0, 2), "cpu": cores, "load1": load1()}
     try:
-        row["lag"] = run.lag.lag()
+        row["lag"], row["committed"] = run.lag.lag()
     except Exception:  # Kafka admin calls can time out under load; the gap is shown
         row["lag"] = None
         run.error("lag")
@@ -235,7 +238,7 @@ def load1() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def run_step(run: Run, path: str, rate: float) -> Step:
+def run_step(run: Run, path: str, rate: float, last: bool) -> Step:
     """Hold ``rate`` events/s on ``path`` for one step, with probes on the same path."""
     step = Step(path, rate, time.time())
     run.steps.append(step)
@@ -254,8 +257,29 @@ def run_step(run: Run, path: str, rate: float) -> Step:
     step.ended = time.time()
     lines = out.strip().splitlines()
     step.sender = json.loads(lines[-1]) if proc.returncode == 0 and lines else {"sent": 0}
-    console.print(f"  {path} {rate:.0f}/s: sent {step.sender}")
+    step.settle_s = None if last else settle(run, rate)  # after the last: drain()
+    console.print(f"  {path} {rate:.0f}/s: sent {step.sender}, settled in {step.settle_s}s")
     return step
+
+
+def settle(run: Run, rate: float) -> float | None:
+    """Wait (bounded) for the step's backlog to drain, so steps are measured independently.
+
+    Returns the seconds it took, or None when the backlog outlived ``settle_s``: the step's
+    rate was above what the stack sustains on this machine.
+    """
+    started = time.monotonic()
+    threshold = max(200.0, rate)  # about a second of traffic: bulks in flight
+    while time.monotonic() - started < run.config.settle_s:
+        lags = [r["lag"] for r in run.samples[-2:] if r.get("lag") is not None]
+        if (
+            len(lags) == 2
+            and max(lags) <= threshold
+            and run.samples[-2]["t"] > run.steps[-1].ended - run.t0
+        ):
+            return round(time.monotonic() - started, 1)
+        time.sleep(0.5)
+    return None
 
 
 def drain(run: Run) -> None:
@@ -344,9 +368,9 @@ def execute(config: E2EConfig) -> dict[str, Any]:
 
 def measure(run: Run, load_start: list[float]) -> dict[str, Any]:
     threads = start_threads(run)
-    for path in run.config.paths:
-        for rate in run.config.rates:
-            run_step(run, path, rate)
+    plan = [(path, rate) for path in run.config.paths for rate in run.config.rates]
+    for i, (path, rate) in enumerate(plan):
+        run_step(run, path, rate, last=i == len(plan) - 1)
     drain(run)
     run.stop.set()
     for thread in threads:
@@ -370,6 +394,7 @@ def document(run: Run, load_start: list[float]) -> dict[str, Any]:
             "rollup_probe_every_s": config.rollup_probe_every_s,
             "raw_poll_s": config.raw_poll_s,
             "rollup_poll_s": config.rollup_poll_s,
+            "settle_s": config.settle_s,
         },
         "machine": {**machine.describe(), "load_average_start": load_start,
                     "load_average_end": machine.load_average()},

@@ -109,9 +109,11 @@ class LagSampler:
             if tp.topic == self.topic and meta.offset is not None and meta.offset >= 0
         }
 
-    def lag(self) -> int:
+    def lag(self) -> tuple[int, int]:
+        """(lag, committed total): the second gives the indexing rate between samples."""
         ends, committed = self.end_offsets(), self.committed()
-        return sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+        lag = sum(max(0, end - committed.get(p, 0)) for p, end in ends.items())
+        return lag, sum(committed.values())
 
     def close(self) -> None:
         self.tail.close()

@@ -46,11 +46,16 @@ def step_figures(
     cores = cpu_means(rows)
     lags = [r["lag"] for r in rows if r.get("lag") is not None]
     load = mean([r["load1"] for r in rows if "load1" in r])
+    done = [r for r in rows if r.get("committed") is not None]
+    span = done[-1]["t"] - done[0]["t"] if len(done) > 1 else 0.0
+    indexed = (done[-1]["committed"] - done[0]["committed"]) / span if span > 0 else None
     return {
         "path": step.path,
         "target_rate": step.target_rate,
         "achieved_rate": achieved,
         "sent": step.sender.get("sent", 0),
+        "indexed_rate": None if indexed is None else round(indexed, 1),
+        "settle_s": step.settle_s,
         "loadgen_cpu_s": step.sender.get("cpu_s"),
         "started_s": round(step.started - t0, 2),
         "duration_s": round(step.ended - step.started, 2),
@@ -112,9 +117,9 @@ def _f(value: Any, digits: int = 2) -> str:
 def markdown(doc: dict[str, Any]) -> str:
     """The per-step table of docs/benchmarks.md's E2E section, from an e2e JSON document."""
     rows = [
-        "| path | target/s | achieved/s | raw p50 / p95 / p99 (s) | rollup p50 / max (s) "
-        "| lag max (last) | indexer cores (µs/ev) | engine cores | load1 |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| path | target/s | sent/s | indexed/s | raw p50 / p95 / p99 (s) | rollup p50 / max (s) "
+        "| lag max (last) | settle s | indexer cores (µs/ev) | engine cores | load1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in doc["steps"]:
         raw, rollup = s["freshness_raw_s"], s["freshness_rollup_s"]
@@ -123,10 +128,11 @@ def markdown(doc: dict[str, Any]) -> str:
         engine = cores.get("opensearch", 0.0) + cores.get("kafka", 0.0)
         rows.append(
             f"| {s['path']} | {s['target_rate']:.0f} | {s['achieved_rate']:.0f} "
+            f"| {_f(s.get('indexed_rate'), 0)} "
             f"| {_f(raw['p50'])} / {_f(raw['p95'])} / {_f(raw['p99'])} "
             f"({raw['seen']}/{raw['sent']}) "
             f"| {_f(rollup['p50'])} / {_f(rollup['max'])} ({rollup['seen']}/{rollup['sent']}) "
-            f"| {lag['max']} ({lag['last']}) "
+            f"| {lag['max']} ({lag['last']}) | {_f(s.get('settle_s'), 0)} "
             f"| {_f(cores.get('indexer'))} ({_f(per.get('indexer'), 0)}) "
             f"| {_f(engine)} | {_f(s.get('machine_load1_mean'), 1)} |"
         )
