@@ -1,5 +1,7 @@
 """``pulse rollups backfill``: recompute every (merchant, hour) of an event-time range.
 
+``rebuild`` is the same without resuming and with pruning: for ``pulse reprocess``.
+
 Resumable: progress is a document in the state index, ``rollups.backfill.<gen>.<from>.<to>``,
 whose ``next_hour`` advances after each step's buckets are written; running the same range
 again continues there (a finished range returns at once). Only pairs that still have raw
@@ -55,20 +57,29 @@ def backfill(
     start_ms: int,
     end_ms: int,
     progress: HoursProgress | None = None,
+    resume: bool = True,
+    prune_absent: bool = False,
 ) -> BackfillReport:
-    """Recompute the rollups of [start, end) hour by hour, resuming a previous attempt."""
+    """Recompute the rollups of [start, end) hour by hour, resuming a previous attempt.
+
+    ``resume=False`` starts over; ``prune_absent`` also deletes the hour's rollup documents
+    of merchants without raw events in it (right after a reprocess, wrong after retention).
+    """
     start, end = hour_span(start_ms, end_ms)
     job = RollupJob(client, settings, names)
     job.bootstrap()
     doc_id = progress_id(settings.generation, start, end)
-    resumed = _next_hour(client, names, doc_id, start)
+    resumed = _next_hour(client, names, doc_id, start) if resume else start
     pairs = buckets = 0
     total_hours = (end - start) // HOUR_MS
     for hour in range(resumed, end, HOUR_MS):
         found = compute.pairs_between(
             client, job.raw, hour, hour + HOUR_MS, settings.rollup_page_size
         )
+        computed_at = job.clock()
         totals = job.recompute_pairs(found, fenced=False)
+        if prune_absent:
+            job.writer.delete_absent(hour, {m for m, _ in found}, computed_at)
         pairs += totals.pairs
         buckets += totals.buckets
         _save(client, names, doc_id, start, end, hour + HOUR_MS)
@@ -76,6 +87,15 @@ def backfill(
             progress((hour + HOUR_MS - start) // HOUR_MS, total_hours)
     hours = (end - resumed) // HOUR_MS
     return BackfillReport(start, end, resumed, hours, pairs, buckets)
+
+
+def rebuild(
+    client: OpenSearch, settings: Settings, names: Names, start_ms: int, end_ms: int
+) -> None:
+    """Recompute [start, end) from scratch after its raw data was replaced (``pulse reprocess``
+    after the alias swap): fits reprocess's ``RollupRebuild`` as
+    ``functools.partial(rebuild, client, settings, names)``."""
+    backfill(client, settings, names, start_ms, end_ms, resume=False, prune_absent=True)
 
 
 def _next_hour(client: OpenSearch, names: Names, doc_id: str, start: int) -> int:

@@ -1,6 +1,6 @@
 """Reading raw events back as rollup buckets: composite aggregations with ``after_key`` paging.
 
-Two questions are asked of the raw indices of one generation:
+Two questions are asked of the raw events behind the read alias (what the API serves):
 
 1. Which (merchant, UTC hour) pairs changed? A composite over ``merchant_id`` and the hour of
    ``occurred_at``, restricted by INGEST time (``ingested_at`` in (after, through]). An event
@@ -80,7 +80,9 @@ def composite_pages(
     while True:
         body_comp = {**comp, "composite": {**comp["composite"], "after": after}} if after else comp
         body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"c": body_comp}}
-        result = client.search(index=index, body=body, allow_no_indices=True)
+        result = client.search(
+            index=index, body=body, allow_no_indices=True, ignore_unavailable=True
+        )
         agg = (result.get("aggregations") or {}).get("c") or {}
         buckets: list[dict[str, Any]] = agg.get("buckets") or []
         if buckets:

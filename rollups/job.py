@@ -4,7 +4,7 @@ A run, holding the lease (rollups.lease):
 1. W_from = the committed watermark (None before the first run: everything is new);
    W_to = run start - visibility margin (docs/decisions/0030).
 2. Pairs = (merchant, UTC hour of occurred_at) of raw events with ingested_at in
-   (W_from, W_to], over every raw day index of the generation (late events live in old days),
+   (W_from, W_to], over every raw day behind the events alias (late events live in old days),
    plus the pairs of hours that were still open at W_from; only hours closed at W_to
    (hour end <= W_to) are recomputed, open ones wait until they close (compute.changed_pairs).
 3. For each chunk of pairs: renew the lease, take ``computed_at`` = now, recompute every bucket
@@ -115,7 +115,9 @@ class RollupJob:
         ttl_s = max(settings.rollup_lease_ttl_s, 3 * settings.rollup_interval_s)
         self.lease = Lease(client, names, owner or default_owner(), int(ttl_s * 1000))
         self.writer = RollupWriter(client, names, settings.generation)
-        self.raw = names.raw_prefix(settings.generation) + "*"
+        # The served raw data: the read alias holds, per day, the generation readers see
+        # (a reprocess swaps days between generations), and every day, however old.
+        self.raw = names.events_alias
 
     @property
     def owner(self) -> str:
@@ -211,7 +213,7 @@ def catch_up(client: OpenSearch, settings: Settings, names: Names) -> RunReport:
     """
     job = RollupJob(client, settings, names)
     job.bootstrap()
-    client.indices.refresh(index=job.raw, allow_no_indices=True)
+    client.indices.refresh(index=job.raw, allow_no_indices=True, ignore_unavailable=True)
     report = job.run_once(through_ms=job.clock())
     job.lease.release()
     if report.skipped and report.skipped != "watermark is current":

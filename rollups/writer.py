@@ -146,3 +146,21 @@ class RollupWriter:
             ignore_unavailable=True,
         )
         return int(result.get("deleted", 0))
+
+    def delete_absent(self, hour: int, merchants: set[str], computed_at: int) -> int:
+        """Delete the hour's documents of merchants not in ``merchants``, older than
+        ``computed_at`` (their raw events are gone, e.g. replaced by a reprocess)."""
+        index = self.index_for(hour)
+        query = {
+            "bool": {
+                "filter": [
+                    {"term": {rs.HOUR: hour}},
+                    {"range": {rs.COMPUTED_AT: {"lt": computed_at, "format": "epoch_millis"}}},
+                ],
+                "must_not": [{"terms": {rs.MERCHANT: sorted(merchants)}}],
+            }
+        }
+        result = self.client.delete_by_query(
+            index=index, body={"query": query}, conflicts="proceed", refresh=True
+        )
+        return int(result.get("deleted", 0))

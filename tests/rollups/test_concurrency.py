@@ -11,7 +11,7 @@ from opensearchpy import OpenSearch
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import compute, state
-from rollups.backfill import backfill, progress_id
+from rollups.backfill import backfill, progress_id, rebuild
 from rollups.job import RollupJob, RunReport, wall_clock_ms
 from rollups.lease import LeaseLost
 from tests.rollups.helpers import HOUR, assert_matches_oracle, make_events, write_raw
@@ -142,3 +142,20 @@ def test_an_older_computation_cannot_overwrite_a_newer_one(
 
     assert zombie.superseded == len(buckets) and zombie.written == 0 and deleted == 0
     assert_matches_oracle(os_client, names, events)
+
+
+def test_rebuild_after_raw_data_was_replaced_prunes_what_is_gone(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start, end = base_ms + 8 * HOUR, base_ms + 10 * HOUR
+    events = make_events(16, 300, start, end)
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    backfill(os_client, rsettings, names, start, end)
+    gone = events[0].merchant_id  # a reprocess dropped this merchant's events
+    os_client.delete_by_query(
+        index=names.events_alias, body={"query": {"term": {"merchant_id": gone}}}, refresh=True
+    )
+
+    rebuild(os_client, rsettings, names, start, end)
+
+    assert_matches_oracle(os_client, names, [e for e in events if e.merchant_id != gone])
