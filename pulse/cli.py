@@ -33,12 +33,16 @@ console = Console(stderr=True)
 @app.command()
 def up(
     demo: bool = typer.Option(False, help="Also run a load generator and create demo keys."),
-    state_dir: Path = typer.Option(Path(".pulse"), help="Where stack.json is written."),
+    state_dir: Path | None = typer.Option(
+        None, help="Where stack.json is written (default: PULSE_STATE_DIR or .pulse)."
+    ),
 ) -> None:
     """Start the embedded engines (unless configured) and every component, in the foreground."""
     from pulse.stack import run_stack
 
-    settings = get_settings().model_copy(update={"state_dir": str(state_dir)})
+    settings = get_settings()
+    if state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": str(state_dir)})
     configure_logging(settings.log_level, settings.log_json)
     sys.exit(run_stack(settings, demo=demo))
 

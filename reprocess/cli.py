@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import typer
+from opensearchpy import OpenSearch
 from rich.console import Console
 
 from pulse.clients import opensearch_client, resolve_endpoints
-from pulse.naming import names_for
-from pulse.settings import get_settings
+from pulse.naming import Names, names_for
+from pulse.settings import Settings, get_settings
 from reprocess import runs
 from reprocess.plan import PlanError
 from reprocess.runs import RunError
 from reprocess.service import Cleanup, Context, Reprocess, Resume, Rollback, RollupRebuild
 from reprocess.verify import describe
+from rollups.backfill import rebuild
 
 console = Console(stderr=True)
 FROM = typer.Option(None, "--from", help="Start: ISO date/time (UTC if no offset) or epoch ms.")
@@ -44,19 +47,20 @@ def context() -> Context:
     settings = get_settings()
     endpoints = resolve_endpoints(settings)
     client = opensearch_client(endpoints.opensearch_url, settings.engine_timeout_s)
+    names = names_for(settings)
     return Context(
         client,
         settings,
-        names_for(settings),
+        names,
         endpoints.kafka_bootstrap,
         console,
-        rebuild_rollups=rollup_rebuilder(),
+        rebuild_rollups=rollup_rebuilder(client, settings, names),
     )
 
 
-def rollup_rebuilder() -> RollupRebuild | None:
-    """The rollups package's range recompute, once it offers one (see docs/reprocessing.md)."""
-    return None
+def rollup_rebuilder(client: OpenSearch, settings: Settings, names: Names) -> RollupRebuild:
+    """The rollups package's range recompute, run after every switch and rollback."""
+    return functools.partial(rebuild, client, settings, names)
 
 
 def _start(
