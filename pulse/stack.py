@@ -229,8 +229,11 @@ def supervise(stack: Stack, demo: bool) -> int:
     stack.children = components(stack, demo)
     for child in stack.children:
         child.start()
+    # stack.json is the "ready" signal other commands and tests wait for: write it only once
+    # the API answers, so whoever reads it can query at once.
+    healthy = wait_healthy(stack.graphql_url.replace("/graphql", "/healthz"))
     write_stack_json(stack)
-    announce(stack, demo)
+    announce(stack, demo, healthy)
     while not stopping:
         for child in stack.children:
             child.poll()
@@ -247,8 +250,7 @@ def write_stack_json(stack: Stack) -> None:
     tmp.replace(path)
 
 
-def announce(stack: Stack, demo: bool) -> None:
-    healthy = wait_healthy(stack.graphql_url.replace("/graphql", "/healthz"))
+def announce(stack: Stack, demo: bool, healthy: bool) -> None:
     console.print(f"[bold green]Pulse is up[/bold green] (api healthy: {healthy})")
     console.print(f"  GraphQL (GraphiQL in a browser): {stack.graphql_url}")
     console.print(f"  Collector (Fluent Bit in_http format): {stack.collector_url}")
