@@ -124,9 +124,11 @@ class RollupJob:
         return self.lease.owner
 
     def bootstrap(self) -> None:
-        """Idempotent: index templates and the state index's rollups fields."""
+        """Idempotent: templates, the state index's rollups fields, and this month's rollup
+        index, so the ``rollups`` alias exists for readers before the first document."""
         ensure_templates(self.client, self.settings, self.names)
         state.ensure_state_index(self.client, self.names)
+        self.writer.index_for(self.clock())
 
     def run_once(
         self, on_chunk: Progress | None = None, through_ms: int | None = None
