@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
@@ -21,6 +22,8 @@ from reprocess.generations import day_start_ms
 from reprocess.pipeline import current_processing
 from reprocess.service import Context
 from reprocess.tally import Tally, engine_tally, row_of
+from rollups import schema as rs
+from rollups.backfill import rebuild
 
 TODAY = datetime.now(tz=UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
@@ -112,4 +115,42 @@ def rsettings(settings: Settings) -> Settings:
 def ctx(rsettings: Settings, os_client: OpenSearch, topics: Names) -> Context:
     ensure_templates(os_client, rsettings, topics)
     assert rsettings.kafka_bootstrap
-    return Context(os_client, rsettings, topics, rsettings.kafka_bootstrap, progress=False)
+    return Context(
+        os_client,
+        rsettings,
+        topics,
+        rsettings.kafka_bootstrap,
+        progress=False,
+        rebuild_rollups=functools.partial(rebuild, os_client, rsettings, topics),
+    )
+
+
+def rolled_up(client: OpenSearch, names: Names, days: Iterable[date]) -> Tally:
+    """What the hourly rollups hold, summed per merchant and day (same rows as Tally)."""
+    client.indices.refresh(index=names.rollups_alias)
+    out = Tally()
+    for day in days:
+        start = day_start_ms(day)
+        body = {
+            "size": 0,
+            "query": {"range": {rs.HOUR: {"gte": start, "lt": start + 86_400_000}}},
+            "aggs": {
+                "m": {
+                    "terms": {"field": rs.MERCHANT, "size": 1000},
+                    "aggs": {
+                        f: {"sum": {"field": f}}
+                        for f in (
+                            rs.EVENTS, rs.PAYMENTS_SUCCEEDED, rs.GROSS_MILLI, rs.REFUNDS_MILLI
+                        )
+                    },
+                }
+            },
+        }  # fmt: skip
+        res = client.search(index=names.rollups_alias, body=body)
+        for bucket in res["aggregations"]["m"]["buckets"]:
+            row = [
+                int(bucket[f]["value"])
+                for f in (rs.EVENTS, rs.PAYMENTS_SUCCEEDED, rs.GROSS_MILLI, rs.REFUNDS_MILLI)
+            ]
+            out.add(day.strftime(DAY_FORMAT), bucket["key"], row)
+    return out

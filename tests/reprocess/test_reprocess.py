@@ -19,6 +19,7 @@ from tests.reprocess.conftest import (
     live_write,
     make_events,
     oracle,
+    rolled_up,
     send,
     served,
 )
@@ -63,10 +64,15 @@ def test_replay_fixes_the_bug_and_rollback_restores_it(ctx: Context) -> None:
         assert after.days[key] == full.days[key]  # fixed, late arrivals included
     outside = OUTSIDE.strftime("%Y.%m.%d")
     assert after.days[outside] == before.days[outside] != expected.days[outside]  # untouched
+    rollups = rolled_up(ctx.client, ctx.names, DAYS)  # rebuilt by the switch
+    assert rollups.days == {d: after.days[d] for d in rollups.days}
+    assert set(rollups.days) == {d.strftime("%Y.%m.%d") for d in DAYS}
 
     old_generation = generation_tally(ctx, ctx.settings.generation)  # buggy, late included
     Rollback(ctx).apply()
     assert served(ctx.client, ctx.names, ALL).days == old_generation.days
+    back = rolled_up(ctx.client, ctx.names, DAYS)  # rebuilt again by the rollback
+    assert back.days == {d: old_generation.days[d] for d in back.days}
 
     cleaned = Cleanup(ctx, run.run_id).apply()
     assert cleaned and all(f"-{run.plan.new_generation}-" in i for i in cleaned)
