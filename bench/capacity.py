@@ -62,16 +62,14 @@ def e2e_indexer_us(path: Path) -> tuple[float, str] | None:
 
 
 def indexer_input(e2e_json: Path) -> Input:
+    """The Indexer section's median cpu_us_per_event (with the e2e figure as a cross-check)."""
     measured = e2e_indexer_us(e2e_json)
-    if measured is None:
-        return Input(120.0, "CPU µs/event (indexer)", "PROVISIONAL guess", provisional=True)
-    value, where = measured
+    cross = f"; e2e indexer process at {measured[1]}: {measured[0]:.0f} µs" if measured else ""
     return Input(
-        round(value),
+        49.4,
         "CPU µs/event (indexer)",
-        f"PROVISIONAL: indexer process CPU in `pulse bench e2e` ({where}); to be replaced by "
-        "`pulse bench indexer --json` cpu_us_per_event",
-        provisional=True,
+        "measured: `pulse bench indexer --json`, median of 3 (benchmarks.md#indexer; includes "
+        f"≈12 µs idle polling){cross}",
     )
 
 
@@ -92,19 +90,23 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
         ),
         "indexer_us": indexer_input(e2e_json),
         "indexer_pod_cores": Input(1.0, "vCPU per indexer pod", "one Python process per pod"),
-        "rollup_cpu_s_per_m": Input(
-            30.0,
-            "CPU s per 1M raw events aggregated (job + engine)",
-            "PROVISIONAL until the Rollups section lands",
+        "rollup_job_cpu_s_per_m": Input(
+            28.0,
+            "job CPU s per 1M raw events rolled up",
+            "measured: `pulse bench rollups` (benchmarks.md#rollups)",
+        ),
+        "rollup_engine_cpu_s_per_m": Input(
+            50.0,
+            "engine CPU s per 1M raw events rolled up (OpenSearch)",
+            "ASSUMPTION: osmem measured 706 s/M (a stand-in, ~1 ms/event); OpenSearch's "
+            "composite aggregation + bulk is taken at 50 µs/event; re-measure on a cluster",
             provisional=True,
         ),
-        "rollup_amplification": Input(
-            3.0,
-            "times each raw event is re-aggregated",
-            "PROVISIONAL: a changed merchant-hour is recomputed whole each run; 3 assumes most "
-            "events belong to merchant-hours touched in a few runs (30 = worst case, every "
-            "minute); the rollups bench should measure it",
-            provisional=True,
+        "rollup_window_s": Input(
+            208.0,
+            "s for the closing run of an hour",
+            "300 s target - 32 s visibility margin - 60 s interval (benchmarks.md#rollups): "
+            "the closing run recomputes the whole closed hour once (open hours deferred)",
         ),
         "rollup_worker_cores": Input(1.0, "vCPU per rollup worker", "one Python process"),
         "queries_per_s_per_billion": Input(
@@ -143,13 +145,16 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "AWS sizing: source x (1+replicas) x 1.45, of which 1.1 is index overhead",
         ),
         "rollup_docs_per_event": Input(
-            0.05,
+            0.18,
             "rollup docs per raw event",
-            "PROVISIONAL until the rollups bench",
-            provisional=True,
+            "measured offline at 1M events/day (benchmarks.md#rollups); falls with volume, "
+            "so an upper bound at 1B+/day",
         ),
         "rollup_doc_bytes": Input(
-            600.0, "B per rollup doc (with HLL sketch)", "PROVISIONAL", provisional=True
+            300.0,
+            "B per rollup doc on disk",
+            "ASSUMPTION: ~20 fields + sketch (12-33 B measured)",
+            provisional=True,
         ),
         "raw_retention_days": Input(90, "days", "Settings.raw_retention_days"),
         "rollup_retention_days": Input(730, "days", "Settings.rollup_retention_days"),
@@ -180,8 +185,12 @@ def plan(events_per_day: float, inp: dict[str, Input]) -> dict[str, float]:
     out["mb_s"] = cap * v("message_bytes") / 1e6
     out["indexer_pods"] = math.ceil(cap * v("indexer_us") / 1e6 / v("indexer_pod_cores"))
     out["partitions"] = _partitions(out["mb_s"] / v("partition_mb_s"), out["indexer_pods"])
-    rollup_cores = cap * v("rollup_amplification") * v("rollup_cpu_s_per_m") / 1e6
-    out["rollup_workers"] = math.ceil(rollup_cores / v("rollup_worker_cores"))
+    # The lunch hour is rolled up by one closing run that must fit the window (5-minute
+    # target); at 2x the plan the hour holds twice the events: size for the plan's hour.
+    lunch_events = events_per_day * v("lunch_share")
+    job_cores = lunch_events * v("rollup_job_cpu_s_per_m") / 1e6 / v("rollup_window_s")
+    out["rollup_workers"] = math.ceil(job_cores / v("rollup_worker_cores"))
+    rollup_cores = lunch_events * v("rollup_engine_cpu_s_per_m") / 1e6 / v("rollup_window_s")
     api_cores = queries / v("utilization") * v("api_ms_per_query") / 1e3
     out["api_pods"] = math.ceil(api_cores / v("api_pod_cores"))
     out.update(_storage(events_per_day, inp))
@@ -220,8 +229,9 @@ def _engine(
     v: Callable[[str], float] = lambda name: inp[name].value  # noqa: E731
     index_vcpu = cap / v("engine_docs_per_vcpu")
     query_vcpu = queries / v("utilization") * v("engine_ms_per_query") / 1e3
-    # Rollup aggregation runs on the engine too: count it there as well as in the workers.
-    vcpu = index_vcpu + query_vcpu + rollup_cores
+    # The lunch hour's closing rollup runs after 13:00, when indexing is back to ~3% of P:
+    # the engine needs the larger of the two bursts, not their sum.
+    vcpu = max(index_vcpu, rollup_cores) + query_vcpu
     by_cpu = math.ceil(vcpu / v("node_vcpu"))
     by_disk = math.ceil((out["raw_total_tb"] + out["rollup_total_tb"]) / v("node_disk_tb"))
     return {
@@ -268,11 +278,11 @@ PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
     ("capacity", "capacity C = P / utilization (events/s)", 0, "utilization"),
     ("mb_s", "Kafka ingress at C (MB/s)", 1, "message_bytes"),
     ("partitions", "Kafka partitions (events.raw)", 0, "partition_mb_s; ≥ 2 per indexer pod"),
-    ("indexer_pods", "indexer pods", 0, "indexer_us (provisional), indexer_pod_cores"),
-    ("rollup_workers", "rollup workers (vCPU)", 0, "rollup_* (provisional)"),
+    ("indexer_pods", "indexer pods", 0, "indexer_us, indexer_pod_cores"),
+    ("rollup_workers", "rollup workers (vCPU, closing run)", 0, "rollup_job_cpu, rollup_window_s"),
     ("queries", "GraphQL queries/s at peak", 0, "queries_per_s_per_billion"),
     ("api_pods", "API pods", 0, "api_ms_per_query (provisional), utilization"),
-    ("engine_vcpu", "engine vCPU (index + query + rollup aggs)", 0, "engine_docs_per_vcpu"),
+    ("engine_vcpu", "engine vCPU (max(index, closing rollup) + query)", 0, "engine_docs_per_vcpu"),
     ("nodes_by_cpu", "data nodes for CPU", 0, "node_vcpu"),
     ("nodes_by_disk", "data nodes for disk", 0, "node_disk_tb"),
     ("data_nodes", "**OpenSearch data nodes** (max, ≥ 3)", 0, ""),

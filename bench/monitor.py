@@ -48,7 +48,9 @@ class CpuSampler:
                 times = proc.cpu_times()
             except psutil.Error:
                 continue
-            out[name] = times.user + times.system
+            # Reaped children's CPU is in children_*; a component that forks workers keeps
+            # its cost under its own name.
+            out[name] = times.user + times.system + times.children_user + times.children_system
         return out
 
     def sample(self) -> dict[str, float]:
