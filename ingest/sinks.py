@@ -9,6 +9,12 @@ from typing import Any
 import httpx
 import orjson
 from kafka import KafkaProducer
+from tenacity import (
+    retry,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from ingest.contract import to_kafka_message
 from ingest.loadgen import invalid_message
@@ -65,9 +71,23 @@ def send_to_collector(
     return count
 
 
+class CollectorBusy(RuntimeError):
+    """The collector answered 503 (Kafka unavailable): the request is safe to resend."""
+
+
+@retry(
+    retry=retry_if_exception_type((httpx.TransportError, CollectorBusy)),
+    wait=wait_exponential_jitter(initial=0.2, max=5),
+    stop=stop_after_delay(60),
+    reraise=True,
+)
 def _post(client: httpx.Client, url: str, chunk: list[dict[str, Any]]) -> int:
+    """POST one batch; retried while the collector is starting or Kafka is away, like
+    Fluent Bit's retry of a chunk (a resend may duplicate events: event_id dedupes them)."""
     response = client.post(
         url, content=orjson.dumps(chunk), headers={"Content-Type": "application/json"}
     )
+    if response.status_code == 503:
+        raise CollectorBusy(response.text)
     response.raise_for_status()
     return len(chunk)

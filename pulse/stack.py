@@ -259,6 +259,6 @@ def announce(stack: Stack, demo: bool, healthy: bool) -> None:
     console.print(f"  State: {Path(stack.settings.state_dir) / 'stack.json'}")
     if demo:
         admin, merchant = demo_keys(stack.settings, stack.endpoints)
-        console.print(f"  Demo admin key: {admin}")
-        console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}")
+        console.print(f"  Demo admin key: {admin}", soft_wrap=True)
+        console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}", soft_wrap=True)
     console.print("Press Ctrl-C to stop.")
