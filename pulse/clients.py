@@ -67,7 +67,8 @@ def ensure_topics(settings: Settings, bootstrap: str, names: Names | None = None
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pulse-bootstrap")
     try:
         existing = set(admin.list_topics())
-        missing = [NewTopic(t, n, 1) for t, n in wanted.items() if t not in existing]
+        replicas = settings.topic_replication
+        missing = [NewTopic(t, n, replicas) for t, n in wanted.items() if t not in existing]
         if missing:
             # A concurrent component may win the race; the topic existing is all we need.
             with contextlib.suppress(TopicAlreadyExistsError):

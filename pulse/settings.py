@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     # Kafka
     raw_partitions: int = Field(default=8, ge=1)
     dlq_partitions: int = Field(default=1, ge=1)
+    # Replication for topics Pulse creates itself (embedded: 1). On Kubernetes Strimzi's
+    # KafkaTopic resources create them first, and ensure_topics leaves existing topics alone.
+    topic_replication: int = Field(default=1, ge=1)
     indexer_group: str = "pulse-indexer"
     kafka_session_timeout_ms: int = 6000
     kafka_heartbeat_interval_ms: int = 1000
