@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -15,6 +16,8 @@ from api.keys import Principal
 from api.model import Base, QueryPlan, Source
 from api.report import Report, rank, shape
 from api.sources import Cells, Ctx, GroupKey, group_totals, merge_into, series_cells, sketch_cells
+
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pulse-query")
 
 
 def rollup_state() -> ModuleType | None:
@@ -66,8 +69,13 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
         merge_into(totals, {k: c for k, c in sketches.items() if k[0] is not None and k[1] is None})
         groups = rank(totals, plan.metrics[0], plan.limit)
     cells: Cells = {}
-    for source, intervals in parts:
-        merge_into(cells, series_cells(ctx, plan, source, intervals, groups, cap))
+    # Both sources are asked at once: the rollup part and the raw tail overlap in time.
+    futures = [
+        _POOL.submit(series_cells, ctx, plan, source, intervals, groups, cap)
+        for source, intervals in parts
+    ]
+    for future in futures:
+        merge_into(cells, future.result())
     chosen = set(groups) if groups is not None else {()}
     merge_into(cells, {k: c for k, c in sketches.items() if k[0] is None or k[0] in chosen})
     return cells, groups
