@@ -14,10 +14,12 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
 
 def e2e(
     quick: bool = typer.Option(False, help="500 and 2000/s, 25 s steps, collector: ~2 minutes."),
-    rates: str = typer.Option("", help="Events/s per step, comma-separated [500,1000,2000]."),
-    step_seconds: float = typer.Option(0.0, help="Seconds each rate is held [60; quick 25]."),
-    paths: str = typer.Option("", help="collector and/or kafka, comma-separated [both]."),
-    rollup_interval_s: int = typer.Option(0, help="Rollup schedule [settings; quick 10]."),
+    rates: str = typer.Option("", help="Events/s per step (default 500,1000,2000)."),
+    step_seconds: float = typer.Option(0.0, help="Seconds per step (default 60; quick 25)."),
+    paths: str = typer.Option("", help="collector,kafka (default both; quick collector)."),
+    rollup_interval_s: int = typer.Option(
+        0, help="Rollup interval s (default settings; quick 10)."
+    ),
     out: Path = typer.Option(Path("docs/bench"), help="Where the JSON and PNG plots go."),
 ) -> None:
     """Freshness (raw and rollup), consumer lag and CPU per component on the embedded stack."""
