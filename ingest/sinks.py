@@ -77,7 +77,7 @@ class CollectorBusy(RuntimeError):
 
 @retry(
     retry=retry_if_exception_type((httpx.TransportError, CollectorBusy)),
-    wait=wait_exponential_jitter(initial=0.2, max=5),
+    wait=wait_exponential_jitter(multiplier=0.2, max=5),
     stop=stop_after_delay(60),
     reraise=True,
 )
