@@ -27,7 +27,13 @@ from rich.console import Console
 from api.keys import create_key, ensure_keys_index
 from ilm.templates import ensure_templates
 from pulse.clients import Endpoints, ensure_topics, opensearch_client, stack_file
-from pulse.engines import EmbeddedEngines, die_with_parent, free_port, start_embedded
+from pulse.engines import (
+    EmbeddedEngines,
+    die_with_parent,
+    free_port,
+    start_embedded,
+    stop_process,
+)
 from pulse.naming import names_for
 from pulse.settings import Settings
 
@@ -72,14 +78,8 @@ class Child:
             self.start()
 
     def stop(self, grace_s: float) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            stop_process(self.process, grace_s)
 
 
 @dataclass
