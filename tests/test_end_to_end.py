@@ -52,7 +52,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
     proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "up"], env=env)
     stack_json = tmp_path / "stack.json"
     try:
-        assert wait_until(stack_json.exists, 60), "pulse up wrote no stack.json"
+        assert wait_until(stack_json.exists, 180), "pulse up wrote no stack.json"
         info: dict[str, Any] = json.loads(stack_json.read_text())
         info["env"] = env
         yield info
