@@ -60,10 +60,10 @@ class Child:
         self.process = subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent)
         log.info("started component", extra={"component": self.name, "pid": self.process.pid})
 
-    def poll(self) -> None:
-        """Restart a dead component with a growing backoff (a demo keeps running)."""
+    def poll(self) -> bool:
+        """Restart a dead component with a growing backoff; True when it was restarted."""
         if self.process is None or self.process.poll() is None or not self.restart:
-            return
+            return False
         now = time.monotonic()
         if self.next_start == 0.0:
             delay = RESTART_BACKOFF_S[min(self.restarts, len(RESTART_BACKOFF_S) - 1)]
@@ -76,6 +76,8 @@ class Child:
             self.restarts += 1
             self.next_start = 0.0
             self.start()
+            return True
+        return False
 
     def stop(self, grace_s: float) -> None:
         if self.process is not None:
@@ -235,8 +237,9 @@ def supervise(stack: Stack, demo: bool) -> int:
     write_stack_json(stack)
     announce(stack, demo, healthy)
     while not stopping:
-        for child in stack.children:
-            child.poll()
+        restarted = [child.poll() for child in stack.children]
+        if any(restarted):
+            write_stack_json(stack)  # keep the component pids in stack.json current
         time.sleep(0.5)
     console.print("[bold]stopping Pulse…[/bold]")
     return 0

@@ -20,7 +20,7 @@ import pytest
 from ingest.contract import Event, parse_message, to_kafka_message
 from ingest.loadgen import HOUR_MS, Generator, LoadSpec
 from ingest.sinks import kafka_producer, send_to_kafka
-from pulse.engines import free_port, wait_until
+from pulse.engines import free_port, pid_alive, wait_until
 from pulse.settings import Settings
 
 QUERY = """
@@ -168,3 +168,14 @@ def _ms(value: str) -> int:
     from datetime import datetime
 
     return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def test_a_dead_component_is_restarted_and_recorded(stack: dict[str, Any], tmp_path: Path) -> None:
+    old = stack["components"]["collector"]
+    os.kill(old, signal.SIGKILL)
+
+    def restarted() -> bool:
+        pids = json.loads((tmp_path / "stack.json").read_text())["components"]
+        return bool(pids["collector"] != old and pid_alive(pids["collector"]))
+
+    assert wait_until(restarted, 60, 0.5)
