@@ -81,6 +81,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
         victim.kill()
     feeding.join(120)
     last = IndexerProcess(s, tmp_path / "indexer-last.log")
+    # Wait until it runs (signal handlers in place): the others may have indexed everything
+    # already, and a SIGTERM during interpreter start-up is not a clean shutdown to judge.
+    assert last.wait_assigned(), last.log_text()
     assert _settle(os_client, topics, expected, 120), last.log_text()
     assert last.terminate() == 0
     assert indexed_totals(os_client, topics) == expected
