@@ -133,7 +133,14 @@ def rolled_up(client: OpenSearch, names: Names, days: Iterable[date]) -> Tally:
         start = day_start_ms(day)
         body = {
             "size": 0,
-            "query": {"range": {rs.HOUR: {"gte": start, "lt": start + 86_400_000}}},
+            "query": {
+                "bool": {
+                    "filter": [
+                        {"range": {rs.HOUR: {"gte": start, "lt": start + 86_400_000}}},
+                        rs.TOTALS_ONLY,  # one level only: details + totals count twice
+                    ]
+                }
+            },
             "aggs": {
                 "m": {
                     "terms": {"field": rs.MERCHANT, "size": 1000},
