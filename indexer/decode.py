@@ -7,13 +7,18 @@ input, so one poison pill can never stall its partition.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
-from ingest.contract import Rejection, parse_message
+from ingest.contract import Event, Rejection, parse_message
 from pulse.settings import Settings
+
+# A version of the document mapping: (event, ingested_at_ms) -> raw document.
+Mapping = Callable[[Event, int], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +43,21 @@ class Bounds:
         return None
 
 
-def decode(origin: Origin, bounds: Bounds, now_ms: int) -> IndexItem | DeadLetter:
-    """Turn one message into an indexable item or a dead letter with a reason."""
+def decode(
+    origin: Origin, bounds: Bounds, now_ms: int, mapping: Mapping | None = None
+) -> IndexItem | DeadLetter:
+    """Turn one message into an indexable item or a dead letter with a reason.
+
+    ``mapping`` pins another version of the document mapping than ``Event.to_doc`` (a
+    reprocessing run replaying a known processing version); validation and bounds stay."""
     parsed = parse_message(origin.value)
     if isinstance(parsed, Rejection):
         return DeadLetter(origin, "validate", parsed.reason, parsed.detail)
     out_of_bounds = bounds.check(parsed.occurred_at_ms, now_ms)
     if out_of_bounds is not None:
         return DeadLetter(origin, "bounds", *out_of_bounds)
-    doc = parsed.to_doc(0)
-    del doc["ingested_at"]  # stamped right before each bulk attempt, see stamp()
+    doc = parsed.to_doc(0) if mapping is None else mapping(parsed, 0)
+    doc.pop("ingested_at", None)  # stamped right before each bulk attempt, see stamp()
     return IndexItem(origin, parsed.doc_id, parsed.occurred_at_ms // DAY_MS, orjson.dumps(doc))
 
 

@@ -4,7 +4,8 @@
   production, a constant otherwise).
 - The write target is ilm's ``write_target`` (the day's write alias), asked once per batch per
   day and never cached longer: ilm may delete a day past retention, and a bulk to a missing
-  alias would auto-create a plain index under the alias's name.
+  alias would auto-create a plain index under the alias's name. ``read_alias=False`` keeps a
+  day created here out of the read alias (a reprocessing run's generation, swapped in later).
 - Indices that may hold an earlier copy of an event (docs/decisions/0011): the day's sealed
   backing indices (ilm's ``sealed_indices``) and every index of the neighbouring days within
   ``conflict_days``.
@@ -49,11 +50,13 @@ class Targets:
         names: Names,
         generation_for: Callable[[date], str],
         conflict_days: int,
+        read_alias: bool = True,
     ) -> None:
         self.client = client
         self.names = names
         self.generation_for = generation_for
         self.conflict_days = conflict_days
+        self.read_alias = read_alias  # False: a day created here stays out of ``events``
         self._listing: dict[int, tuple[float, list[str]]] = {}
 
     def write_targets(self, days: set[int]) -> dict[int, str]:
@@ -62,7 +65,7 @@ class Targets:
         for day in days:
             when = day_date(day)
             out[day] = templates.write_target(
-                self.client, self.names, self.generation_for(when), when
+                self.client, self.names, self.generation_for(when), when, self.read_alias
             )
             self._listing.pop(day, None)  # the day has an index now: list it afresh
         return out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from kafka.errors import KafkaError
 from opensearchpy import OpenSearch
@@ -27,7 +27,6 @@ from tenacity import (
 
 from indexer.bulk import BadResponse, Verdict, bulk_body, send_bulk, verdicts
 from indexer.decode import now_ms
-from indexer.dlq import DlqWriter
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
 from indexer.targets import Targets, day_of_index
@@ -51,12 +50,21 @@ class Abandoned(Exception):
 RETRYABLE = (Retry, BadResponse, TransportError, OSConnectionError, KafkaError, OSError)
 
 
+class LetterSink(Protocol):
+    """Where a batch's dead letters go: events.dlq (``indexer.dlq.DlqWriter``) for the live
+    indexer; a reprocessing run, which must not dead-letter twice, keeps them itself."""
+
+    def send(self, letters: list[DeadLetter]) -> list[DeadLetter]:
+        """Deliver ``letters``; returns those not delivered (the batch retries them)."""
+        ...
+
+
 class BatchWriter:
     def __init__(
         self,
         client: OpenSearch,
         targets: Targets,
-        dlq: DlqWriter,
+        dlq: LetterSink,
         metrics: Metrics,
         timeout_s: float,
         cancelled: Callable[[Batch], bool],

@@ -1,13 +1,20 @@
 """Replay Kafka into the new generation, checkpointing into the run state as it goes.
 
-Per batch (arroyo-style steps, back to front: parse -> dedupe -> checkpoint -> bulk):
-1. records before the last checkpoint's end are *re-written* only (a crash may have lost
-   them between checkpoint and bulk; ``create`` makes that harmless);
-2. new records are parsed and processed; each event not yet stored in the new generation
-   (first copy wins, checked with a real-time mget) is added to the tally;
-3. the run state (offsets after the batch, where the batch started, tally) is saved;
-4. the documents are bulk-created.
-A crash anywhere resumes exactly: before 3 nothing is recorded, after 3 step 1 rewrites.
+Per poll (arroyo-style steps, back to front: decode -> select -> checkpoint -> write):
+1. records are decoded with the live indexer's step; records before the last checkpoint's
+   end were read before a crash: they are only *re-written*, never tallied again;
+2. the first copy of each event (``reprocess.firstcopy``) is selected; the selected items of
+   new records are added to the tally;
+3. the run state is saved: offsets after the poll, ``pending_from`` = the first offset of the
+   oldest batch not yet confirmed durable (this one included), and the tally;
+4. the batch goes to the live indexer's ``BatchWriter`` on a writer thread
+   (``reprocess.writing``), which bulk-creates it while this thread polls, decodes and
+   checkpoints the next poll. A batch is confirmed once the writer returns it done.
+Invariant: a batch's checkpoint is saved before its bulk starts, and ``pending_from`` never
+passes a batch that is not confirmed. So a crash anywhere resumes exactly: before 3 nothing
+of the poll is recorded; after it, the resumed run re-reads from ``pending_from`` and
+re-writes what the crash may have lost (``create``: copies already stored are skipped or
+answered 409), and the tally, saved once, counts every event exactly once.
 No consumer-group join: partitions are assigned and positions live in the run state.
 """
 
@@ -17,20 +24,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
+import orjson
 from kafka import KafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
 from rich.progress import Progress
 
 from indexer.decode import Bounds, now_ms
-from pulse.naming import Names
+from indexer.model import IndexItem
+from indexer.targets import EPOCH, Targets, day_date
+from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import pipeline
-from reprocess.pipeline import Doc, Processing, Record
+from reprocess.firstcopy import FirstCopies
+from reprocess.pipeline import Decoded, Processing, Record, decode_records
+from reprocess.registry import GenerationResolver
 from reprocess.runs import Run
 from reprocess.tally import Tally, row_of
+from reprocess.writing import Offsets, Writing, Written, first_offsets
 
 Hook = Callable[[Run], None]
+POLL_MS = 500
 
 
 @dataclass
@@ -44,41 +57,57 @@ class Replayer:
     run: Run
     processing: Processing | None = None  # None: the live indexer's decode step
     after_checkpoint: Hook | None = None  # test seam: crash between checkpoint and bulk
-    _days: set[date] = field(init=False)
+    _dates: set[date] = field(init=False)
+    _days: set[int] = field(init=False)
     _tps: dict[str, TopicPartition] = field(init=False)
+    _copies: FirstCopies = field(init=False)
+    _neighbours: Targets = field(init=False)
+    _serving: GenerationResolver = field(init=False)
 
     def __post_init__(self) -> None:
-        self._days = set(self.run.plan.day_dates())
+        self._dates = set(self.run.plan.day_dates())
+        self._days = {(d - EPOCH).days for d in self._dates}
         topic = self.names.topic_raw
         self._tps = {p: TopicPartition(topic, int(p)) for p in self.run.plan.start_offsets}
-
-    def target(self, day: date) -> str:
-        return self.names.raw_index(self.run.plan.new_generation, day)
+        s = self.settings
+        self._serving = GenerationResolver(
+            self.client, self.names, s.generation, s.generation_registry_ttl_s
+        )
+        window = s.indexer_conflict_days
+        self._neighbours = Targets(self.client, self.names, self._generation_for, window)
+        self._copies = FirstCopies(self.client, window, self._lookup_indices)
 
     def prepare(self) -> None:
         """Create the new generation's days (outside the read alias), empty days included."""
-        for day in sorted(self._days):
+        for day in sorted(self._dates):
             gens.ensure_unaliased_day(self.client, self.names, self.run.plan.new_generation, day)
 
     def catch_up(self, progress: Progress | None = None) -> None:
-        """Read from the checkpoint until an empty poll finds every partition at the head."""
+        """Read from the checkpoint until an empty poll finds every partition at the head,
+        then wait until the writer thread has made every batch durable."""
         self.consumer.assign(list(self._tps.values()))
         for p, tp in self._tps.items():
             self.consumer.seek(tp, self.run.pending_from.get(p, self.run.offsets[p]))
         task = progress.add_task("replay", total=self._remaining()) if progress else None
-        while True:
-            polled = self.consumer.poll(
-                timeout_ms=500, max_records=self.settings.reprocess_batch_docs
-            )
-            records: list[Record] = [r for batch in polled.values() for r in batch]
-            if records:
-                self.batch(records)
-                if progress is not None and task is not None:
-                    progress.update(
-                        task, advance=len(records), total=self._seen() + self._remaining()
-                    )
-            elif self._remaining() == 0:
-                return
+        generation = self.run.plan.new_generation
+        confirm = self._copies.confirmed
+        with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
+            while True:
+                polled = self.consumer.poll(
+                    timeout_ms=POLL_MS, max_records=self.settings.reprocess_batch_docs
+                )
+                records: list[Record] = [r for batch in polled.values() for r in batch]
+                if records:
+                    self.batch(records, writing)
+                    if progress is not None and task is not None:
+                        progress.update(
+                            task, advance=len(records), total=self._seen() + self._remaining()
+                        )
+                elif self._remaining() == 0:
+                    break
+                self._count(writing.collect())
+            self._count(writing.drain())
+        self.run.pending_from = dict(self.run.offsets)  # every batch is durable now
 
     def _remaining(self) -> int:
         head = self.consumer.end_offsets(list(self._tps.values()))
@@ -87,64 +116,70 @@ class Replayer:
     def _seen(self) -> int:
         return sum(self.run.offsets[p] - self.run.plan.start_offsets[p] for p in self._tps)
 
-    def batch(self, records: list[Record]) -> None:
-        checkpoint = self.run.offsets
-        rewrite = [r for r in records if r.offset < checkpoint[str(r.partition)]]
+    def batch(self, records: list[Record], writing: Writing) -> None:
+        checkpoint = dict(self.run.offsets)
         fresh = [r for r in records if r.offset >= checkpoint[str(r.partition)]]
-        if rewrite:
-            docs = self._process(rewrite).docs
-            pipeline.bulk_create(self.client, docs, self.target)
-        if not fresh:
-            return
-        parsed = self._process(fresh)
-        new_docs = self._not_stored(parsed.docs)
-        self._checkpoint(fresh, new_docs, parsed)
-        if self.after_checkpoint is not None:
-            self.after_checkpoint(self.run)
-        written = pipeline.bulk_create(self.client, new_docs, self.target)
-        self.run.count(written=written)
+        rewrite = self._decode([r for r in records if r.offset < checkpoint[str(r.partition)]])
+        decoded = self._decode(fresh)
+        chosen = self._copies.select([*rewrite.items, *decoded.items])
+        if fresh:
+            new = [i for i in chosen if i.origin.offset >= checkpoint[str(i.origin.partition)]]
+            self._checkpoint(fresh, decoded, new, writing.pending_from(first_offsets(chosen)))
+            if self.after_checkpoint is not None:
+                self.after_checkpoint(self.run)
+        self._count(writing.submit(chosen))
 
-    def _process(self, records: list[Record]) -> pipeline.Parsed:
+    def _decode(self, records: list[Record]) -> Decoded:
         bounds = Bounds.from_settings(self.settings)
-        return pipeline.process(records, self._days.__contains__, bounds, now_ms(), self.processing)
+        return decode_records(records, self._days.__contains__, bounds, now_ms(), self.processing)
 
-    def _not_stored(self, docs: list[Doc]) -> list[Doc]:
-        """First copy of each event that the new generation does not hold yet."""
-        unique: dict[str, Doc] = {}
-        for doc in docs:
-            unique.setdefault(doc.doc_id, doc)
-        cache: dict[date, list[str]] = {}
-
-        def indices_for(day: date) -> list[str]:
-            if day not in cache:
-                gen = self.run.plan.new_generation
-                cache[day] = gens.generation_indices(self.client, self.names, gen, day)
-            return cache[day]
-
-        stored = pipeline.existing_ids(self.client, list(unique.values()), indices_for)
-        return [d for d in unique.values() if d.doc_id not in stored]
-
-    def _checkpoint(self, fresh: list[Record], docs: list[Doc], parsed: pipeline.Parsed) -> None:
-        start: dict[str, int] = {}
+    def _checkpoint(
+        self, fresh: list[Record], decoded: Decoded, new: list[IndexItem], unconfirmed: Offsets
+    ) -> None:
+        """Save offsets after ``fresh``, the tally with ``new``, and ``pending_from`` lowered
+        to every batch not durable yet (``unconfirmed``: this poll's included)."""
         end = dict(self.run.offsets)
         for r in fresh:
             p = str(r.partition)
-            start[p] = min(start.get(p, r.offset), r.offset)
             end[p] = max(end[p], r.offset + 1)
-        delta = Tally()
-        for doc in docs:
-            delta.add(doc.day_key, doc.source["merchant_id"], row_of(doc.source))
-        self.run.tally.merge(delta)
-        self.run.pending_from = {p: start.get(p, end[p]) for p in end}
+        self.run.tally.merge(_tally(new))
+        self.run.pending_from = {p: min(o, unconfirmed.get(p, o)) for p, o in end.items()}
         self.run.offsets = end
         self.run.count(
             read=len(fresh),
-            invalid=parsed.invalid,
-            outside=parsed.outside,
-            duplicates=len(parsed.docs) - len(docs),
-            tallied=len(docs),
+            invalid=decoded.invalid,
+            outside=decoded.outside,
+            duplicates=len(decoded.items) - len(new),
+            tallied=len(new),
         )
         self.run.save(self.client, self.names)
+
+    def _count(self, written: Written) -> None:
+        self.run.count(
+            written=written.created, existing=written.existing, rejected=written.rejected
+        )
+
+    def _generation_for(self, day: date) -> str:
+        """Where an earlier copy of an event of ``day`` lives: the new generation for the
+        range's days, the serving one (registry) for the days around it."""
+        if day in self._dates:
+            return self.run.plan.new_generation
+        return self._serving.generation_for_day(day)
+
+    def _lookup_indices(self, day: int) -> list[str]:
+        """The indices FirstCopies asks for copies of an event of ``day``: every index of the
+        day in the new generation and those of the neighbouring days (decision 0011)."""
+        new = self.run.plan.new_generation
+        own = gens.generation_indices(self.client, self.names, new, day_date(day))
+        return list(dict.fromkeys([*own, *self._neighbours.earlier_copies(day)]))
+
+
+def _tally(items: list[IndexItem]) -> Tally:
+    out = Tally()
+    for item in items:
+        source = orjson.loads(item.body)
+        out.add(day_date(item.day).strftime(DAY_FORMAT), source["merchant_id"], row_of(source))
+    return out
 
 
 def consumer_for(bootstrap: str, settings: Settings, names: Names) -> KafkaConsumer:
