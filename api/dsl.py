@@ -1,8 +1,9 @@
 """The one formatter: a processed QueryPlan (plus the intervals a source answers) -> DSL dicts.
 
 Nothing here talks to the engine. Raw documents keep each event's fields; rollup documents
-are per merchant x UTC hour x dimension combination (rollups.schema) and store absent
-dimension values as MISSING, so the two need different filters for "no value".
+are per merchant x UTC hour x dimension combination, plus one total per merchant x hour
+(rollups.schema), and store absent dimension values as MISSING, so the two sources need
+different filters for "no value".
 """
 
 from __future__ import annotations
@@ -63,7 +64,15 @@ def query(plan: QueryPlan, source: Source, intervals: tuple[Interval, ...]) -> B
         intervals_clause(TIME_FIELD[source], intervals),
     ]
     clauses += [filter_clause(source, f) for f in plan.filters]
+    if source is Source.ROLLUPS:
+        clauses.append(rollup_level(plan))
     return {"bool": {"filter": clauses}}
+
+
+def rollup_level(plan: QueryPlan) -> Body:
+    """Which rollup documents answer the plan: with no filter and no grouping, the one total
+    document per hour; otherwise the per-combination details (never both: double counts)."""
+    return rs.DETAILS_ONLY if plan.filters or plan.group_by else rs.TOTALS_ONLY
 
 
 def base_aggs(bases: frozenset[Base], source: Source, hashes_cap: int, threshold: int) -> Body:

@@ -193,6 +193,7 @@ def rollup_events(client: OpenSearch, alias: str, merchant: str, hour_ms: int) -
                 "filter": [
                     {"term": {rollup_schema.MERCHANT: merchant}},
                     {"term": {rollup_schema.HOUR: hour_ms}},
+                    rollup_schema.TOTALS_ONLY,
                 ]
             }
         },

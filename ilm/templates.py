@@ -62,6 +62,7 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.COMPUTED_AT: DATE,
     rs.SOURCE_MAX_INGESTED_AT: DATE,
     rs.GENERATION: KEYWORD,
+    rs.LEVEL: KEYWORD,
 }
 
 

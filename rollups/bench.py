@@ -314,7 +314,15 @@ def _reflected(
             client, settings, names, merchant, hour, hour + rs.HOUR_MS, now
         ):
             return False
-    query = {"bool": {"filter": [{"term": {rs.MERCHANT: merchant}}, {"terms": {rs.HOUR: hours}}]}}
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {rs.MERCHANT: merchant}},
+                {"terms": {rs.HOUR: hours}},
+                rs.TOTALS_ONLY,
+            ]
+        }
+    }
     body = {"size": 0, "query": query, "aggs": {"n": {"sum": {"field": rs.EVENTS}}}}
     client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
     result = client.search(index=names.rollups_alias, body=body, ignore_unavailable=True)

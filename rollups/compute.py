@@ -16,8 +16,10 @@ Two questions are asked of the raw events behind the read alias (what the API se
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -39,6 +41,7 @@ SUB_AGGS: dict[str, Any] = {
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "newest": {"max": {"field": "ingested_at"}},
 }
+DAY_IN_NAME = re.compile(r"-(\d{4}\.\d{2}\.\d{2})(?:-\d+)?$")
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
@@ -54,12 +57,24 @@ class Bucket:
     newest_ingested_at: int = 0
     customers: Any = field(default_factory=sketch.new_sketch)
 
+    def add_counts(self, other: Bucket) -> None:
+        """Add another bucket's counts and sums (its sketch is the caller's to union)."""
+        self.events += other.events
+        self.succeeded += other.succeeded
+        self.failed += other.failed
+        self.gross_milli += other.gross_milli
+        self.refunds_milli += other.refunds_milli
+        self.newest_ingested_at = max(self.newest_ingested_at, other.newest_ingested_at)
+
     def to_doc(self, key: BucketKey, generation: str, computed_at: int) -> dict[str, Any]:
         merchant, hour, values = key
+        total = values == rs.TOTAL
+        dims = (rs.ALL,) * len(rs.DIMENSIONS) if total else values
         return {
             rs.MERCHANT: merchant,
             rs.HOUR: hour,
-            **dict(zip(rs.DIMENSIONS, values, strict=True)),
+            rs.LEVEL: rs.LEVEL_TOTAL if total else rs.LEVEL_DETAIL,
+            **dict(zip(rs.DIMENSIONS, dims, strict=True)),
             rs.EVENTS: self.events,
             rs.PAYMENTS_SUCCEEDED: self.succeeded,
             rs.PAYMENTS_FAILED: self.failed,
@@ -169,10 +184,73 @@ def _hour_range(hour: int) -> dict[str, Any]:
     return {"gte": hour, "lt": hour + rs.HOUR_MS, "format": "epoch_millis"}
 
 
+def served_days(client: OpenSearch, alias: str) -> tuple[dict[date, list[str]], list[str]]:
+    """The alias's member indices by UTC day of their name, and those no day can be read from.
+
+    Raw events live in the index of their occurred_at day (ilm), so a pair's events are in its
+    day's members only. Asking only those keeps each query's cost to the days it touches: an
+    engine evaluates a query's clauses on every index it is sent to, matching or not.
+    """
+    if not client.indices.exists_alias(name=alias):
+        return {}, []
+    by_day: dict[date, list[str]] = {}
+    other: list[str] = []
+    for index in sorted(client.indices.get_alias(name=alias)):
+        day = _day_of_index(index)
+        if day is None:
+            other.append(index)
+        else:
+            by_day.setdefault(day, []).append(index)
+    return by_day, other
+
+
+def _day_of_index(index: str) -> date | None:
+    found = DAY_IN_NAME.search(index)
+    if found is None:
+        return None
+    try:
+        return datetime.strptime(found.group(1), "%Y.%m.%d").date()
+    except ValueError:
+        return None
+
+
 def recompute(
-    client: OpenSearch, index: str, pairs: Sequence[Pair], page: int
+    client: OpenSearch, alias: str, pairs: Sequence[Pair], page: int
 ) -> dict[BucketKey, Bucket]:
-    """Every bucket of the given pairs, recomputed from all their raw events."""
+    """Every bucket of the given pairs, recomputed from all their raw events, plus each
+    pair's total (rollups.schema): one query per UTC day, sent to that day's indices only."""
+    by_day, other = served_days(client, alias)
+    pairs_by_day: dict[date, list[Pair]] = {}
+    for pair in pairs:
+        pairs_by_day.setdefault(_utc_day(pair[1]), []).append(pair)
+    out: dict[BucketKey, Bucket] = {}
+    for day, chunk in sorted(pairs_by_day.items()):
+        indices = by_day.get(day, []) + other
+        if indices:
+            _recompute_into(out, client, ",".join(indices), chunk, page)
+    return with_totals(out)
+
+
+def with_totals(buckets: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
+    """The buckets plus one TOTAL bucket per (merchant, hour) that has any."""
+    totals: dict[BucketKey, Bucket] = {}
+    unions: dict[BucketKey, Any] = {}
+    for (merchant, hour, _), bucket in buckets.items():
+        key = (merchant, hour, rs.TOTAL)
+        totals.setdefault(key, Bucket()).add_counts(bucket)
+        unions.setdefault(key, sketch.new_union()).update(bucket.customers)
+    for key, union in unions.items():
+        totals[key].customers = sketch.result(union)
+    return {**buckets, **totals}
+
+
+def _utc_day(hour: int) -> date:
+    return datetime.fromtimestamp(hour / 1000, tz=UTC).date()
+
+
+def _recompute_into(
+    out: dict[BucketKey, Bucket], client: OpenSearch, index: str, pairs: Sequence[Pair], page: int
+) -> None:
     sources: list[dict[str, Any]] = [
         {"m": {"terms": {"field": "merchant_id"}}},
         {"h": HOUR_SOURCE},
@@ -180,11 +258,9 @@ def recompute(
         {"c": {"terms": {"field": "customer_hash", "missing_bucket": True}}},
     ]
     comp = {"composite": {"size": page, "sources": sources}, "aggs": SUB_AGGS}
-    out: dict[BucketKey, Bucket] = {}
     for buckets in composite_pages(client, index, pairs_query(pairs), comp):
         for b in buckets:
             _add(out, b)
-    return out
 
 
 def _add(out: dict[BucketKey, Bucket], b: dict[str, Any]) -> None:

@@ -139,7 +139,8 @@ class RollupJob:
         if not self.lease.acquire(now):
             return RunReport(self.owner, skipped="lease held by another scheduler")
         prior = state.load(self.client, self.names)
-        current = prior is not None and prior.generation == self.settings.generation
+        # Another generation's or an older job's watermark says nothing about our documents.
+        current = prior is not None and prior.serves(self.settings.generation)
         w_from = prior.watermark if prior is not None and current else None
         w_to = through_ms if through_ms is not None else now - visibility_margin_ms(self.settings)
         if w_from is not None and w_to <= w_from:

@@ -19,6 +19,11 @@ built from the field names below (this module is their source of truth).
   events without a customer add nothing. Union sketches (``rollups.sketch``) to count unique
   customers over any set of documents; see there for the error bound.
 - ``source_max_ingested_at`` is the newest raw ``ingested_at`` the document includes.
+- Besides the detail documents, each (merchant, hour) with events has one TOTAL document
+  (``level`` = ``LEVEL_TOTAL``, every dimension field ``ALL``): the sums of its details and the
+  union of their sketches. A report with no filter and no grouping reads one document per hour
+  instead of every combination (decision 0045). Readers must pick a level (``TOTALS_ONLY`` or
+  ``DETAILS_ONLY``): summing both counts every event twice.
 - Which hours may be served from these documents is decided by ``rollups.state``.
 """
 
@@ -41,6 +46,14 @@ DIMENSIONS: tuple[str, ...] = (
     "device",
 )
 MISSING = "__none__"
+# Dimension value of every dimension field in a merchant-hour TOTAL document (below).
+ALL = "__all__"
+# Which documents a reader sums: one level only, or every event is counted twice.
+LEVEL_DETAIL = "detail"
+LEVEL_TOTAL = "merchant"
+# Bumped when documents of an older job lack something readers rely on (2: total documents).
+# A state written by an older job serves nothing and makes the next run recompute everything.
+SCHEMA_VERSION = 2
 
 # Fields of a rollup document.
 MERCHANT = "merchant_id"
@@ -54,11 +67,17 @@ CUSTOMERS_SKETCH = "customers_hll"  # binary: serialized HLL sketch of customer_
 COMPUTED_AT = "computed_at"  # date: when the job last changed this document (its version)
 SOURCE_MAX_INGESTED_AT = "source_max_ingested_at"  # date: newest raw ingested_at it includes
 GENERATION = "generation"  # keyword: raw generation it was computed from
+LEVEL = "level"  # keyword: LEVEL_DETAIL, or LEVEL_TOTAL (absent in documents of schema 1)
 
 SKETCH_LG_K = 12  # 4096 registers: relative standard error 1.04/sqrt(4096) ~ 1.6%
 HOUR_MS = 3_600_000
 
 DimensionValues = tuple[str, ...]  # one value per DIMENSIONS entry, MISSING when absent
+TOTAL: DimensionValues = ()  # the values key of a merchant-hour total (no dimension applies)
+
+# Query clauses choosing one level of documents (a detail clause also matches schema-1 docs).
+TOTALS_ONLY = {"term": {LEVEL: LEVEL_TOTAL}}
+DETAILS_ONLY = {"bool": {"must_not": [TOTALS_ONLY]}}
 
 
 def hour_start(ts_ms: int) -> int:

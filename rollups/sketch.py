@@ -57,6 +57,15 @@ def union(encoded: Iterable[str]) -> Any:
     return merged.get_result(SKETCH_TYPE)
 
 
+def new_union() -> Any:
+    """An empty union: ``update`` it with sketches, then take ``result``."""
+    return hll_union(SKETCH_LG_K)
+
+
+def result(union: Any) -> Any:
+    return union.get_result(SKETCH_TYPE)
+
+
 def bounds(sketch: Any, sigmas: int = 2) -> tuple[float, float, float]:
     """(estimate, lower bound, upper bound) at ``sigmas`` standard deviations (1, 2 or 3)."""
     return (

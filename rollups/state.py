@@ -14,7 +14,8 @@ Read side (used by the API; all times epoch milliseconds, UTC):
   hour starts h with ``start <= h`` and ``h + 1h <= end`` whose rollups are complete: the hour
   is closed (``h + 1h <= min(W, now)``) and no raw event of the merchant occurring in it has
   ``ingested_at > W`` (its rollup is newer than its last change). Hours without any data are
-  servable (zero). Empty when there is no W or it belongs to another generation.
+  servable (zero). Empty when there is no W, or it belongs to another generation or to a
+  job of an older ``rollups.schema.SCHEMA_VERSION`` (whose documents lack what readers need).
 - ``freshness(client, names, merchant_id) -> (ingested_through, rolled_up_through)``:
   ``ingested_through`` = the newest ``ingested_at`` of the merchant's raw events (None if it
   has none); ``rolled_up_through`` = the end of the latest closed hour h such that every
@@ -35,7 +36,7 @@ from opensearchpy.exceptions import ConflictError, NotFoundError
 from ilm.templates import ensure_index
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups.schema import HOUR_MS, hour_start
+from rollups.schema import HOUR_MS, SCHEMA_VERSION, hour_start
 
 STATE_ID = "rollups.state"
 # Every rollups bookkeeping document (lease, state, backfill progress) keeps its fields under
@@ -49,6 +50,7 @@ STATE_MAPPING: dict[str, Any] = {
                 "expires_at": {"type": "long"},
                 "term": {"type": "long"},
                 "generation": {"type": "keyword"},
+                "schema": {"type": "long"},
                 "watermark": {"type": "long"},
                 "updated_at": {"type": "long"},
                 "pairs": {"type": "long"},
@@ -72,6 +74,15 @@ class State:
     generation: str
     watermark: int | None
     cas: tuple[int, int] | None  # (seq_no, primary_term); None when the document is absent
+    schema: int = SCHEMA_VERSION  # rollups.schema.SCHEMA_VERSION of the job that wrote it
+
+    def serves(self, generation: str) -> bool:
+        """Whether documents up to W are readable for ``generation`` by this code's rules."""
+        return (
+            self.watermark is not None
+            and self.generation == generation
+            and self.schema == SCHEMA_VERSION
+        )
 
 
 def ensure_state_index(client: OpenSearch, names: Names) -> None:
@@ -88,14 +99,23 @@ def load(client: OpenSearch, names: Names) -> State | None:
     src = doc["_source"].get("rollups", {})
     wm = src.get("watermark")
     cas = (int(doc["_seq_no"]), int(doc["_primary_term"]))
-    return State(str(src.get("generation", "")), None if wm is None else int(wm), cas)
+    generation = str(src.get("generation", ""))
+    # A state without "schema" was written by the first job version (no total documents).
+    return State(generation, None if wm is None else int(wm), cas, int(src.get("schema", 1)))
 
 
 def commit(
     client: OpenSearch, names: Names, prior: State | None, new: State, fields: dict[str, Any]
 ) -> None:
     """Move the watermark from ``prior`` (as loaded) to ``new``; StateConflict if it moved."""
-    body = {"rollups": {"generation": new.generation, "watermark": new.watermark, **fields}}
+    body = {
+        "rollups": {
+            "generation": new.generation,
+            "schema": new.schema,
+            "watermark": new.watermark,
+            **fields,
+        }
+    }
     try:
         if prior is None or prior.cas is None:
             client.create(index=names.state_index, id=STATE_ID, body=body, refresh=True)
@@ -113,9 +133,10 @@ def commit(
 
 
 def watermark(client: OpenSearch, names: Names) -> int | None:
-    """W: raw events with ingested_at <= W in hours ended by W are reflected (None: no run)."""
+    """W: raw events with ingested_at <= W in hours ended by W are reflected (None: no run,
+    or only runs of an older job whose documents this code does not read)."""
     state = load(client, names)
-    return state.watermark if state else None
+    return state.watermark if state and state.schema == SCHEMA_VERSION else None
 
 
 def servable_hours(
@@ -129,7 +150,7 @@ def servable_hours(
 ) -> set[int]:
     """UTC hour starts in [start, end) that the API may serve from rollups (module doc)."""
     state = load(client, names)
-    if state is None or state.watermark is None or state.generation != settings.generation:
+    if state is None or not state.serves(settings.generation) or state.watermark is None:
         return set()
     first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
     limit = min(end_ms, state.watermark, now_ms)
@@ -162,7 +183,7 @@ def _dirty_hours(
 def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:
     """(ingested_through, rolled_up_through) of a merchant, epoch ms or None (module doc)."""
     state = load(client, names)
-    wm = state.watermark if state else None
+    wm = state.watermark if state and state.schema == SCHEMA_VERSION else None
     aggs: dict[str, Any] = {"newest": {"max": {"field": "ingested_at"}}}
     if wm is not None:
         late = {"range": {"ingested_at": {"gt": wm, "format": "epoch_millis"}}}

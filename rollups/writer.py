@@ -19,10 +19,12 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from ilm.templates import ensure_index
+from ilm.templates import ROLLUP_PROPERTIES, ensure_index
 from pulse.naming import Names
 from rollups import schema as rs
 from rollups.compute import Bucket, BucketKey, Pair
+
+NEW_FIELDS = {rs.LEVEL: ROLLUP_PROPERTIES[rs.LEVEL]}  # fields added since schema 1
 
 
 class WriteFailed(RuntimeError):
@@ -56,7 +58,9 @@ class RollupWriter:
         """The hour's monthly index, created (with read-alias membership) on first use."""
         index = rs.index_for(self.names, self.generation, hour)
         if index not in self._ensured:
-            ensure_index(self.client, index, {self.names.rollups_alias: {}})
+            if not ensure_index(self.client, index, {self.names.rollups_alias: {}}):
+                # Made from an older template: add fields a newer job writes (additive).
+                self.client.indices.put_mapping(index=index, body={"properties": NEW_FIELDS})
             self._ensured.add(index)
         return index
 

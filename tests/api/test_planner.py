@@ -18,6 +18,7 @@ from api.model import HOUR_MS, MISSING, Dimension, Filter, Granularity, Metric, 
 from api.ratelimit import RateLimiter
 from api.timebuckets import boundaries, zone
 from pulse.settings import Settings
+from rollups import schema as rs
 
 SETTINGS = Settings(max_buckets=100)
 
@@ -165,3 +166,21 @@ def test_naive_datetimes_are_wall_time_in_the_request_zone() -> None:
     p = plan("2024-03-10T00:00:00", "2024-03-11T00:00:00", Granularity.DAY, "Asia/Kathmandu")
     assert p.start_ms == ms("2024-03-10T00:00:00+05:45")
     assert datetime.fromtimestamp(p.start_ms / 1000, UTC).minute == 15
+
+
+def test_rollups_answer_from_one_level_of_documents() -> None:
+    """Unfiltered, ungrouped reports read the merchant-hour totals; anything that needs a
+    dimension reads the details; never both (each event would count twice)."""
+    window = ("2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00")
+    country = Filter(Dimension.COUNTRY, ("US",))
+    cases = [
+        (plan(*window), rs.TOTALS_ONLY),
+        (plan(*window, filters=[country]), rs.DETAILS_ONLY),
+        (plan(*window, group_by=[Dimension.CHANNEL]), rs.DETAILS_ONLY),
+    ]
+    for p, level in cases:
+        rollups = dsl.query(p, Source.ROLLUPS, ((0, HOUR_MS),))["bool"]["filter"]
+        assert level in rollups
+        assert (rs.TOTALS_ONLY in rollups) != (rs.DETAILS_ONLY in rollups)
+        raw = dsl.query(p, Source.RAW, ((0, HOUR_MS),))["bool"]["filter"]
+        assert rs.TOTALS_ONLY not in raw and rs.DETAILS_ONLY not in raw

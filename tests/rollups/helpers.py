@@ -54,7 +54,8 @@ class Expected:
 
 
 def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
-    """Per-bucket truth, deduplicated by (merchant_id, event_id): the last write wins."""
+    """Per-bucket truth (details and merchant-hour totals), deduplicated by
+    (merchant_id, event_id): the last write wins."""
     latest: dict[tuple[str, str], Event] = {}
     for event in events:
         latest[(event.merchant_id, event.event_id)] = event
@@ -73,7 +74,21 @@ def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
             exp.refunds_milli += e.amount_milli or 0
         if "customer_hash" in doc:
             exp.customers.add(doc["customer_hash"])
-    return out
+    return {**out, **_totals(out)}
+
+
+def _totals(details: dict[BucketKey, Expected]) -> dict[BucketKey, Expected]:
+    """The TOTAL bucket of every (merchant, hour): its details' sums and customers."""
+    totals: dict[BucketKey, Expected] = {}
+    for (merchant, hour, _), exp in details.items():
+        total = totals.setdefault((merchant, hour, rs.TOTAL), Expected())
+        total.events += exp.events
+        total.succeeded += exp.succeeded
+        total.failed += exp.failed
+        total.gross_milli += exp.gross_milli
+        total.refunds_milli += exp.refunds_milli
+        total.customers |= exp.customers
+    return totals
 
 
 def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, Any]]:
@@ -88,7 +103,11 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
     out: dict[BucketKey, dict[str, Any]] = {}
     for hit in result["hits"]["hits"]:
         doc = hit["_source"]
-        key = (doc[rs.MERCHANT], int(doc[rs.HOUR]), tuple(doc[d] for d in rs.DIMENSIONS))
+        total = doc[rs.LEVEL] == rs.LEVEL_TOTAL
+        if total:
+            assert all(doc[d] == rs.ALL for d in rs.DIMENSIONS)
+        values = rs.TOTAL if total else tuple(doc[d] for d in rs.DIMENSIONS)
+        key = (doc[rs.MERCHANT], int(doc[rs.HOUR]), values)
         assert key not in out, f"two rollup documents for {key}"
         assert hit["_id"] == rs.doc_id(*key)
         out[key] = doc

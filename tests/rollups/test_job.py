@@ -153,3 +153,32 @@ def test_an_open_hour_is_rolled_up_once_it_closes(
 
     assert second.pairs == len({e.merchant_id for e in events})
     assert_matches_oracle(os_client, names, events)
+
+
+def test_a_state_of_the_previous_schema_serves_nothing_until_a_full_run(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    """Rollups written before total documents existed: readers must not use them (they
+    would find no totals and answer zero), and the next run recomputes every pair."""
+    start = base_ms + 7 * HOUR
+    events = make_events(8, 300, start, start + 2 * HOUR, merchants=3)
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = _job(os_client, rsettings, names)
+    w = job.run_once().watermark_to
+    doc = os_client.get(index=names.state_index, id=state.STATE_ID)["_source"]
+    del doc["rollups"]["schema"]  # what the first job version wrote
+    os_client.index(index=names.state_index, id=state.STATE_ID, body=doc, refresh=True)
+    os_client.delete_by_query(
+        index=names.rollups_alias, body={"query": rs.TOTALS_ONLY}, refresh=True
+    )
+    merchant = events[0].merchant_id
+    assert w is not None
+    assert state.watermark(os_client, names) is None
+    assert state.servable_hours(os_client, rsettings, names, merchant, start, w, w) == set()
+
+    report = job.run_once()
+
+    assert report.watermark_from is None  # everything recomputed, not just new ingests
+    assert_matches_oracle(os_client, names, events)  # totals included
+    now = wall_clock_ms()
+    assert state.servable_hours(os_client, rsettings, names, merchant, start, start + 2 * HOUR, now)
