@@ -20,7 +20,7 @@ from pulse.settings import Settings
 from reprocess import registry
 from reprocess.generations import day_start_ms
 from reprocess.pipeline import current_processing
-from reprocess.service import Context
+from reprocess.service import Context, Reprocess
 from reprocess.tally import Tally, engine_tally, row_of
 from rollups import schema as rs
 from rollups.backfill import rebuild
@@ -28,6 +28,7 @@ from rollups.backfill import rebuild
 TODAY = datetime.now(tz=UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
 OUTSIDE = TODAY - timedelta(days=4)  # a day the run must leave alone
+ALL = [OUTSIDE, *DAYS]
 
 
 def buggy_processing(event: Event, ingested_at_ms: int) -> dict[str, Any]:
@@ -69,6 +70,19 @@ def live_write(
         body += [{"create": {"_index": target, "_id": event.doc_id}}, buggy_processing(event, 0)]
     if body:
         client.bulk(body=body, refresh=True)
+
+
+def seeded(ctx: Context, per_day: int = 400) -> list[dict[str, Any]]:
+    """Events of three days in Kafka and in the buggy live generation g1."""
+    events = make_events(per_day, ALL, seed=5)
+    send(ctx.settings, ctx.names, events)
+    live_write(ctx.client, ctx.settings, ctx.names, events)
+    return events
+
+
+def reprocess(ctx: Context) -> Reprocess:
+    """A replay of DAYS into the next generation."""
+    return Reprocess(ctx, day_start_ms(DAYS[0]), day_start_ms(DAYS[-1]) + 1, None)
 
 
 def oracle(events: list[dict[str, Any]], days: Iterable[date]) -> Tally:
