@@ -72,7 +72,7 @@ def query(plan: QueryPlan, source: Source, intervals: tuple[Interval, ...]) -> B
 def rollup_level(plan: QueryPlan) -> Body:
     """Which rollup documents answer the plan: with no filter and no grouping, the one total
     document per hour; otherwise the per-combination details (never both: double counts)."""
-    return rs.DETAILS_ONLY if plan.filters or plan.group_by else rs.TOTALS_ONLY
+    return rs.DETAILS_ONLY if plan.filters or plan.group_by else rs.totals_of(plan.merchant_id)
 
 
 def base_aggs(bases: frozenset[Base], source: Source, hashes_cap: int, threshold: int) -> Body:
@@ -129,13 +129,21 @@ def series_body(
     cell = dict(base)
     if plan.granularity is not Granularity.ALL:
         cell["t"] = histogram(plan, source, base)
-    # The report total sits in a match-all filter bucket so raw totals get a doc_count.
+    if groups is None:
+        # Ungrouped: the top level is the report total; raw's event count is the exact hit
+        # total (a match-all filter bucket would cost the engine a second pass).
+        return {
+            "size": 0,
+            "track_total_hits": source is Source.RAW,
+            "query": query(plan, source, intervals),
+            "aggs": cell,
+        }
+    # Grouped: the report total (all groups, not just the chosen) sits in a match-all filter
+    # bucket so raw totals get a doc_count.
     aggs: Body = {"all": {"filter": {"match_all": {}}, "aggs": base}}
     if groups:
         filters = {str(i): group_query(source, plan.group_by, k) for i, k in enumerate(groups)}
         aggs["g"] = {"filters": {"filters": filters}, "aggs": cell}
-    elif groups is None:
-        aggs.update(cell)
     return {
         "size": 0,
         "track_total_hits": False,

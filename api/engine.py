@@ -16,13 +16,32 @@ from opensearchpy.exceptions import (
 )
 
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
+from ilm import served
 
 log = logging.getLogger(__name__)
 
 
-def search(client: OpenSearch, index: str, body: dict[str, Any], timeout_s: float) -> Any:
-    """Run one search; a missing index (nothing written yet) is an empty answer, not an error."""
+EMPTY: dict[str, Any] = {"hits": {"hits": []}, "aggregations": {}}
+
+
+def search(
+    client: OpenSearch,
+    index: str,
+    body: dict[str, Any],
+    timeout_s: float,
+    span: tuple[int, int] | None = None,
+) -> Any:
+    """Run one search; a missing index (nothing written yet) is an empty answer, not an error.
+
+    ``span`` (epoch ms [start, end) of every instant the body can match) sends the search to
+    the members of the alias ``index`` that can hold it (``ilm.served``) instead of all.
+    """
     try:
+        if span is not None:
+            routed = served.indices_for(client, index, *span)
+            if routed is None:
+                return EMPTY
+            index = routed
         return client.search(
             index=index,
             body=body,
@@ -30,7 +49,7 @@ def search(client: OpenSearch, index: str, body: dict[str, Any], timeout_s: floa
             params={"ignore_unavailable": "true", "allow_no_indices": "true"},
         )
     except NotFoundError:
-        return {"hits": {"hits": []}, "aggregations": {}}
+        return EMPTY
     except ConnectionTimeout:
         raise EngineTimeout() from None
     except OSConnectionError:

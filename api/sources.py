@@ -39,8 +39,14 @@ class Ctx:
     def index(self, source: Source) -> str:
         return self.names.events_alias if source is Source.RAW else self.names.rollups_alias
 
-    def search(self, source: Source, body: dict[str, Any]) -> Any:
-        return search(self.client, self.index(source), body, self.settings.api_request_timeout_s)
+    def search(
+        self, source: Source, body: dict[str, Any], intervals: tuple[Interval, ...] = ()
+    ) -> Any:
+        """Search one source; ``intervals`` (what the body is restricted to) lets the search
+        skip the indices that cannot hold them."""
+        span = (min(a for a, _ in intervals), max(b for _, b in intervals)) if intervals else None
+        timeout = self.settings.api_request_timeout_s
+        return search(self.client, self.index(source), body, timeout, span)
 
 
 def merge_into(target: Cells, src: Cells) -> None:
@@ -84,21 +90,30 @@ def series_cells(
     """Report total, and per bucket (per chosen group) cells from one source."""
     threshold = ctx.settings.uniques_precision_threshold
     body = dsl.series_body(plan, source, intervals, groups, hashes_cap, threshold)
-    aggs = ctx.search(source, body).get("aggregations") or {}
+    answer = ctx.search(source, body, intervals)
+    aggs = answer.get("aggregations") or {}
     read = _reader(plan, source, ctx)
-    total = aggs.get("all", {"doc_count": 0})
-    out: Cells = {(None, None): read(total)}
     if groups is None:
-        out[((), None)] = read(total)
+        total = {**aggs, "doc_count": _hits(answer)}
+        out: Cells = {(None, None): read(total), ((), None): read(total)}
         # ALL has no histogram: its one bucket is the total (which carries the doc_count).
         _time_cells(plan, total if plan.granularity is Granularity.ALL else aggs, (), read, out)
         return out
+    out = {(None, None): read(aggs.get("all", {"doc_count": 0}))}
     buckets = aggs.get("g", {}).get("buckets", {})
     for i, group in enumerate(groups):
         agg = buckets.get(str(i), {"doc_count": 0})
         out[(group, None)] = read(agg)
         _time_cells(plan, agg, group, read, out)
     return out
+
+
+def _hits(answer: dict[str, Any]) -> int:
+    """The exact hit count of an answer asked with ``track_total_hits`` (0 when absent)."""
+    total = (answer.get("hits") or {}).get("total")
+    if isinstance(total, dict):
+        return int(total.get("value") or 0)
+    return int(total or 0)
 
 
 def group_totals(
@@ -111,7 +126,7 @@ def group_totals(
     after: dict[str, Any] | None = None
     while True:
         body = dsl.groups_body(plan, source, intervals, PAGE, after, threshold, hashes_cap)
-        comp = (ctx.search(source, body).get("aggregations") or {}).get("g", {})
+        comp = (ctx.search(source, body, intervals).get("aggregations") or {}).get("g", {})
         for bucket in comp.get("buckets", []):
             key = tuple(MISSING if v is None else str(v) for v in bucket["key"].values())
             out[(key, None)] = read(bucket)
@@ -130,7 +145,8 @@ def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> 
     out: Cells = {}
     after: list[Any] | None = None
     while True:
-        hits = ctx.search(Source.ROLLUPS, dsl.sketches_body(plan, intervals, PAGE, after))
+        body = dsl.sketches_body(plan, intervals, PAGE, after)
+        hits = ctx.search(Source.ROLLUPS, body, intervals)
         page = hits.get("hits", {}).get("hits", [])
         for hit in page:
             _place_sketch(plan, hit["_source"], out)

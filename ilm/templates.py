@@ -63,6 +63,7 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.SOURCE_MAX_INGESTED_AT: DATE,
     rs.GENERATION: KEYWORD,
     rs.LEVEL: KEYWORD,
+    rs.TOTAL_OF: KEYWORD,
 }
 
 

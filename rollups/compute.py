@@ -16,14 +16,13 @@ Two questions are asked of the raw events behind the read alias (what the API se
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
 from typing import Any
 
 from opensearchpy import OpenSearch
 
+from ilm import served
 from rollups import schema as rs
 from rollups import sketch
 
@@ -41,7 +40,7 @@ SUB_AGGS: dict[str, Any] = {
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "newest": {"max": {"field": "ingested_at"}},
 }
-DAY_IN_NAME = re.compile(r"-(\d{4}\.\d{2}\.\d{2})(?:-\d+)?$")
+DAY_MS = 24 * rs.HOUR_MS
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
@@ -74,6 +73,7 @@ class Bucket:
             rs.MERCHANT: merchant,
             rs.HOUR: hour,
             rs.LEVEL: rs.LEVEL_TOTAL if total else rs.LEVEL_DETAIL,
+            **({rs.TOTAL_OF: merchant} if total else {}),
             **dict(zip(rs.DIMENSIONS, dims, strict=True)),
             rs.EVENTS: self.events,
             rs.PAYMENTS_SUCCEEDED: self.succeeded,
@@ -184,48 +184,19 @@ def _hour_range(hour: int) -> dict[str, Any]:
     return {"gte": hour, "lt": hour + rs.HOUR_MS, "format": "epoch_millis"}
 
 
-def served_days(client: OpenSearch, alias: str) -> tuple[dict[date, list[str]], list[str]]:
-    """The alias's member indices by UTC day of their name, and those no day can be read from.
-
-    Raw events live in the index of their occurred_at day (ilm), so a pair's events are in its
-    day's members only. Asking only those keeps each query's cost to the days it touches: an
-    engine evaluates a query's clauses on every index it is sent to, matching or not.
-    """
-    if not client.indices.exists_alias(name=alias):
-        return {}, []
-    by_day: dict[date, list[str]] = {}
-    other: list[str] = []
-    for index in sorted(client.indices.get_alias(name=alias)):
-        day = _day_of_index(index)
-        if day is None:
-            other.append(index)
-        else:
-            by_day.setdefault(day, []).append(index)
-    return by_day, other
-
-
-def _day_of_index(index: str) -> date | None:
-    found = DAY_IN_NAME.search(index)
-    if found is None:
-        return None
-    try:
-        return datetime.strptime(found.group(1), "%Y.%m.%d").date()
-    except ValueError:
-        return None
-
-
 def recompute(
     client: OpenSearch, alias: str, pairs: Sequence[Pair], page: int
 ) -> dict[BucketKey, Bucket]:
     """Every bucket of the given pairs, recomputed from all their raw events, plus each
-    pair's total (rollups.schema): one query per UTC day, sent to that day's indices only."""
-    by_day, other = served_days(client, alias)
-    pairs_by_day: dict[date, list[Pair]] = {}
+    pair's total (rollups.schema): one query per UTC day, sent to the alias members holding
+    that day (``ilm.served``; raw events live in the index of their occurred_at day)."""
+    found = served.members(client, alias)
+    by_day: dict[int, list[Pair]] = {}
     for pair in pairs:
-        pairs_by_day.setdefault(_utc_day(pair[1]), []).append(pair)
+        by_day.setdefault(pair[1] - pair[1] % DAY_MS, []).append(pair)
     out: dict[BucketKey, Bucket] = {}
-    for day, chunk in sorted(pairs_by_day.items()):
-        indices = by_day.get(day, []) + other
+    for day, chunk in sorted(by_day.items()):
+        indices = served.covering(found, day, day + DAY_MS)
         if indices:
             _recompute_into(out, client, ",".join(indices), chunk, page)
     return with_totals(out)
@@ -242,10 +213,6 @@ def with_totals(buckets: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
     for key, union in unions.items():
         totals[key].customers = sketch.result(union)
     return {**buckets, **totals}
-
-
-def _utc_day(hour: int) -> date:
-    return datetime.fromtimestamp(hour / 1000, tz=UTC).date()
 
 
 def _recompute_into(

@@ -68,6 +68,9 @@ COMPUTED_AT = "computed_at"  # date: when the job last changed this document (it
 SOURCE_MAX_INGESTED_AT = "source_max_ingested_at"  # date: newest raw ingested_at it includes
 GENERATION = "generation"  # keyword: raw generation it was computed from
 LEVEL = "level"  # keyword: LEVEL_DETAIL, or LEVEL_TOTAL (absent in documents of schema 1)
+# keyword, TOTAL documents only: their merchant_id. One term then finds a merchant's totals
+# without visiting its detail documents (an engine intersects postings; no range scan).
+TOTAL_OF = "total_of"
 
 SKETCH_LG_K = 12  # 4096 registers: relative standard error 1.04/sqrt(4096) ~ 1.6%
 HOUR_MS = 3_600_000
@@ -78,6 +81,11 @@ TOTAL: DimensionValues = ()  # the values key of a merchant-hour total (no dimen
 # Query clauses choosing one level of documents (a detail clause also matches schema-1 docs).
 TOTALS_ONLY = {"term": {LEVEL: LEVEL_TOTAL}}
 DETAILS_ONLY = {"bool": {"must_not": [TOTALS_ONLY]}}
+
+
+def totals_of(merchant_id: str) -> dict[str, dict[str, str]]:
+    """The clause selecting one merchant's TOTAL documents."""
+    return {"term": {TOTAL_OF: merchant_id}}
 
 
 def hour_start(ts_ms: int) -> int:

@@ -33,6 +33,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
+from ilm import served
 from ilm.templates import ensure_index
 from pulse.naming import Names
 from pulse.settings import Settings
@@ -175,7 +176,7 @@ def _dirty_hours(
     }
     hist = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h", "min_doc_count": 1}}
     body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"h": hist}}
-    result = _search_raw(client, names, body)
+    result = _search_raw(client, names, body, (start, end))
     buckets = ((result.get("aggregations") or {}).get("h") or {}).get("buckets") or []
     return {int(b["key"]) for b in buckets if b["doc_count"] > 0}
 
@@ -201,8 +202,17 @@ def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int |
     return ingested, through
 
 
-def _search_raw(client: OpenSearch, names: Names, body: dict[str, Any]) -> dict[str, Any]:
+def _search_raw(
+    client: OpenSearch, names: Names, body: dict[str, Any], span: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """Search the served raw data; ``span`` (occurred_at range of the body) skips the days
+    outside it (``ilm.served``)."""
+    index: str | None = names.events_alias
+    if span is not None:
+        index = served.indices_for(client, names.events_alias, *span)
+    if index is None:
+        return {}
     result: dict[str, Any] = client.search(
-        index=names.events_alias, body=body, ignore_unavailable=True, allow_no_indices=True
+        index=index, body=body, ignore_unavailable=True, allow_no_indices=True
     )
     return result

@@ -24,7 +24,7 @@ from pulse.naming import Names
 from rollups import schema as rs
 from rollups.compute import Bucket, BucketKey, Pair
 
-NEW_FIELDS = {rs.LEVEL: ROLLUP_PROPERTIES[rs.LEVEL]}  # fields added since schema 1
+NEW_FIELDS = {f: ROLLUP_PROPERTIES[f] for f in (rs.LEVEL, rs.TOTAL_OF)}  # added since schema 1
 
 
 class WriteFailed(RuntimeError):
@@ -128,9 +128,14 @@ class RollupWriter:
             return 0
         # Make this computation's writes visible first, so the query sees current versions.
         self.client.indices.refresh(index=",".join(indices))
+        # Per hour, a terms on merchants: one clause per hour instead of one per pair keeps
+        # the engine's per-document work small (it evaluates every clause).
+        by_hour: dict[int, list[str]] = {}
+        for merchant, hour in pairs:
+            by_hour.setdefault(hour, []).append(merchant)
         should = [
-            {"bool": {"filter": [{"term": {rs.MERCHANT: m}}, {"term": {rs.HOUR: h}}]}}
-            for m, h in pairs
+            {"bool": {"filter": [{"term": {rs.HOUR: h}}, {"terms": {rs.MERCHANT: sorted(ms)}}]}}
+            for h, ms in sorted(by_hour.items())
         ]
         query = {
             "bool": {

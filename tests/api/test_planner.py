@@ -174,13 +174,13 @@ def test_rollups_answer_from_one_level_of_documents() -> None:
     window = ("2024-01-01T00:00:00+00:00", "2024-01-02T00:00:00+00:00")
     country = Filter(Dimension.COUNTRY, ("US",))
     cases = [
-        (plan(*window), rs.TOTALS_ONLY),
+        (plan(*window), rs.totals_of("m1")),
         (plan(*window, filters=[country]), rs.DETAILS_ONLY),
         (plan(*window, group_by=[Dimension.CHANNEL]), rs.DETAILS_ONLY),
     ]
     for p, level in cases:
         rollups = dsl.query(p, Source.ROLLUPS, ((0, HOUR_MS),))["bool"]["filter"]
         assert level in rollups
-        assert (rs.TOTALS_ONLY in rollups) != (rs.DETAILS_ONLY in rollups)
+        assert (rs.totals_of("m1") in rollups) != (rs.DETAILS_ONLY in rollups)
         raw = dsl.query(p, Source.RAW, ((0, HOUR_MS),))["bool"]["filter"]
-        assert rs.TOTALS_ONLY not in raw and rs.DETAILS_ONLY not in raw
+        assert rs.totals_of("m1") not in raw and rs.DETAILS_ONLY not in raw

@@ -106,6 +106,9 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
         total = doc[rs.LEVEL] == rs.LEVEL_TOTAL
         if total:
             assert all(doc[d] == rs.ALL for d in rs.DIMENSIONS)
+            assert doc[rs.TOTAL_OF] == doc[rs.MERCHANT]
+        else:
+            assert rs.TOTAL_OF not in doc
         values = rs.TOTAL if total else tuple(doc[d] for d in rs.DIMENSIONS)
         key = (doc[rs.MERCHANT], int(doc[rs.HOUR]), values)
         assert key not in out, f"two rollup documents for {key}"

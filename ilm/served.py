@@ -1,0 +1,72 @@
+"""Which members of a read alias can hold documents of a time range.
+
+Raw indices are per UTC day of ``occurred_at`` (``events-<gen>-YYYY.MM.DD[-NNNNNN]``) and rollup
+indices per UTC month of ``hour`` (``rollups-<gen>-YYYY.MM``), so the name says which instants
+an index can hold. Searching only the members whose span meets the query's range keeps a
+query's cost to the days it asks about: OpenSearch fans a search out to every shard of every
+index it names (its can_match phase skips some, after a round trip each), and the embedded
+engine evaluates the query on every index it is sent to. Membership is read from the alias at
+the time of the search, so a reprocess swap or a rollover is followed; an index whose name
+carries no date is always searched.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from opensearchpy import OpenSearch
+
+DAY_SUFFIX = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})(?:-\d+)?$")
+MONTH_SUFFIX = re.compile(r"-(\d{4})\.(\d{2})$")
+
+
+@dataclass(frozen=True)
+class Member:
+    index: str
+    start_ms: int | None  # None: the name gives no span; searched for every range
+    end_ms: int | None
+
+
+def members(client: OpenSearch, alias: str) -> list[Member]:
+    """The alias's member indices with the span their names give (empty if no alias)."""
+    if not client.indices.exists_alias(name=alias):
+        return []
+    return [_member(index) for index in sorted(client.indices.get_alias(name=alias))]
+
+
+def covering(found: Sequence[Member], start_ms: int, end_ms: int) -> list[str]:
+    """Members that can hold instants of [start, end)."""
+    return [
+        m.index
+        for m in found
+        if m.start_ms is None or m.end_ms is None or (m.start_ms < end_ms and start_ms < m.end_ms)
+    ]
+
+
+def indices_for(client: OpenSearch, alias: str, start_ms: int, end_ms: int) -> str | None:
+    """Comma-joined members of ``alias`` covering [start, end); None when none can hold it."""
+    names = covering(members(client, alias), start_ms, end_ms)
+    return ",".join(names) if names else None
+
+
+def _member(index: str) -> Member:
+    day = DAY_SUFFIX.search(index)
+    if day is not None:
+        start = _ms(int(day[1]), int(day[2]), int(day[3]))
+        return Member(index, start, None if start is None else start + 86_400_000)
+    month = MONTH_SUFFIX.search(index)
+    if month is not None:
+        year, mon = int(month[1]), int(month[2])
+        nxt = (year + mon // 12, mon % 12 + 1)
+        return Member(index, _ms(year, mon, 1), _ms(*nxt, 1))
+    return Member(index, None, None)
+
+
+def _ms(year: int, month: int, day: int) -> int | None:
+    try:
+        return int(datetime(year, month, day, tzinfo=UTC).timestamp() * 1000)
+    except ValueError:
+        return None
