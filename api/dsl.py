@@ -178,6 +178,25 @@ def groups_body(
     }
 
 
+TOTAL_FIELDS = (rs.HOUR, *ROLLUP_SUMS.values())
+
+
+def totals_body(
+    plan: QueryPlan, intervals: tuple[Interval, ...], page: int, after: list[Any] | None
+) -> Body:
+    """One page of the merchant's TOTAL rollup documents (one per hour) in the intervals."""
+    body: Body = {
+        "size": page,
+        "track_total_hits": False,
+        "query": query(plan, Source.ROLLUPS, intervals),
+        "_source": list(TOTAL_FIELDS),
+        "sort": [{rs.HOUR: "asc"}],
+    }
+    if after:
+        body["search_after"] = after
+    return body
+
+
 def sketches_body(
     plan: QueryPlan, intervals: tuple[Interval, ...], page: int, after: list[Any] | None
 ) -> Body:

@@ -13,9 +13,18 @@ from opensearchpy.exceptions import OpenSearchException
 from api import planner
 from api.errors import EngineUnavailable
 from api.keys import Principal
-from api.model import Base, QueryPlan, Source
+from api.model import Base, Interval, QueryPlan, Source
 from api.report import Report, rank, shape
-from api.sources import Cells, Ctx, GroupKey, group_totals, merge_into, series_cells, sketch_cells
+from api.sources import (
+    Cells,
+    Ctx,
+    GroupKey,
+    group_totals,
+    merge_into,
+    series_cells,
+    sketch_cells,
+    total_doc_cells,
+)
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pulse-query")
 
@@ -71,7 +80,7 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
     cells: Cells = {}
     # Both sources are asked at once: the rollup part and the raw tail overlap in time.
     futures = [
-        _POOL.submit(series_cells, ctx, plan, source, intervals, groups, cap)
+        _POOL.submit(_cells, ctx, plan, source, intervals, groups, cap)
         for source, intervals in parts
     ]
     for future in futures:
@@ -79,6 +88,20 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
     chosen = set(groups) if groups is not None else {()}
     merge_into(cells, {k: c for k, c in sketches.items() if k[0] is None or k[0] in chosen})
     return cells, groups
+
+
+def _cells(
+    ctx: Ctx,
+    plan: QueryPlan,
+    source: Source,
+    intervals: tuple[Interval, ...],
+    groups: tuple[GroupKey, ...] | None,
+    cap: int,
+) -> Cells:
+    """One source's cells; rollups without filter or grouping come from the total documents."""
+    if source is Source.ROLLUPS and not plan.filters and not plan.group_by:
+        return total_doc_cells(ctx, plan, intervals)
+    return series_cells(ctx, plan, source, intervals, groups, cap)
 
 
 def report(ctx: Ctx, plan: QueryPlan) -> Report:
