@@ -1,5 +1,8 @@
 """Reprocessing as merchants see it: GraphQL answers (rollups and raw paths) before the fix,
-continuously during the switch, after it, and after a rollback."""
+continuously during the switch, after it, and after a rollback.
+
+The rollup job runs before and after the switch, not during it: while it runs, hours served
+from rollups switch only as the rebuild reaches them (docs/reprocessing.md, "Limits")."""
 
 from __future__ import annotations
 
