@@ -115,15 +115,17 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            8.0,
+            80.0,
             "API CPU ms/query (rollup path)",
-            "PROVISIONAL until `pulse bench query`",
-            provisional=True,
+            "measured: `pulse bench query` 30-day hourly, 5 metrics (720 points): GraphQL "
+            "execution of the answer ~60-95 ms of the 165 ms p50 (benchmarks.md#query); "
+            "smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
             "engine CPU ms/query (rollup path)",
-            "PROVISIONAL until `pulse bench query`",
+            "PROVISIONAL: osmem's ~30-60 ms per rollup query (range filters scan documents) "
+            "says nothing of OpenSearch's BKD-indexed ranges; re-measure on a node",
             provisional=True,
         ),
         "api_pod_cores": Input(1.0, "vCPU per API pod", "one uvicorn worker per pod"),
@@ -281,7 +283,7 @@ PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
     ("indexer_pods", "indexer pods", 0, "indexer_us, indexer_pod_cores"),
     ("rollup_workers", "rollup workers (vCPU, closing run)", 0, "rollup_job_cpu, rollup_window_s"),
     ("queries", "GraphQL queries/s at peak", 0, "queries_per_s_per_billion"),
-    ("api_pods", "API pods", 0, "api_ms_per_query (provisional), utilization"),
+    ("api_pods", "API pods", 0, "api_ms_per_query, utilization"),
     ("engine_vcpu", "engine vCPU (max(index, closing rollup) + query)", 0, "engine_docs_per_vcpu"),
     ("nodes_by_cpu", "data nodes for CPU", 0, "node_vcpu"),
     ("nodes_by_disk", "data nodes for disk", 0, "node_disk_tb"),
