@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
 
 DAY_SUFFIX = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})(?:-\d+)?$")
 MONTH_SUFFIX = re.compile(r"-(\d{4})\.(\d{2})$")
@@ -32,9 +33,11 @@ class Member:
 
 def members(client: OpenSearch, alias: str) -> list[Member]:
     """The alias's member indices with the span their names give (empty if no alias)."""
-    if not client.indices.exists_alias(name=alias):
-        return []
-    return [_member(index) for index in sorted(client.indices.get_alias(name=alias))]
+    try:
+        found = client.indices.get_alias(name=alias)
+    except NotFoundError:
+        return []  # one round trip on the query path, not an exists check and then a read
+    return [_member(index) for index in sorted(found)]
 
 
 def covering(found: Sequence[Member], start_ms: int, end_ms: int) -> list[str]:
