@@ -57,9 +57,8 @@ def split(ctx: Ctx, plan: QueryPlan) -> QueryPlan:
     if state is None or plan.force_source is Source.RAW:
         return planner.split_sources(plan, set(), None)
     args = (ctx.client, ctx.settings, ctx.names, plan.merchant_id, plan.start_ms, plan.end_ms)
-    hours: set[int] = _state_call(state.servable_hours, *args, plan.now_ms)
-    watermark: int | None = _state_call(state.watermark, ctx.client, ctx.names)
-    return planner.split_sources(plan, hours, watermark)
+    seen = _state_call(state.servable, *args, plan.now_ms)
+    return planner.split_sources(plan, seen.hours, seen.watermark)
 
 
 def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | None]:

@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     reprocess_lateness_s: int = Field(default=3600, ge=0)  # replay starts this long before --from
     reprocess_keep_days: int = Field(default=7, ge=0)  # old generation kept for rollback
     reprocess_batch_docs: int = Field(default=5000, ge=1)
+    # The rollups of a range are held (served from raw) at least this long before its raw
+    # indices are swapped: longer than any API report takes, so none reads rollups judged
+    # before the hold and raw read after the swap (docs/decisions/0046).
+    reprocess_hold_grace_s: float = Field(default=60.0, ge=0)
 
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)

@@ -10,6 +10,11 @@ Switch protocol (docs/decisions/0050):
    indexer wrote to the old generation before it noticed is in the new one as well;
 3. ONE ``_aliases`` update swaps the days' indices in ``events``;
 4. the rollups of the range are rebuilt from the new generation.
+
+Around steps 1 to 4 the range's rollups are held (``rollups.state.hold``, docs/decisions/0046): from
+before step 1 until the rebuild is done the API answers the range from raw only, so a report
+is wholly old (before the swap) or wholly new (after it), even while the rollup job runs. The
+hold precedes the swap by at least ``reprocess_hold_grace_s``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ from reprocess.plan import Plan, PlanError, build_plan
 from reprocess.replay import Hook, Replayer, consumer_for
 from reprocess.runs import Run, RunError
 from reprocess.verify import verify
+from rollups import state as rollup_state
 
 RollupRebuild = Callable[[int, int], None]  # (start_ms, end_ms) of the days to recompute
 
@@ -129,6 +135,7 @@ def _build(ctx: Context, run: Run) -> None:
 def _switch(ctx: Context, run: Run) -> None:
     plan = run.plan
     run.save(ctx.client, ctx.names, runs.SWITCHING)
+    held_at = _hold(ctx, run, "switch")
     days = plan.day_dates()
     registry.assign(
         ctx.client, ctx.names, ctx.settings.generation, dict.fromkeys(days, plan.new_generation)
@@ -139,10 +146,13 @@ def _switch(ctx: Context, run: Run) -> None:
     else:
         with _replayer(ctx, run) as replayer:
             replayer.catch_up()
+    _hold_grace(ctx, held_at)
     actions = gens.switch_days(ctx.client, ctx.names, dict.fromkeys(days, plan.new_generation))
     run.report["switch_actions"] = len(actions)
-    run.save(ctx.client, ctx.names, runs.SWITCHED)
-    _rebuild_rollups(ctx, run)
+    run.save(ctx.client, ctx.names)
+    # SWITCHED only once the rollups are rebuilt and released: a crash before that resumes
+    # the (idempotent) switch instead of leaving stale rollups held forever.
+    _rebuild_rollups(ctx, run, runs.SWITCHED)
 
 
 class Rollback:
@@ -174,15 +184,16 @@ def _rollback(ctx: Context, run: Run) -> None:
     """Registry back, fence, copy what arrived since the switch, swap back, rebuild rollups."""
     plan, client, names = run.plan, ctx.client, ctx.names
     old = {gens.parse_day(d.day): d.old_generation for d in plan.days}
+    held_at = _hold(ctx, run, "rollback")
     registry.assign(client, names, ctx.settings.generation, old)
     _fence_wait(ctx)
     switched_at = run.times.get(runs.SWITCHING, run.created_at)
     for day, generation in old.items():
         gens.ensure_unaliased_day(client, names, generation, day)
         _copy_back(ctx, plan, day, generation, switched_at)
+    _hold_grace(ctx, held_at)
     gens.switch_days(client, names, old)
-    run.save(client, names, runs.ROLLED_BACK)
-    _rebuild_rollups(ctx, run)
+    _rebuild_rollups(ctx, run, runs.ROLLED_BACK)
 
 
 def _copy_back(ctx: Context, plan: Plan, day: date, generation: str, since_ms: int) -> None:
@@ -271,13 +282,37 @@ def _fence_wait(ctx: Context) -> None:
     time.sleep(2 * ctx.settings.generation_registry_ttl_s + ctx.settings.bulk_max_age_ms / 1000)
 
 
-def _rebuild_rollups(ctx: Context, run: Run) -> None:
+def _hold(ctx: Context, run: Run, why: str) -> float:
+    """Stop serving the range's rollups (until ``_rebuild_rollups``); returns when (monotonic).
+    A resumed run holds again and waits the whole grace again."""
+    reason = f"reprocess {why} {run.run_id}"
+    plan = run.plan
+    rollup_state.hold(ctx.client, ctx.names, _hold_key(run), plan.start_ms, plan.end_ms, reason)
+    return time.monotonic()
+
+
+def _hold_grace(ctx: Context, held_at: float) -> None:
+    """Reports that planned before the hold (and may read rollups) finish before the swap."""
+    left = held_at + ctx.settings.reprocess_hold_grace_s - time.monotonic()
+    if left > 0:
+        time.sleep(left)
+
+
+def _hold_key(run: Run) -> str:
+    return f"reprocess.{run.run_id}"
+
+
+def _rebuild_rollups(ctx: Context, run: Run, phase: str) -> None:
+    """Rebuild the range's rollups from the raw now served, release the hold, enter
+    ``phase``."""
     if ctx.rebuild_rollups is None:
+        # Without the rollup rebuild there is no rollup job either: nothing stale is served.
         run.report["rollups"] = "not rebuilt: no rollup rebuild available"
     else:
         ctx.rebuild_rollups(run.plan.start_ms, run.plan.end_ms)
         run.report["rollups"] = "rebuilt"
-    run.save(ctx.client, ctx.names)
+    rollup_state.release(ctx.client, ctx.names, _hold_key(run))
+    run.save(ctx.client, ctx.names, phase)
 
 
 @contextlib.contextmanager

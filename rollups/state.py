@@ -22,6 +22,12 @@ Read side (used by the API; all times epoch milliseconds, UTC):
   hour <= h is complete for the merchant, i.e. ``min(hour_start(W), hour_start(E))`` where E
   is the earliest ``occurred_at`` of the merchant's events ingested after W (None without W).
 
+Holds (``hold``/``release``, document ``rollups.holds``): an event-time range whose rollups
+must not be served, whatever W says: ``pulse reprocess`` holds its range before it swaps the raw
+indices and releases it once the range's rollups are rebuilt, so a report reads that range
+from raw only — wholly old before the swap, wholly new after (docs/decisions/0046). Held hours
+are never servable and cap ``rolled_up_through``.
+
 Raw events are read through ``Names.events_alias``, the same indices the API serves raw from.
 """
 
@@ -32,6 +38,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
 from ilm import served
 from ilm.templates import ensure_index
@@ -40,6 +47,7 @@ from pulse.settings import Settings
 from rollups.schema import HOUR_MS, SCHEMA_VERSION, hour_start
 
 STATE_ID = "rollups.state"
+HOLDS_ID = "rollups.holds"
 # Every rollups bookkeeping document (lease, state, backfill progress) keeps its fields under
 # one "rollups" object, so the shared state index never sees clashing field names.
 STATE_MAPPING: dict[str, Any] = {
@@ -60,6 +68,8 @@ STATE_MAPPING: dict[str, Any] = {
                 "end": {"type": "long"},
                 "next_hour": {"type": "long"},
                 "done": {"type": "boolean"},
+                # key -> {"start", "end", "reason"}: read whole, never searched
+                "holds": {"type": "object", "enabled": False},
             },
         }
     }
@@ -97,12 +107,121 @@ def load(client: OpenSearch, names: Names) -> State | None:
         doc = client.get(index=names.state_index, id=STATE_ID)
     except NotFoundError:
         return None
+    return _state(doc)
+
+
+def _state(doc: dict[str, Any]) -> State:
     src = doc["_source"].get("rollups", {})
     wm = src.get("watermark")
     cas = (int(doc["_seq_no"]), int(doc["_primary_term"]))
     generation = str(src.get("generation", ""))
     # A state without "schema" was written by the first job version (no total documents).
     return State(generation, None if wm is None else int(wm), cas, int(src.get("schema", 1)))
+
+
+@dataclass(frozen=True)
+class Hold:
+    """An event-time range [start, end) whose rollups are not served (module doc)."""
+
+    key: str
+    start: int
+    end: int
+    reason: str = ""
+
+    def covers(self, hour: int) -> bool:
+        return hour < self.end and hour + HOUR_MS > self.start
+
+
+@dataclass(frozen=True)
+class View:
+    """What a reader plans with, read in one round trip: the state and the holds."""
+
+    state: State | None
+    holds: tuple[Hold, ...] = ()
+
+    def watermark(self) -> int | None:
+        state = self.state
+        return state.watermark if state and state.schema == SCHEMA_VERSION else None
+
+    def held(self, hours: set[int]) -> set[int]:
+        return {h for h in hours if any(hold.covers(h) for hold in self.holds)}
+
+
+def view(client: OpenSearch, names: Names) -> View:
+    """The state and the holds (one ``mget``; a missing index reads as no state, no holds)."""
+    try:
+        found = client.mget(index=names.state_index, body={"ids": [STATE_ID, HOLDS_ID]})
+    except NotFoundError:
+        return View(None)
+    docs = {d["_id"]: d for d in found.get("docs", []) if d.get("found")}
+    state = _state(docs[STATE_ID]) if STATE_ID in docs else None
+    holds = _holds(docs[HOLDS_ID]) if HOLDS_ID in docs else {}
+    return View(state, tuple(holds.values()))
+
+
+def _holds(doc: dict[str, Any]) -> dict[str, Hold]:
+    raw = (doc["_source"].get("rollups") or {}).get("holds") or {}
+    return {
+        key: Hold(key, int(h["start"]), int(h["end"]), str(h.get("reason", "")))
+        for key, h in raw.items()
+    }
+
+
+def holds(client: OpenSearch, names: Names) -> list[Hold]:
+    return list(view(client, names).holds)
+
+
+def hold(
+    client: OpenSearch, names: Names, key: str, start_ms: int, end_ms: int, reason: str = ""
+) -> None:
+    """Stop serving rollups of [start, end) until ``release(key)`` (idempotent per key)."""
+    _update_holds(client, names, key, Hold(key, start_ms, end_ms, reason))
+
+
+def release(client: OpenSearch, names: Names, key: str) -> None:
+    """Serve the held range from rollups again (a no-op for an unknown key)."""
+    _update_holds(client, names, key, None)
+
+
+@retry(
+    retry=retry_if_exception_type(ConflictError),
+    stop=stop_after_attempt(10),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    reraise=True,
+)
+def _update_holds(client: OpenSearch, names: Names, key: str, new: Hold | None) -> None:
+    """Read-modify-write of the holds document by compare-and-set (holders are concurrent
+    reprocess runs; a conflict re-reads)."""
+    ensure_state_index(client, names)
+    try:
+        doc: dict[str, Any] | None = client.get(index=names.state_index, id=HOLDS_ID)
+    except NotFoundError:
+        doc = None
+    current = _holds(doc) if doc else {}
+    if new is None and key not in current:
+        return
+    current.pop(key, None)
+    if new is not None:
+        current[key] = new
+    body = {
+        "rollups": {
+            "holds": {
+                h.key: {"start": h.start, "end": h.end, "reason": h.reason}
+                for h in current.values()
+            }
+        }
+    }
+    if doc is None:
+        client.create(index=names.state_index, id=HOLDS_ID, body=body, refresh=True)
+    else:
+        client.index(
+            index=names.state_index,
+            id=HOLDS_ID,
+            body=body,
+            if_seq_no=doc["_seq_no"],
+            if_primary_term=doc["_primary_term"],
+            refresh=True,
+        )
 
 
 def commit(
@@ -140,6 +259,39 @@ def watermark(client: OpenSearch, names: Names) -> int | None:
     return state.watermark if state and state.schema == SCHEMA_VERSION else None
 
 
+@dataclass(frozen=True)
+class Servable:
+    """What the API plans a report with: servable hours and the W they were judged by."""
+
+    hours: set[int]
+    watermark: int | None
+
+
+def servable(
+    client: OpenSearch,
+    settings: Settings,
+    names: Names,
+    merchant_id: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+) -> Servable:
+    """UTC hour starts in [start, end) that the API may serve from rollups (module doc), and
+    W, both from one reading of the state."""
+    seen = view(client, names)
+    state = seen.state
+    if state is None or not state.serves(settings.generation) or state.watermark is None:
+        return Servable(set(), seen.watermark())
+    first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
+    limit = min(end_ms, state.watermark, now_ms)
+    hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
+    hours -= seen.held(hours)
+    if not hours:
+        return Servable(set(), state.watermark)
+    dirty = _dirty_hours(client, names, merchant_id, min(hours), max(hours) + HOUR_MS, state)
+    return Servable(hours - dirty, state.watermark)
+
+
 def servable_hours(
     client: OpenSearch,
     settings: Settings,
@@ -149,16 +301,8 @@ def servable_hours(
     end_ms: int,
     now_ms: int,
 ) -> set[int]:
-    """UTC hour starts in [start, end) that the API may serve from rollups (module doc)."""
-    state = load(client, names)
-    if state is None or not state.serves(settings.generation) or state.watermark is None:
-        return set()
-    first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
-    limit = min(end_ms, state.watermark, now_ms)
-    hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
-    if not hours:
-        return set()
-    return hours - _dirty_hours(client, names, merchant_id, first, max(hours) + HOUR_MS, state)
+    """``servable(...).hours``."""
+    return servable(client, settings, names, merchant_id, start_ms, end_ms, now_ms).hours
 
 
 def _dirty_hours(
@@ -183,8 +327,8 @@ def _dirty_hours(
 
 def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:
     """(ingested_through, rolled_up_through) of a merchant, epoch ms or None (module doc)."""
-    state = load(client, names)
-    wm = state.watermark if state and state.schema == SCHEMA_VERSION else None
+    seen = view(client, names)
+    wm = seen.watermark()
     aggs: dict[str, Any] = {"newest": {"max": {"field": "ingested_at"}}}
     if wm is not None:
         late = {"range": {"ingested_at": {"gt": wm, "format": "epoch_millis"}}}
@@ -199,6 +343,9 @@ def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int |
     through = hour_start(wm)
     if first_late is not None:
         through = min(through, hour_start(int(first_late)))
+    for held in seen.holds:
+        if held.start < through:
+            through = min(through, hour_start(held.start))
     return ingested, through
 
 

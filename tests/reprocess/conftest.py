@@ -121,6 +121,7 @@ def rsettings(settings: Settings) -> Settings:
             "generation_registry_ttl_s": 0.2,
             "bulk_max_age_ms": 100,
             "reprocess_batch_docs": 400,
+            "reprocess_hold_grace_s": 1.0,  # longer than any report these tests ask
         }
     )
 

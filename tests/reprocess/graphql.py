@@ -107,8 +107,18 @@ def check_all(
 
 
 def values(answer: Answer) -> Any:
-    """An answer without ``meta`` (which source served it may change; the numbers may not)."""
-    return {k: v for k, v in answer.items() if k != "meta"}
+    """An answer's numbers: without ``meta`` and ``errorBound`` (which source served it may
+    change, and with it the bound of an estimate — checked against the oracle by
+    ``check_all``; the values may not change)."""
+    return _strip({k: v for k, v in answer.items() if k != "meta"})
+
+
+def _strip(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _strip(v) for k, v in node.items() if k != "errorBound"}
+    if isinstance(node, list):
+        return [_strip(v) for v in node]
+    return node
 
 
 def sources(answers: list[tuple[Answer, Answer]]) -> set[str]:

@@ -1,12 +1,13 @@
 """Reprocessing as merchants see it: GraphQL answers (rollups and raw paths) before the fix,
-continuously during the switch, after it, and after a rollback.
-
-The rollup job runs before and after the switch, not during it: while it runs, hours served
-from rollups switch only as the rebuild reaches them (docs/reprocessing.md, "Limits")."""
+continuously during the switch, after it, and after a rollback — with the rollup job idle
+during the switch, and with it running all along (the hold of docs/decisions/0046)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 from reprocess import runs
@@ -54,6 +55,55 @@ def test_graphql_answers_fixed_switched_atomically_and_rolled_back(ctx: Context)
     Rollback(ctx).apply()
     back = api.answers(qs)
     assert [(values(a), values(r)) for a, r in back] == [(values(a), values(r)) for a, r in old]
+
+
+def test_answers_stay_old_or_new_while_the_rollup_job_runs(ctx: Context) -> None:
+    events = as_events(seeded(ctx, per_day=150))
+    merchants = sorted({e.merchant_id for e in events})
+    api = Api.over(ctx, merchants)
+    catch_up(ctx.client, ctx.settings, ctx.names)
+    qs = queries(merchants, DAYS)[:ASKED]
+    old = api.answers(qs)
+    check_all(old, qs, misread(events))
+    with _rollup_job_running(ctx) as job_runs:
+        during, run = _asked_during(api, qs, lambda: reprocess(ctx).apply())
+        assert run.phase == runs.SWITCHED, run.report
+        new = api.answers(qs)
+        back_during, _ = _asked_during(api, qs, lambda: Rollback(ctx).apply())
+    assert job_runs[0] >= 3, job_runs  # the job really ran through both swaps
+    check_all(new, qs, events)
+    _old_or_new(during, old, new)
+    _old_or_new(back_during, new, old)
+    back = api.answers(qs)
+    assert [(values(a), values(r)) for a, r in back] == [(values(a), values(r)) for a, r in old]
+
+
+@contextlib.contextmanager
+def _rollup_job_running(ctx: Context) -> Iterator[list[int]]:
+    """The scheduler's job, run back to back in a thread; yields [runs completed so far]."""
+    done = threading.Event()
+    count = [0]
+    failures: list[BaseException] = []
+
+    def loop() -> None:
+        while not done.is_set():
+            try:
+                catch_up(ctx.client, ctx.settings, ctx.names)
+            except BaseException as exc:  # surfaced below: a dead job would prove nothing
+                failures.append(exc)
+                return
+            count[0] += 1
+            time.sleep(0.05)
+
+    job = threading.Thread(target=loop)
+    job.start()
+    try:
+        yield count
+    finally:
+        done.set()
+        job.join(120)
+    assert not failures, failures
+    assert not job.is_alive()
 
 
 def _asked_during(

@@ -1,0 +1,60 @@
+"""Holds (rollups.state.hold/release): held hours are never servable and cap freshness."""
+
+from __future__ import annotations
+
+import threading
+
+from opensearchpy import OpenSearch
+
+from pulse.naming import Names
+from pulse.settings import Settings
+from rollups import schema as rs
+from rollups import state
+from rollups.job import RollupJob, wall_clock_ms
+from tests.rollups.helpers import HOUR, make_events, write_raw
+
+
+def test_held_hours_are_served_from_raw_until_released(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start = base_ms + 9 * HOUR
+    events = make_events(11, 200, start, start + 4 * HOUR, merchants=2)
+    merchant = events[0].merchant_id
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = RollupJob(os_client, rsettings, names, owner="test")
+    job.bootstrap()
+    w = job.run_once().watermark_to
+    assert w is not None
+    every = {start + i * HOUR for i in range(4)}
+
+    def seen() -> state.Servable:
+        return state.servable(os_client, rsettings, names, merchant, start, start + 4 * HOUR, w)
+
+    assert seen().hours == every and seen().watermark == w
+    state.hold(os_client, names, "a", start + HOUR + 1, start + 2 * HOUR, "test")  # 1 ms in
+    state.hold(os_client, names, "b", start + 3 * HOUR, start + 9 * HOUR)
+    assert seen().hours == {start, start + 2 * HOUR}
+    assert seen().watermark == w  # W itself does not move with a hold
+    assert state.freshness(os_client, names, merchant)[1] == start + HOUR
+    assert {h.key for h in state.holds(os_client, names)} == {"a", "b"}
+
+    state.release(os_client, names, "a")
+    state.release(os_client, names, "a")  # idempotent
+    assert seen().hours == every - {start + 3 * HOUR}
+    state.release(os_client, names, "b")
+    assert seen().hours == every
+    assert state.freshness(os_client, names, merchant)[1] == rs.hour_start(w)
+
+
+def test_concurrent_holders_keep_every_hold(names: Names, os_client: OpenSearch) -> None:
+    """Holds are read-modify-written by compare-and-set: no holder's write is lost."""
+    keys = [f"run-{i}" for i in range(8)]
+    threads = [
+        threading.Thread(target=state.hold, args=(os_client, names, k, i * HOUR, (i + 1) * HOUR))
+        for i, k in enumerate(keys)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(h.key for h in state.holds(os_client, names)) == keys
