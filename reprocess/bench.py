@@ -35,6 +35,7 @@ def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str,
                 "kafka_session_timeout_ms": 3000,
                 "kafka_heartbeat_interval_ms": 500,
                 "generation_registry_ttl_s": 0.5,
+                "reprocess_hold_grace_s": 1.0,  # no API here; the bench times the replay
             }
         )
         events = indexer_bench._events(count, days, seed)

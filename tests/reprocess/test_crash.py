@@ -29,7 +29,7 @@ from tests.reprocess.conftest import DAYS, oracle, reprocess, seeded, served
 ENV_FIELDS = (
     "opensearch_url", "kafka_bootstrap", "namespace", "state_dir", "raw_partitions",
     "generation", "generation_registry_ttl_s", "bulk_max_age_ms", "reprocess_batch_docs",
-    "log_json",
+    "log_json", "reprocess_hold_grace_s",
 )  # fmt: skip
 
 
