@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
@@ -13,7 +13,7 @@ from opensearchpy.exceptions import OpenSearchException
 from api import planner
 from api.errors import EngineUnavailable
 from api.keys import Principal
-from api.model import Base, Interval, QueryPlan, Source
+from api.model import HOUR_MS, Base, Interval, QueryPlan, Source
 from api.report import Report, rank, shape
 from api.sources import (
     Cells,
@@ -51,14 +51,42 @@ def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
     return planner.time_buckets(plan, ctx.settings)
 
 
-def split(ctx: Ctx, plan: QueryPlan) -> QueryPlan:
-    """Ask the rollup state which hours are servable, then split the plan between sources."""
+def split(ctx: Ctx, plan: QueryPlan) -> tuple[QueryPlan, Future[set[int]] | None]:
+    """Plan the sources from the rollup state's candidate hours (one ``mget``), and start the
+    search for late events in the hours given to rollups; it runs alongside the reads."""
     state = rollup_state()
     if state is None or plan.force_source is Source.RAW:
-        return planner.split_sources(plan, set(), None)
-    args = (ctx.client, ctx.settings, ctx.names, plan.merchant_id, plan.start_ms, plan.end_ms)
-    seen = _state_call(state.servable, *args, plan.now_ms)
-    return planner.split_sources(plan, seen.hours, seen.watermark)
+        return planner.split_sources(plan, set(), None), None
+    found = _state_call(
+        state.candidates,
+        ctx.client, ctx.settings, ctx.names, plan.start_ms, plan.end_ms, plan.now_ms,
+    )  # fmt: skip
+    planned = planner.split_sources(plan, found.hours, found.watermark)
+    used = _hours_of(planned.split.rollups if planned.split else ())
+    if not used or found.watermark is None:
+        return planned, None
+    args = (ctx.client, ctx.names, plan.merchant_id, used, found.watermark)
+    dirty = _POOL.submit(_state_call, state.dirty_hours, *args)
+    return planned, dirty
+
+
+def _hours_of(intervals: tuple[Interval, ...]) -> set[int]:
+    return {h for a, b in intervals for h in range(a, b, HOUR_MS)}
+
+
+def answer(ctx: Ctx, plan: QueryPlan) -> tuple[QueryPlan, Cells, tuple[GroupKey, ...] | None]:
+    """The split plan and its cells. Reads are speculative on the candidate hours being clean
+    (late events after W are rare and touch recent hours): if the search started by ``split``
+    finds some dirty, the plan is split again without them and read again."""
+    planned, dirty = split(ctx, plan)
+    cells, groups = gather(ctx, planned)
+    late = dirty.result() if dirty is not None else set()
+    if late:
+        assert planned.split is not None
+        servable = _hours_of(planned.split.rollups) - late
+        planned = planner.split_sources(plan, servable, planned.split.watermark_ms)
+        cells, groups = gather(ctx, planned)
+    return planned, cells, groups
 
 
 def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | None]:
@@ -106,8 +134,7 @@ def _cells(
 def report(ctx: Ctx, plan: QueryPlan) -> Report:
     """Run a processed plan (and its comparison) and shape the answer."""
     started = time.perf_counter()
-    plan = split(ctx, plan)
-    cells, groups = gather(ctx, plan)
+    plan, cells, groups = answer(ctx, plan)
     took = int((time.perf_counter() - started) * 1000)
     out = shape(plan, cells, groups, took)
     if plan.compare is not None:

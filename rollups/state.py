@@ -267,6 +267,44 @@ class Servable:
     watermark: int | None
 
 
+def candidates(
+    client: OpenSearch, settings: Settings, names: Names, start_ms: int, end_ms: int, now_ms: int
+) -> Servable:
+    """The hours of [start, end) that are servable unless a late event made them dirty:
+    closed at W and now, not held; with W. One ``mget``, no search."""
+    seen = view(client, names)
+    state = seen.state
+    if state is None or not state.serves(settings.generation) or state.watermark is None:
+        return Servable(set(), seen.watermark())
+    first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
+    limit = min(end_ms, state.watermark, now_ms)
+    hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
+    return Servable(hours - seen.held(hours), state.watermark)
+
+
+def dirty_hours(
+    client: OpenSearch, names: Names, merchant_id: str, hours: set[int], watermark: int
+) -> set[int]:
+    """Those of ``hours`` holding a raw event of the merchant ingested after ``watermark``."""
+    if not hours:
+        return set()
+    start, end = min(hours), max(hours) + HOUR_MS
+    query = {
+        "bool": {
+            "filter": [
+                {"term": {"merchant_id": merchant_id}},
+                {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
+                {"range": {"ingested_at": {"gt": watermark, "format": "epoch_millis"}}},
+            ]
+        }
+    }
+    hist = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h", "min_doc_count": 1}}
+    body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"h": hist}}
+    result = _search_raw(client, names, body, (start, end))
+    buckets = ((result.get("aggregations") or {}).get("h") or {}).get("buckets") or []
+    return {int(b["key"]) for b in buckets if b["doc_count"] > 0} & hours
+
+
 def servable(
     client: OpenSearch,
     settings: Settings,
@@ -277,19 +315,12 @@ def servable(
     now_ms: int,
 ) -> Servable:
     """UTC hour starts in [start, end) that the API may serve from rollups (module doc), and
-    W, both from one reading of the state."""
-    seen = view(client, names)
-    state = seen.state
-    if state is None or not state.serves(settings.generation) or state.watermark is None:
-        return Servable(set(), seen.watermark())
-    first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
-    limit = min(end_ms, state.watermark, now_ms)
-    hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
-    hours -= seen.held(hours)
-    if not hours:
-        return Servable(set(), state.watermark)
-    dirty = _dirty_hours(client, names, merchant_id, min(hours), max(hours) + HOUR_MS, state)
-    return Servable(hours - dirty, state.watermark)
+    W, both from one reading of the state: ``candidates`` less ``dirty_hours``."""
+    found = candidates(client, settings, names, start_ms, end_ms, now_ms)
+    if not found.hours or found.watermark is None:
+        return found
+    dirty = dirty_hours(client, names, merchant_id, found.hours, found.watermark)
+    return Servable(found.hours - dirty, found.watermark)
 
 
 def servable_hours(
@@ -303,26 +334,6 @@ def servable_hours(
 ) -> set[int]:
     """``servable(...).hours``."""
     return servable(client, settings, names, merchant_id, start_ms, end_ms, now_ms).hours
-
-
-def _dirty_hours(
-    client: OpenSearch, names: Names, merchant_id: str, start: int, end: int, state: State
-) -> set[int]:
-    """Hours of [start, end) holding a raw event of the merchant ingested after W."""
-    query = {
-        "bool": {
-            "filter": [
-                {"term": {"merchant_id": merchant_id}},
-                {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
-                {"range": {"ingested_at": {"gt": state.watermark, "format": "epoch_millis"}}},
-            ]
-        }
-    }
-    hist = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h", "min_doc_count": 1}}
-    body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"h": hist}}
-    result = _search_raw(client, names, body, (start, end))
-    buckets = ((result.get("aggregations") or {}).get("h") or {}).get("buckets") or []
-    return {int(b["key"]) for b in buckets if b["doc_count"] > 0}
 
 
 def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:
