@@ -2,21 +2,42 @@
 
 Resolvers only translate arguments into a QueryPlan and a Report back into these types; the
 work happens in api.planner / api.service, run in a worker thread (the engine client blocks).
+``Executor`` completes selections over plain data (no resolvers below) without graphql-core's
+per-field machinery, with the same JSON; see docs/decisions/0100-plain-data-executor.md.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
+from operator import attrgetter
 from typing import Any
 
 import strawberry
 from anyio import to_thread
-from graphql import GraphQLError
+from graphql import (
+    GraphQLEnumType,
+    GraphQLError,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    Undefined,
+    get_named_type,
+    is_leaf_type,
+)
+from graphql.execution.collect_fields import FieldDetailsList
+from graphql.pyutils import AwaitableOrValue, Path
 from opensearchpy.exceptions import OpenSearchException
 from strawberry.fastapi import BaseContext
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types import Info
+from strawberry.types.field import StrawberryField
 
 from api import model, planner, report, service
 from api.errors import EngineUnavailable, Forbidden, Unauthenticated
@@ -219,10 +240,197 @@ class Query:
         )
 
 
+Complete = Callable[[Any], Any]  # a runtime value -> its completed (JSON-ready) value
+
+
+class _Slow(Exception):
+    """A value the plain path does not complete: graphql-core's own path takes over."""
+
+
+class Executor(StrawberryGraphQLCoreExecutionContext):
+    """graphql-core's executor, completing selections over plain data without per-field calls.
+
+    A selection is *plain* when every field in it (recursively) is a strawberry basic field
+    (no resolver, arguments or field extensions: an attribute read) or ``__typename``, on
+    object types without ``is_type_of``, with no ``@defer``/``@stream`` and no resolver
+    middleware. Such a selection is compiled once per request into closures that read
+    attributes and coerce leaves with the very ``coerce_output_value`` graphql-core calls, so
+    the output is the same JSON. Anything the closures do not handle exactly like
+    graphql-core — a null for a non-null field, a value that fails coercion, an unexpected
+    value shape — makes them give up and re-complete that value on graphql-core's path, which
+    then produces the usual data and errors (the read is repeated: it has no side effects).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        manager = self.middleware_manager
+        self._plain_ok = not (manager and manager.middlewares)
+        self._compiled: dict[tuple[int, int], tuple[Any, Complete | None]] = {}
+        self._enum_names: dict[tuple[int, Any], str] = {}
+
+    def complete_value(
+        self,
+        return_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> AwaitableOrValue[Any]:
+        if self._plain_ok and position_context is None:
+            complete = self._plain(return_type, field_details_list)
+            if complete is not None:
+                try:
+                    return complete(result)
+                except Exception:  # graphql-core's path below completes (or reports) it
+                    pass
+        return super().complete_value(
+            return_type, field_details_list, info, path, result, position_context
+        )
+
+    def _plain(self, return_type: GraphQLOutputType, fields: FieldDetailsList) -> Complete | None:
+        """The compiled completion of an object-typed selection, or None when not plain."""
+        key = (id(return_type), id(fields))
+        hit = self._compiled.get(key)
+        if hit is None:
+            plain = isinstance(get_named_type(return_type), GraphQLObjectType)
+            # The key's objects stay referenced, so their ids are not reused meanwhile.
+            hit = (return_type, fields), self._compile(return_type, fields) if plain else None
+            self._compiled[key] = hit
+        return hit[1]
+
+    def _compile(self, type_: GraphQLOutputType, fields: FieldDetailsList) -> Complete | None:
+        if isinstance(type_, GraphQLNonNull):
+            return _non_null(self._compile(type_.of_type, fields))
+        if isinstance(type_, GraphQLList):
+            if any(d.name.value == "stream" for f in fields for d in f.node.directives or ()):
+                return None
+            return _list_of(self._compile(type_.of_type, fields))
+        if is_leaf_type(type_):
+            return self._leaf(type_)
+        if isinstance(type_, GraphQLObjectType) and type_.is_type_of is None:
+            return self._object(type_, fields)
+        return None
+
+    def _object(self, type_: GraphQLObjectType, fields: FieldDetailsList) -> Complete | None:
+        grouped, new_defers, _forbidden = self.collect_subfields(type_, fields)
+        if new_defers:
+            return None
+        parts: list[tuple[str, Complete, Complete]] = []
+        for key, sub_fields in grouped.items():
+            name = sub_fields[0].node.name.value
+            if name == "__typename":
+                parts.append((key, _constant(type_.name), _same))
+                continue
+            field = self.schema.get_field(type_, name)
+            getter = _basic_getter(field)
+            complete = self._compile(field.type, sub_fields) if field and getter else None
+            if getter is None or complete is None:
+                return None
+            parts.append((key, getter, complete))
+        return _object_of(tuple(parts))
+
+    def _leaf(self, type_: GraphQLLeafType) -> Complete:
+        coerce = type_.coerce_output_value
+        if isinstance(type_, GraphQLEnumType):
+            coerce = self._memo(type_, coerce)
+
+        def leaf(value: Any) -> Any:
+            if value is None:
+                return None
+            if isinstance(value, Exception):
+                raise _Slow
+            coerced = coerce(value)
+            if coerced is None or coerced is Undefined:
+                raise _Slow
+            return coerced
+
+        return leaf
+
+    def _memo(self, type_: GraphQLEnumType, coerce: Complete) -> Complete:
+        """Enum coercion remembered per (type, member) for this request: it is a pure lookup."""
+        names = self._enum_names
+        type_id = id(type_)
+
+        def coerce_enum(value: Any) -> Any:
+            key = (type_id, value)
+            try:
+                return names[key]
+            except KeyError:
+                names[key] = name = coerce(value)
+                return name
+
+        return coerce_enum
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _constant(value: Any) -> Complete:
+    return lambda _source: value
+
+
+def _basic_getter(field: GraphQLField | None) -> Complete | None:
+    """An attribute read equal to the field's resolver, for strawberry basic fields only."""
+    if field is None:
+        return None
+    definition = field.extensions.get("strawberry-definition")
+    if (
+        not isinstance(definition, StrawberryField)
+        or not definition.is_basic_field
+        or definition.default_resolver is not getattr
+        or getattr(field.resolve, "__name__", None) != "_get_basic_result"
+        or field.args
+    ):
+        return None
+    return attrgetter(definition.python_name)
+
+
+def _non_null(inner: Complete | None) -> Complete | None:
+    if inner is None:
+        return None
+
+    def non_null(value: Any) -> Any:
+        completed = inner(value)
+        if completed is None:
+            raise _Slow
+        return completed
+
+    return non_null
+
+
+def _list_of(inner: Complete | None) -> Complete | None:
+    if inner is None:
+        return None
+
+    def list_of(value: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is not list and type(value) is not tuple:
+            raise _Slow
+        return [inner(item) for item in value]
+
+    return list_of
+
+
+def _object_of(parts: tuple[tuple[str, Complete, Complete], ...]) -> Complete:
+    def object_of(value: Any) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, Exception):
+            raise _Slow
+        return {key: complete(get(value)) for key, get, complete in parts}
+
+    return object_of
+
+
 class Schema(strawberry.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         """No-op: api.masking logs what is ours; client mistakes are not server errors."""
 
 
-def build_schema(extensions: list[Any]) -> strawberry.Schema:
-    return Schema(query=Query, extensions=extensions)
+def build_schema(extensions: list[Any], *, plain_executor: bool = True) -> strawberry.Schema:
+    """The API schema; ``plain_executor=False`` keeps graphql-core's executor (benchmarks)."""
+    executor = Executor if plain_executor else None
+    return Schema(query=Query, extensions=extensions, execution_context_class=executor)
