@@ -8,6 +8,7 @@ different filters for "no value".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
@@ -181,20 +182,17 @@ def groups_body(
 TOTAL_FIELDS = (rs.HOUR, *ROLLUP_SUMS.values())
 
 
-def totals_body(
-    plan: QueryPlan, intervals: tuple[Interval, ...], page: int, after: list[Any] | None
-) -> Body:
-    """One page of the merchant's TOTAL rollup documents (one per hour) in the intervals."""
-    body: Body = {
-        "size": page,
+def totals_body(plan: QueryPlan, hours: Sequence[int]) -> Body:
+    """The merchant's TOTAL rollup documents of exactly ``hours``, fetched by their
+    deterministic ``_id`` (``rollups.schema.doc_id``): no range to evaluate, no sort (decision
+    0047). An hour without a document had no events. ``total_of`` keeps the tenant guard."""
+    ids = [rs.doc_id(plan.merchant_id, hour, rs.TOTAL) for hour in hours]
+    return {
+        "size": len(ids),
         "track_total_hits": False,
-        "query": query(plan, Source.ROLLUPS, intervals),
+        "query": {"bool": {"filter": [{"ids": {"values": ids}}, rs.totals_of(plan.merchant_id)]}},
         "_source": list(TOTAL_FIELDS),
-        "sort": [{rs.HOUR: "asc"}],
     }
-    if after:
-        body["search_after"] = after
-    return body
 
 
 def sketches_body(

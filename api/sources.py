@@ -17,7 +17,7 @@ from api import dsl
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
 from api.engine import search
 from api.errors import BadInput, UnexpectedAnswer
-from api.model import MISSING, Granularity, Interval, QueryPlan, Source
+from api.model import HOUR_MS, MISSING, Granularity, Interval, QueryPlan, Source
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import schema as rs
@@ -26,6 +26,7 @@ GroupKey = tuple[str, ...]
 CellKey = tuple[GroupKey | None, int | None]
 Cells = dict[CellKey, Cell]
 PAGE = 1000
+TOTALS_PER_SEARCH = 5000  # ids per search (and hits returned: under max_result_window)
 
 
 @dataclass(frozen=True)
@@ -157,18 +158,15 @@ def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> 
 
 def total_doc_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> Cells:
     """Cells of an unfiltered, ungrouped report from the merchant's TOTAL rollup documents,
-    folded here: they are one per hour of the range (at most ``max_buckets`` hours' worth a
-    page), and adding a few hundred rows in Python costs less than an engine aggregation."""
+    folded here: they are one per hour of the range, and adding a few thousand rows in Python
+    costs less than an engine aggregation."""
     out: Cells = {(None, None): Cell(), ((), None): Cell()}
-    after: list[Any] | None = None
-    while True:
-        body = dsl.totals_body(plan, intervals, PAGE, after)
-        page = ctx.search(Source.ROLLUPS, body, intervals).get("hits", {}).get("hits", [])
-        for hit in page:
+    hours = [h for a, b in intervals for h in range(a, b, HOUR_MS)]
+    for i in range(0, len(hours), TOTALS_PER_SEARCH):
+        body = dsl.totals_body(plan, hours[i : i + TOTALS_PER_SEARCH])
+        for hit in ctx.search(Source.ROLLUPS, body, intervals).get("hits", {}).get("hits", []):
             _place_total(plan, hit["_source"], out)
-        if len(page) < PAGE:
-            return out
-        after = page[-1]["sort"]
+    return out
 
 
 def _place_total(plan: QueryPlan, doc: dict[str, Any], out: Cells) -> None:

@@ -3,6 +3,7 @@ cell merging, error classification and the rate limiter (no engine needed)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import UTC, datetime
 
@@ -184,3 +185,19 @@ def test_rollups_answer_from_one_level_of_documents() -> None:
         assert (rs.totals_of("m1") in rollups) != (rs.DETAILS_ONLY in rollups)
         raw = dsl.query(p, Source.RAW, ((0, HOUR_MS),))["bool"]["filter"]
         assert rs.totals_of("m1") not in raw and rs.DETAILS_ONLY not in raw
+
+
+def test_totals_are_fetched_by_id_for_exactly_the_hours_asked() -> None:
+    """The TOTAL documents of the hours the split gives rollups, by the writer's own ids,
+    still guarded by the tenant term."""
+    p = planner.time_buckets(
+        plan("2024-01-01T00:00:00+00:00", "2024-01-01T03:00:00+00:00", Granularity.HOUR), SETTINGS
+    )
+    hours = [p.start_ms, p.start_ms + 2 * HOUR_MS]
+    body = dsl.totals_body(p, hours)
+    ids, guard = body["query"]["bool"]["filter"]
+    assert ids == {"ids": {"values": [rs.doc_id(p.merchant_id, h, rs.TOTAL) for h in hours]}}
+    assert guard == rs.totals_of(p.merchant_id)
+    assert body["size"] == 2
+    other = dsl.totals_body(dataclasses.replace(p, merchant_id="m2"), hours)
+    assert not set(ids["ids"]["values"]) & set(other["query"]["bool"]["filter"][0]["ids"]["values"])
