@@ -8,12 +8,13 @@ per-field machinery, with the same JSON; see docs/decisions/0100-plain-data-exec
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from anyio import to_thread
@@ -33,6 +34,7 @@ from graphql import (
 )
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import AwaitableOrValue, Path
+from graphql.type.scalars import serialize_boolean, serialize_float, serialize_string
 from opensearchpy.exceptions import OpenSearchException
 from strawberry.fastapi import BaseContext
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -152,7 +154,10 @@ def _principal(info: Info[Context, None]) -> Principal:
 
 
 def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:
-    return [MetricValue(metric=v.metric, value=v.value, error_bound=v.error_bound) for v in values]
+    """Served as they are: api.report.MetricValue has MetricValue's attributes (metric, value,
+    error_bound) and the type has no resolvers or interfaces, so both executors read them like
+    MetricValue objects; copying 3,600 of them per 30-day hourly report cost ~1.3 ms."""
+    return cast("list[MetricValue]", values)
 
 
 def _ts(ms: int | None, tz_name: str) -> datetime | None:
@@ -241,6 +246,14 @@ class Query:
 
 
 Complete = Callable[[Any], Any]  # a runtime value -> its completed (JSON-ready) value
+Parts = tuple[tuple[str, Complete, Complete], ...]
+# graphql-core's output coercions that return a value of exactly this type unchanged (floats:
+# when finite).
+_IDENTITY_COERCIONS: dict[Any, type] = {
+    serialize_float: float,
+    serialize_boolean: bool,
+    serialize_string: str,
+}
 
 
 class _Slow(Exception):
@@ -299,20 +312,25 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             self._compiled[key] = hit
         return hit[1]
 
-    def _compile(self, type_: GraphQLOutputType, fields: FieldDetailsList) -> Complete | None:
+    def _compile(
+        self, type_: GraphQLOutputType, fields: FieldDetailsList, non_null: bool = False
+    ) -> Complete | None:
         if isinstance(type_, GraphQLNonNull):
-            return _non_null(self._compile(type_.of_type, fields))
+            return self._compile(type_.of_type, fields, non_null=True)
         if isinstance(type_, GraphQLList):
             if any(d.name.value == "stream" for f in fields for d in f.node.directives or ()):
                 return None
-            return _list_of(self._compile(type_.of_type, fields))
+            item = self._compile(type_.of_type, fields)
+            return _list_of(item, non_null) if item else None
         if is_leaf_type(type_):
-            return self._leaf(type_)
+            return self._leaf(type_, non_null)
         if isinstance(type_, GraphQLObjectType) and type_.is_type_of is None:
-            return self._object(type_, fields)
+            parts = self._object(type_, fields)
+            return _object_of(parts, non_null) if parts is not None else None
         return None
 
-    def _object(self, type_: GraphQLObjectType, fields: FieldDetailsList) -> Complete | None:
+    def _object(self, type_: GraphQLObjectType, fields: FieldDetailsList) -> Parts | None:
+        """(response key, attribute read, completion) per selected field, when all are plain."""
         grouped, new_defers, _forbidden = self.collect_subfields(type_, fields)
         if new_defers:
             return None
@@ -328,15 +346,17 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
             if getter is None or complete is None:
                 return None
             parts.append((key, getter, complete))
-        return _object_of(tuple(parts))
+        return tuple(parts)
 
-    def _leaf(self, type_: GraphQLLeafType) -> Complete:
+    def _leaf(self, type_: GraphQLLeafType, non_null: bool) -> Complete:
         coerce = type_.coerce_output_value
         if isinstance(type_, GraphQLEnumType):
             coerce = self._memo(type_, coerce)
 
         def leaf(value: Any) -> Any:
             if value is None:
+                if non_null:
+                    raise _Slow
                 return None
             if isinstance(value, Exception):
                 raise _Slow
@@ -345,7 +365,7 @@ class Executor(StrawberryGraphQLCoreExecutionContext):
                 raise _Slow
             return coerced
 
-        return leaf
+        return _with_identity_shortcut(leaf, _IDENTITY_COERCIONS.get(coerce))
 
     def _memo(self, type_: GraphQLEnumType, coerce: Complete) -> Complete:
         """Enum coercion remembered per (type, member) for this request: it is a pure lookup."""
@@ -387,36 +407,33 @@ def _basic_getter(field: GraphQLField | None) -> Complete | None:
     return attrgetter(definition.python_name)
 
 
-def _non_null(inner: Complete | None) -> Complete | None:
-    if inner is None:
-        return None
-
-    def non_null(value: Any) -> Any:
-        completed = inner(value)
-        if completed is None:
-            raise _Slow
-        return completed
-
-    return non_null
+def _with_identity_shortcut(leaf: Complete, same: type | None) -> Complete:
+    """``leaf``, skipped for values its coercion returns unchanged (finite floats, str, bool)."""
+    if same is float:
+        return lambda value: (
+            value if type(value) is float and -math.inf < value < math.inf else leaf(value)
+        )
+    if same is not None:
+        return lambda value: value if type(value) is same else leaf(value)
+    return leaf
 
 
-def _list_of(inner: Complete | None) -> Complete | None:
-    if inner is None:
-        return None
-
+def _list_of(item: Complete, non_null: bool) -> Complete:
     def list_of(value: Any) -> Any:
-        if value is None:
+        if type(value) is list or type(value) is tuple:
+            return [item(element) for element in value]
+        if value is None and not non_null:
             return None
-        if type(value) is not list and type(value) is not tuple:
-            raise _Slow
-        return [inner(item) for item in value]
+        raise _Slow
 
     return list_of
 
 
-def _object_of(parts: tuple[tuple[str, Complete, Complete], ...]) -> Complete:
+def _object_of(parts: Parts, non_null: bool) -> Complete:
     def object_of(value: Any) -> Any:
         if value is None:
+            if non_null:
+                raise _Slow
             return None
         if isinstance(value, Exception):
             raise _Slow

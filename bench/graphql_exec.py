@@ -6,13 +6,20 @@ resolver, planning, shaping into GraphQL types, graphql-core execution and error
 with only the engine-facing calls stubbed: the API key lookup answers an admin and
 ``service.report`` returns a report built once per plan (720 hourly points x 5 metrics, or 90
 daily points). ``http`` cases go through the FastAPI app with TestClient (JSON encoding and
-the ASGI stack included). Prints one JSON document: median and p95 milliseconds per case.
+the ASGI stack included).
+
+Each case runs *before* (graphql-core's executor, masking only: the configuration before
+issue 6) and *after* (api.app's schema: plain-data executor, parser/validation caches)
+interleaved, first with the GC as Python leaves it, then after ``gc.freeze()`` as the app's
+startup does. Prints one JSON document: median and p95 ms per case and side, and the number
+and worst pause of full (generation-2) collections per phase.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -20,16 +27,18 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 from unittest import mock
 
+import strawberry
 from fastapi.testclient import TestClient
 
 from api import bench as query_bench
 from api import schema as api_schema
 from api import service
-from api.app import create_app
+from api.app import EXTENSIONS, create_app
 from api.keys import Principal
 from api.masking import CodedErrors
 from api.model import Metric, QueryPlan
@@ -106,9 +115,10 @@ def stubbed_engine() -> Iterator[None]:
     built: dict[QueryPlan, Report] = {}
 
     def report(ctx: Ctx, plan: QueryPlan) -> Report:
-        if plan not in built:
-            built[plan] = fake_report(plan)
-        return built[plan]
+        key = replace(plan, now_ms=0)  # the plan carries the request's clock
+        if key not in built:
+            built[key] = fake_report(plan)
+        return built[key]
 
     with (
         mock.patch("api.schema.lookup", lambda *_args: ADMIN),
@@ -130,9 +140,17 @@ def variables(case: str) -> dict[str, Any]:
     return {"m": query_bench.MERCHANT, "f": "AUTO", **CASES[case]}
 
 
-def schema_runner(settings: Settings, query: str, case: str, plain: bool) -> Runner:
+def build(extensions: list[Any], *, new: bool) -> strawberry.Schema:
+    """The app's schema (``new``), or the one before issue 6: masking only, graphql-core's
+    executor. Both use today's api.schema.to_graphql (see docs/bench/graphql-exec.md)."""
+    if new:
+        return api_schema.build_schema(extensions)
+    return api_schema.build_schema([CodedErrors], plain_executor=False)
+
+
+def schema_runner(settings: Settings, query: str, case: str, new: bool) -> Runner:
     """One full execution through the schema (the GraphQLRouter's own call, minus HTTP)."""
-    schema = api_schema.build_schema([CodedErrors], plain_executor=plain)
+    schema = build(EXTENSIONS, new=new)
     ctx = Ctx(opensearch_client(settings.opensearch_url or ""), names_for(settings), settings)
     limiter = RateLimiter(settings.rate_limit_per_minute)
     loop = asyncio.new_event_loop()
@@ -147,12 +165,11 @@ def schema_runner(settings: Settings, query: str, case: str, plain: bool) -> Run
     return run
 
 
-def http_runner(settings: Settings, query: str, case: str, plain: bool) -> Runner:
+def http_runner(settings: Settings, query: str, case: str, new: bool) -> Runner:
     """One POST /graphql through the ASGI app (router, JSON encoding, middleware)."""
-    build = partial(api_schema.build_schema, plain_executor=plain)
-    with mock.patch("api.app.build_schema", build):
+    with mock.patch("api.app.build_schema", partial(build, new=new)):
         app = create_app(settings, opensearch_client(settings.opensearch_url or ""))
-    client = TestClient(app)
+    client = TestClient(app)  # not entered: the app's startup (gc.freeze) is the bench's call
     body = {"query": query, "variables": variables(case)}
     headers = {"Authorization": "Bearer bench"}
 
@@ -170,37 +187,70 @@ def _stats(samples: list[float]) -> dict[str, float]:
 
 
 def timed_pair(old: Runner, new: Runner, runs: int, warmup: int = 5) -> dict[str, Any]:
-    """Both executors, interleaved run by run so that machine noise hits them alike."""
-    assert old() == new(), "the plain executor answered differently"
+    """Both configurations, interleaved run by run so that machine noise hits them alike."""
+    assert old() == new(), "the new configuration answered differently"
     for _ in range(warmup):
         old()
         new()
-    samples: dict[str, list[float]] = {"graphql_core": [], "plain": []}
+    samples: dict[str, list[float]] = {"before": [], "after": []}
     for _ in range(runs):
-        for name, run in (("graphql_core", old), ("plain", new)):
+        for name, run in (("before", old), ("after", new)):
             started = time.perf_counter()
             run()
             samples[name].append((time.perf_counter() - started) * 1000)
     out: dict[str, Any] = {name: _stats(values) for name, values in samples.items()}
-    old_ms, new_ms = out["graphql_core"]["median_ms"], out["plain"]["median_ms"]
-    out["median_speedup"] = round(old_ms / new_ms, 2) if new_ms else None
+    old_ms, new_ms = out["before"]["median_ms"], out["after"]["median_ms"]
+    out["median_ratio"] = round(old_ms / new_ms, 2) if new_ms else None
     return out
 
 
 def pairs(settings: Settings) -> dict[str, tuple[Runner, Runner]]:
-    """Case name -> (graphql-core executor, plain executor) runners."""
+    """Case name -> (before, after) runners."""
     out: dict[str, tuple[Runner, Runner]] = {}
     for case in CASES:
         for name, query in QUERIES.items():
             out[f"schema/{case}/{name}"] = (
-                schema_runner(settings, query, case, plain=False),
-                schema_runner(settings, query, case, plain=True),
+                schema_runner(settings, query, case, new=False),
+                schema_runner(settings, query, case, new=True),
             )
         out[f"http/{case}/bench"] = (
-            http_runner(settings, query_bench.QUERY, case, plain=False),
-            http_runner(settings, query_bench.QUERY, case, plain=True),
+            http_runner(settings, query_bench.QUERY, case, new=False),
+            http_runner(settings, query_bench.QUERY, case, new=True),
         )
     return out
+
+
+class FullCollections:
+    """Count and time the GC's generation-2 collections while entered."""
+
+    def __init__(self) -> None:
+        self.pauses: list[float] = []
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.pauses.append((time.perf_counter() - self._started) * 1000)
+
+    def __enter__(self) -> FullCollections:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> dict[str, Any]:
+        worst = max(self.pauses, default=0.0)
+        return {"count": len(self.pauses), "max_ms": round(worst, 1)}
+
+
+def phase(cases: dict[str, tuple[Runner, Runner]], runs: int) -> dict[str, Any]:
+    with FullCollections() as full:
+        result = {name: timed_pair(old, new, runs) for name, (old, new) in cases.items()}
+    return {"full_gc_collections": full.summary(), "cases": result}
 
 
 def profile(run: Runner, runs: int) -> None:
@@ -217,18 +267,24 @@ def profile(run: Runner, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=60, help="timed runs per case and executor")
+    parser.add_argument("--runs", type=int, default=60, help="timed runs per case and side")
     parser.add_argument("--profile", metavar="CASE", help="e.g. schema/30d_hourly/full")
-    parser.add_argument("--old", action="store_true", help="profile graphql-core's executor")
+    parser.add_argument("--before", action="store_true", help="profile the before side")
     args = parser.parse_args()
     settings = bench_settings()
     with stubbed_engine():
         cases = pairs(settings)
         if args.profile:
-            profile(cases[args.profile][0 if args.old else 1], args.runs)
+            profile(cases[args.profile][0 if args.before else 1], args.runs)
             return
-        result = {name: timed_pair(old, new, args.runs) for name, (old, new) in cases.items()}
-    report = {"cpus": os.cpu_count(), "runs": args.runs, "cases": result}
+        report: dict[str, Any] = {"cpus": os.cpu_count(), "runs": args.runs}
+        report["gc_default"] = phase(cases, args.runs)
+        gc.collect()
+        gc.freeze()  # what the app's startup does (api.app._lifespan)
+        try:
+            report["gc_frozen"] = phase(cases, args.runs)
+        finally:
+            gc.unfreeze()
     print(json.dumps(report, indent=2))
 
 
