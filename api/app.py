@@ -20,22 +20,20 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.fastapi import GraphQLRouter
 
 from api.errors import Code
 from api.masking import CodedErrors
 from api.ratelimit import RateLimiter
-from api.schema import Context, build_schema
+from api.schema import Context, KnownDocuments, build_schema
 from api.sources import Ctx
 from pulse.clients import opensearch_client, resolve_endpoints
 from pulse.naming import names_for
 from pulse.settings import Settings
 
 log = logging.getLogger(__name__)
-# Per request: error codes; parse and validation of a query text are remembered (bounded LRU,
-# 128 texts): they depend only on the text and the schema, never on data or the caller.
-EXTENSIONS: list[Any] = [CodedErrors, ParserCache, ValidationCache]
+# Per request: error codes; valid query texts skip parse and validation (api.schema).
+EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments]
 
 
 class RequestMetrics:

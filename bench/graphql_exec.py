@@ -9,7 +9,7 @@ daily points). ``http`` cases go through the FastAPI app with TestClient (JSON e
 the ASGI stack included).
 
 Each case runs *before* (graphql-core's executor, masking only: the configuration before
-issue 6) and *after* (api.app's schema: plain-data executor, parser/validation caches)
+issue 6) and *after* (api.app's schema: plain-data executor, remembered valid documents)
 interleaved, first with the GC as Python leaves it, then after ``gc.freeze()`` as the app's
 startup does. Prints one JSON document: median and p95 ms per case and side, and the number
 and worst pause of full (generation-2) collections per phase.

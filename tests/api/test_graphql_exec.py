@@ -13,9 +13,11 @@ import json
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from functools import cache
 from typing import Any
 
 import pytest
+import strawberry
 from fastapi.testclient import TestClient
 
 from api import schema as api_schema
@@ -26,6 +28,7 @@ from api.masking import CodedErrors
 from api.model import Metric, QueryPlan
 from api.ratelimit import RateLimiter
 from api.report import MetricValue, Point, Report, Series
+from api.schema import KnownDocuments
 from api.sources import Ctx
 from bench.graphql_exec import fake_report
 from pulse.clients import opensearch_client
@@ -87,12 +90,17 @@ def reports(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Build]]:
     yield builders
 
 
+@cache
+def schemas(new: bool) -> strawberry.Schema:
+    """The app's schema, or the one before issue 6 (masking only, graphql-core's executor)."""
+    if new:
+        return api_schema.build_schema(EXTENSIONS)
+    return api_schema.build_schema([CodedErrors], plain_executor=False)
+
+
 def execute(query: str, variables: dict[str, Any], new: bool) -> str:
     """The response document (data, then errors) as JSON text, key order kept."""
-    if new:
-        schema = api_schema.build_schema(EXTENSIONS)
-    else:
-        schema = api_schema.build_schema([CodedErrors], plain_executor=False)
+    schema = schemas(new)
     ctx = Ctx(opensearch_client(SETTINGS.opensearch_url or ""), names_for(SETTINGS), SETTINGS)
     context = api_schema.Context(ctx, RateLimiter(10**9), "Bearer test")
     result = asyncio.run(schema.execute(query, variables, context_value=context))
@@ -229,3 +237,18 @@ def test_http_answers_are_identical(reports: list[Build]) -> None:
     answers = [c.post("/graphql", json=body, headers=headers) for c in (new, old)]
     assert answers[0].status_code == answers[1].status_code == 200
     assert answers[0].content == answers[1].content and b'"errors"' not in answers[0].content
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["0", "{ metrics(", "{ nope }", FULL.replace("tookMs", "tookSeconds"), FULL],
+    ids=["garbage", "syntax", "unknown-root-field", "unknown-field", "valid"],
+)
+def test_known_documents_change_no_answer(reports: list[Build], query: str) -> None:
+    """Asked again once a valid text is remembered: answered as without remembering."""
+    first = execute(query, HOURLY, new=True)
+    remembered = (schemas(True), query) in KnownDocuments._known
+    assert remembered is (query == FULL)
+    assert execute(query, HOURLY, new=True) == first == execute(query, HOURLY, new=False)
+    errors = json.loads(first).get("errors", [])
+    assert all(error["extensions"]["code"] == "BAD_USER_INPUT" for error in errors)
