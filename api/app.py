@@ -84,8 +84,8 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
     """At server start, move everything alive to the GC's permanent generation.
 
     A large report allocates ~10^4 objects, so full collections run every few requests; each
-    walked every module, schema and client object (~70 ms on 2 cores, docs/bench/
-    graphql-exec.md). Frozen objects are skipped, and a full collection costs ~2 ms.
+    walked every module, schema and client object (~80 ms on 2 cores, docs/bench/
+    graphql-exec.md). Frozen objects are skipped, and a full collection costs <= 5 ms.
     """
     gc.collect()
     gc.freeze()
