@@ -137,7 +137,11 @@ def _iso(ms: int) -> str:
 def measure(settings: Settings, client: OpenSearch, requests: int) -> dict[str, Any]:
     names = names_for(settings)
     key, _ = create_key(client, names, None, admin=True, label="bench")
-    tc = TestClient(create_app(settings, client))
+    with TestClient(create_app(settings, client)) as tc:  # runs startup, as a server does
+        return _measure(tc, key, requests)
+
+
+def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
     now = int(time.time() * 1000)
     end = now // HOUR_MS * HOUR_MS + HOUR_MS  # include the open hour, as dashboards do
     reports = {
