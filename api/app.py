@@ -104,6 +104,8 @@ def _observe(
         started = time.perf_counter()
         try:
             response = await call_next(request)
+            if path == "/graphql":
+                response = await _coded_request_error(response)
         except Exception:  # never a 500 with a trace: log it, answer a coded error
             log.exception("unhandled error serving a request")
             response = _internal(path)
@@ -112,6 +114,21 @@ def _observe(
         return response
 
     return middleware
+
+
+async def _coded_request_error(response: Response) -> Response:
+    """Strawberry answers a request it cannot read (no query, body not JSON, wrong method or
+    media type) with a plain-text 4xx; give it the GraphQL error shape and a code instead."""
+    media = response.headers.get("content-type", "")
+    if not 400 <= response.status_code < 500 or not media.startswith("text/plain"):
+        return response
+    chunks = [c async for c in response.body_iterator]  # type: ignore[attr-defined]
+    text = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks).decode()
+    error = {
+        "message": text.strip() or "bad request",
+        "extensions": {"code": Code.BAD_USER_INPUT.value},
+    }
+    return JSONResponse({"data": None, "errors": [error]}, status_code=response.status_code)
 
 
 def _internal(path: str) -> Response:

@@ -110,3 +110,21 @@ def test_probes_metrics_and_graphiql(http: TestClient) -> None:
 def test_syntax_errors_are_bad_user_input(http: TestClient, merchant_key: str) -> None:
     body = post(http, merchant_key, "{ metrics(", {})
     assert code(body) == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        {"json": {}},
+        {"json": {"query": ""}},
+        {"content": b"{not json", "headers": {"Content-Type": "application/json"}},
+    ],
+)
+def test_unreadable_requests_get_a_coded_graphql_error(
+    http: TestClient, request_kwargs: dict[str, Any]
+) -> None:
+    response = http.post("/graphql", **request_kwargs)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["data"] is None and code(body) == "BAD_USER_INPUT"
+    assert body["errors"][0]["message"]
