@@ -115,11 +115,12 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            80.0,
+            35.0,
             "API CPU ms/query (rollup path)",
-            "measured: `pulse bench query` 30-day hourly, 5 metrics (720 points): GraphQL "
-            "execution of the answer ~60-95 ms of the 165 ms p50 (benchmarks.md#query); "
-            "smaller answers cost less",
+            "measured: `python -m bench.api_cpu`, API process CPU (all threads) per 30-day "
+            "hourly, 5-metric report (720 points), median of 5 × 40 requests: 33.0 and "
+            "34.9 ms in two runs (90-day daily 25-29 ms); 80 before the plain-data executor "
+            "(decision 0100); smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
