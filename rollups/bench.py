@@ -310,9 +310,8 @@ def _reflected(
     """Both late hours are servable and their rollups count the late event (one each)."""
     now = wall_clock_ms() + 2 * rs.HOUR_MS
     for hour in hours:
-        if hour not in state.servable_hours(
-            client, settings, names, merchant, hour, hour + rs.HOUR_MS, now
-        ):
+        seen = state.servable(client, settings, names, merchant, hour, hour + rs.HOUR_MS, now)
+        if hour not in seen.hours:
             return False
     query = {
         "bool": {

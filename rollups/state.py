@@ -10,12 +10,14 @@ the visibility margin (docs/decisions/0030), so late-visible documents are never
 Read side (used by the API; all times epoch milliseconds, UTC):
 
 - ``watermark(client, names) -> int | None``: W, or None before the first completed run.
-- ``servable_hours(client, settings, names, merchant_id, start_ms, end_ms, now_ms)``: the UTC
+- ``servable(client, settings, names, merchant_id, start_ms, end_ms, now_ms).hours``: the UTC
   hour starts h with ``start <= h`` and ``h + 1h <= end`` whose rollups are complete: the hour
   is closed (``h + 1h <= min(W, now)``) and no raw event of the merchant occurring in it has
   ``ingested_at > W`` (its rollup is newer than its last change). Hours without any data are
   servable (zero). Empty when there is no W, or it belongs to another generation or to a
   job of an older ``rollups.schema.SCHEMA_VERSION`` (whose documents lack what readers need).
+  Its two halves, for a caller that overlaps the second with other reads (the API):
+  ``candidates`` (closed, not held; one ``mget``) and ``dirty_hours`` (one raw search).
 - ``freshness(client, names, merchant_id) -> (ingested_through, rolled_up_through)``:
   ``ingested_through`` = the newest ``ingested_at`` of the merchant's raw events (None if it
   has none); ``rolled_up_through`` = the end of the latest closed hour h such that every
@@ -321,19 +323,6 @@ def servable(
         return found
     dirty = dirty_hours(client, names, merchant_id, found.hours, found.watermark)
     return Servable(found.hours - dirty, found.watermark)
-
-
-def servable_hours(
-    client: OpenSearch,
-    settings: Settings,
-    names: Names,
-    merchant_id: str,
-    start_ms: int,
-    end_ms: int,
-    now_ms: int,
-) -> set[int]:
-    """``servable(...).hours``."""
-    return servable(client, settings, names, merchant_id, start_ms, end_ms, now_ms).hours
 
 
 def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:

@@ -70,7 +70,7 @@ def test_late_duplicate_and_out_of_order_events_are_reflected_after_the_next_run
     merchant = three_days_late[0].merchant_id
     dirty = _hours_of(merchant, three_days_late + two_hours_late)
     window = (start - 3 * DAY, start + 4 * HOUR)
-    before = state.servable_hours(os_client, rsettings, names, merchant, *window, wall_clock_ms())
+    before = state.servable(os_client, rsettings, names, merchant, *window, wall_clock_ms()).hours
     assert dirty and not dirty & before  # changed hours are not served from rollups
 
     report = job.run_once()
@@ -78,7 +78,7 @@ def test_late_duplicate_and_out_of_order_events_are_reflected_after_the_next_run
     assert report.pairs == len(touched)  # found by ingest time, however old the hour
     assert 0 < report.written < report.buckets  # unchanged combinations are not rewritten
     assert_matches_oracle(os_client, names, events + two_hours_late + three_days_late + duplicates)
-    after = state.servable_hours(os_client, rsettings, names, merchant, *window, wall_clock_ms())
+    after = state.servable(os_client, rsettings, names, merchant, *window, wall_clock_ms()).hours
     assert after == set(range(window[0], window[1], HOUR))
 
 
@@ -112,15 +112,15 @@ def test_freshness_and_servable_hours_follow_the_watermark(
     write_raw(os_client, rsettings, names, events, ingested)
     job = _job(os_client, rsettings, names)
     now = wall_clock_ms()
-    assert state.servable_hours(os_client, rsettings, names, merchant, start, now, now) == set()
+    assert state.servable(os_client, rsettings, names, merchant, start, now, now).hours == set()
 
     w = job.run_once().watermark_to
     assert w is not None
     assert state.freshness(os_client, names, merchant) == (ingested, rs.hour_start(w))
     # Only whole hours inside the range; the ragged end (half an hour) is not servable.
-    hours = state.servable_hours(
+    hours = state.servable(
         os_client, rsettings, names, merchant, start, start + 90 * 60_000, w
-    )
+    ).hours
     assert hours == {start}
     late = [
         e
@@ -130,7 +130,7 @@ def test_freshness_and_servable_hours_follow_the_watermark(
     write_raw(os_client, rsettings, names, late, wall_clock_ms())
     assert state.freshness(os_client, names, merchant)[1] == start + HOUR
     other = rsettings.model_copy(update={"generation": "g9"})
-    assert state.servable_hours(os_client, other, names, merchant, start, w, w) == set()
+    assert state.servable(os_client, other, names, merchant, start, w, w).hours == set()
 
 
 def _hours_of(merchant: str, events: list[Event]) -> set[int]:
@@ -174,11 +174,11 @@ def test_a_state_of_the_previous_schema_serves_nothing_until_a_full_run(
     merchant = events[0].merchant_id
     assert w is not None
     assert state.watermark(os_client, names) is None
-    assert state.servable_hours(os_client, rsettings, names, merchant, start, w, w) == set()
+    assert state.servable(os_client, rsettings, names, merchant, start, w, w).hours == set()
 
     report = job.run_once()
 
     assert report.watermark_from is None  # everything recomputed, not just new ingests
     assert_matches_oracle(os_client, names, events)  # totals included
     now = wall_clock_ms()
-    assert state.servable_hours(os_client, rsettings, names, merchant, start, start + 2 * HOUR, now)
+    assert state.servable(os_client, rsettings, names, merchant, start, start + 2 * HOUR, now).hours
