@@ -22,6 +22,7 @@ from opensearchpy import OpenSearch, helpers
 
 from api.app import create_app
 from api.keys import create_key
+from ilm.arrivals import Arrivals
 from ilm.templates import ensure_templates, write_target
 from ingest.contract import validate
 from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec
@@ -80,6 +81,7 @@ def load(
     """Bulk-write ``events`` loadgen events over the last 90 days; seconds taken."""
     ensure_templates(client, settings, names)
     end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    _keep_arrivals(client, names, end)
     started = time.perf_counter()
     done = 0
     stream = _actions(client, settings, names, events, spec, end)
@@ -89,6 +91,14 @@ def load(
             _log(f"indexed {done} events in {time.perf_counter() - started:.0f}s")
     client.indices.refresh(index=names.events_alias)
     return time.perf_counter() - started
+
+
+def _keep_arrivals(client: OpenSearch, names: Names, end: int) -> None:
+    """What the indexer records before writing (ilm.arrivals): per day, a bound of the newest
+    ingested_at — here each day's last event time + the 2 s stamping delay of ``_actions``."""
+    keeper = Arrivals(client, names, lookahead_ms=0)
+    for day in range((end - 90 * DAY_MS) // DAY_MS, end // DAY_MS + 1):
+        keeper.cover([day], min((day + 1) * DAY_MS, end) + 2000)
 
 
 def build_rollups(client: OpenSearch, settings: Settings, names: Names) -> float | None:

@@ -21,6 +21,7 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from opensearchpy import OpenSearch
 
+from ilm.arrivals import Arrivals
 from ilm.templates import ensure_templates
 from indexer.batching import Batcher, Limits
 from indexer.decode import Bounds, decode, now_ms
@@ -137,6 +138,7 @@ class Indexer:
             self.metrics,
             self.settings.engine_timeout_s,
             cancelled=lambda batch: batch.epoch < self.live_epoch,
+            arrivals=Arrivals(self.client, self.names, self.settings.arrivals_lookahead_ms),
         )
 
     def _shutdown(self) -> None:

@@ -25,6 +25,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from ilm.arrivals import Arrivals
 from indexer.bulk import BadResponse, Verdict, bulk_body, send_bulk, verdicts
 from indexer.decode import now_ms
 from indexer.metrics import Metrics
@@ -69,8 +70,10 @@ class BatchWriter:
         timeout_s: float,
         cancelled: Callable[[Batch], bool],
         max_backoff_s: float = 10.0,
+        arrivals: Arrivals | None = None,
     ) -> None:
         self.client = client
+        self.arrivals = arrivals  # per-day newest-ingested bounds, raised before each bulk
         self.targets = targets
         self.dlq = dlq
         self.metrics = metrics
@@ -198,7 +201,10 @@ class _BulkRun:
         w = self.writer
         by_day = w.targets.write_targets({item.day for item in self.pending})
         targets = [by_day[item.day] for item in self.pending]
-        body = bulk_body(self.pending, targets, now_ms())  # re-stamped on every attempt
+        stamp = now_ms()  # re-stamped on every attempt
+        if w.arrivals is not None:  # readers must see the bound before the documents
+            w.arrivals.cover({item.day for item in self.pending}, stamp)
+        body = bulk_body(self.pending, targets, stamp)
         started = time.perf_counter()
         response = send_bulk(w.client, body, w.timeout_s)
         w.metrics.bulk_seconds.observe(time.perf_counter() - started)

@@ -17,6 +17,7 @@ from types import TracebackType
 
 from opensearchpy import OpenSearch
 
+from ilm.arrivals import Arrivals
 from indexer.batching import ACTION_BYTES
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
@@ -97,6 +98,7 @@ class Writing:
         self._writer = BatchWriter(
             client, targets, _KeepLetters(), Metrics(), settings.engine_timeout_s,
             cancelled=lambda _batch: self._cancel.is_set(),
+            arrivals=Arrivals(client, names, settings.arrivals_lookahead_ms),
         )  # fmt: skip
         self._worker = Worker(self._write)
         self._starts: dict[int, Offsets] = {}  # batch seq -> first offsets, until confirmed

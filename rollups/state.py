@@ -42,7 +42,8 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ilm import served
+from ilm import arrivals, served
+from ilm.arrivals import DAY_MS
 from ilm.templates import ensure_index
 from pulse.naming import Names
 from pulse.settings import Settings
@@ -287,7 +288,12 @@ def candidates(
 def dirty_hours(
     client: OpenSearch, names: Names, merchant_id: str, hours: set[int], watermark: int
 ) -> set[int]:
-    """Those of ``hours`` holding a raw event of the merchant ingested after ``watermark``."""
+    """Those of ``hours`` holding a raw event of the merchant ingested after ``watermark``.
+    Only days whose arrivals bound (``ilm.arrivals``) is above W, or unknown, are searched."""
+    days = {h // DAY_MS for h in hours}
+    known = arrivals.bounds(client, names, days)
+    changed = {d for d in days if known.get(d, watermark + 1) > watermark}
+    hours = {h for h in hours if h // DAY_MS in changed}
     if not hours:
         return set()
     start, end = min(hours), max(hours) + HOUR_MS

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
 
+from ilm import arrivals
 from ilm.templates import RAW_PROPERTIES, ensure_templates
 from ingest.contract import to_kafka_message
 from pulse.engines import wait_until
@@ -130,3 +131,31 @@ def test_poison_pills_bounds_and_day_conflicts_never_stall(
     group = topics.group(s.indexer_group)
     done = committed(s.kafka_bootstrap or "", group, topics.topic_raw, s.raw_partitions)
     assert done == {0: len(values)}
+
+
+def test_each_written_day_gets_an_arrivals_bound_above_its_documents(
+    settings: Settings, topics: Names, os_client: OpenSearch
+) -> None:
+    """ilm.arrivals: the bound is raised before the bulk, so it covers every ingested_at."""
+    s = settings.model_copy(update=FAST)
+    days = (1, 3)
+    events = [_event(100 * d + n, _noon(d) + n) for d in days for n in range(1, 21)]
+    values = [to_kafka_message(e) for e in events]
+    _produce(s.kafka_bootstrap or "", topics.topic_raw, values)
+    with indexer_thread(s) as indexer:
+        assert wait_until(lambda: indexer.settled >= len(values), 60)
+    os_client.indices.refresh(index=topics.events_alias)
+    day_numbers = {_noon(d) // arrivals.DAY_MS for d in days}
+    found = arrivals.bounds(os_client, topics, {*day_numbers, min(day_numbers) - 1})
+    assert set(found) == day_numbers  # no bound for a day nothing was written to
+    for day in day_numbers:
+        start = day * arrivals.DAY_MS
+        newest = os_client.search(
+            index=topics.events_alias,
+            body={
+                "size": 0,
+                "query": {"range": {"occurred_at": {"gte": start, "lt": start + arrivals.DAY_MS}}},
+                "aggs": {"n": {"max": {"field": "ingested_at"}}},
+            },
+        )["aggregations"]["n"]["value"]
+        assert newest is not None and found[day] >= newest

@@ -6,6 +6,8 @@ import threading
 
 from opensearchpy import OpenSearch
 
+from ilm import arrivals
+from ilm.arrivals import Arrivals
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import schema as rs
@@ -58,3 +60,29 @@ def test_concurrent_holders_keep_every_hold(names: Names, os_client: OpenSearch)
     for thread in threads:
         thread.join()
     assert sorted(h.key for h in state.holds(os_client, names)) == keys
+
+
+def test_late_events_are_searched_only_on_days_whose_arrivals_bound_passed_w(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start = base_ms + 9 * HOUR
+    events = make_events(12, 200, start, start + 3 * HOUR, merchants=2)
+    merchant = events[0].merchant_id
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = RollupJob(os_client, rsettings, names, owner="test")
+    job.bootstrap()
+    w = job.run_once().watermark_to
+    assert w is not None
+    late = [e for e in make_events(13, 40, start + HOUR, start + 2 * HOUR, 2)]
+    late = [e for e in late if e.merchant_id == merchant]
+    assert late
+    write_raw(os_client, rsettings, names, late, wall_clock_ms())  # after W, no bound kept
+    hours = {start + i * HOUR for i in range(3)}
+    day = start // arrivals.DAY_MS
+    assert state.dirty_hours(os_client, names, merchant, hours, w) == {start + HOUR}  # unknown
+    # A bound at or below W says the day received nothing after W: it is not searched. (The
+    # raw writers raise it *before* writing, so this only happens to a writer that does not.)
+    Arrivals(os_client, names, lookahead_ms=0).cover([day], w)
+    assert state.dirty_hours(os_client, names, merchant, hours, w) == set()
+    Arrivals(os_client, names, lookahead_ms=0).cover([day], wall_clock_ms())
+    assert state.dirty_hours(os_client, names, merchant, hours, w) == {start + HOUR}
