@@ -214,15 +214,24 @@ def _update_holds(client: OpenSearch, names: Names, key: str, new: Hold | None) 
             }
         }
     }
-    if doc is None:
-        client.create(index=names.state_index, id=HOLDS_ID, body=body, refresh=True)
+    cas = None if doc is None else (int(doc["_seq_no"]), int(doc["_primary_term"]))
+    _put(client, names, HOLDS_ID, body, cas)
+
+
+def _put(
+    client: OpenSearch, names: Names, doc_id: str, body: dict[str, Any], cas: tuple[int, int] | None
+) -> None:
+    """Create the document (``cas`` None) or overwrite the version read; ConflictError when
+    another writer got there first."""
+    if cas is None:
+        client.create(index=names.state_index, id=doc_id, body=body, refresh=True)
     else:
         client.index(
             index=names.state_index,
-            id=HOLDS_ID,
+            id=doc_id,
             body=body,
-            if_seq_no=doc["_seq_no"],
-            if_primary_term=doc["_primary_term"],
+            if_seq_no=cas[0],
+            if_primary_term=cas[1],
             refresh=True,
         )
 
@@ -240,17 +249,7 @@ def commit(
         }
     }
     try:
-        if prior is None or prior.cas is None:
-            client.create(index=names.state_index, id=STATE_ID, body=body, refresh=True)
-        else:
-            client.index(
-                index=names.state_index,
-                id=STATE_ID,
-                body=body,
-                if_seq_no=prior.cas[0],
-                if_primary_term=prior.cas[1],
-                refresh=True,
-            )
+        _put(client, names, STATE_ID, body, None if prior is None else prior.cas)
     except ConflictError as exc:
         raise StateConflict("the rollup watermark was moved by another writer") from exc
 
@@ -258,8 +257,7 @@ def commit(
 def watermark(client: OpenSearch, names: Names) -> int | None:
     """W: raw events with ingested_at <= W in hours ended by W are reflected (None: no run,
     or only runs of an older job whose documents this code does not read)."""
-    state = load(client, names)
-    return state.watermark if state and state.schema == SCHEMA_VERSION else None
+    return View(load(client, names)).watermark()
 
 
 @dataclass(frozen=True)

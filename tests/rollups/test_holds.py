@@ -16,17 +16,24 @@ from rollups.job import RollupJob, wall_clock_ms
 from tests.rollups.helpers import HOUR, make_events, write_raw
 
 
-def test_held_hours_are_served_from_raw_until_released(
-    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
-) -> None:
-    start = base_ms + 9 * HOUR
-    events = make_events(11, 200, start, start + 4 * HOUR, merchants=2)
-    merchant = events[0].merchant_id
+def _rolled_up(
+    rsettings: Settings, names: Names, os_client: OpenSearch, seed: int, start: int, end: int
+) -> tuple[str, int]:
+    """Two merchants' events in [start, end), one rollup run: (a merchant, W)."""
+    events = make_events(seed, 200, start, end, merchants=2)
     write_raw(os_client, rsettings, names, events, wall_clock_ms())
     job = RollupJob(os_client, rsettings, names, owner="test")
     job.bootstrap()
     w = job.run_once().watermark_to
     assert w is not None
+    return events[0].merchant_id, w
+
+
+def test_held_hours_are_served_from_raw_until_released(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    start = base_ms + 9 * HOUR
+    merchant, w = _rolled_up(rsettings, names, os_client, 11, start, start + 4 * HOUR)
     every = {start + i * HOUR for i in range(4)}
 
     def seen() -> state.Servable:
@@ -66,15 +73,12 @@ def test_late_events_are_searched_only_on_days_whose_arrivals_bound_passed_w(
     rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
 ) -> None:
     start = base_ms + 9 * HOUR
-    events = make_events(12, 200, start, start + 3 * HOUR, merchants=2)
-    merchant = events[0].merchant_id
-    write_raw(os_client, rsettings, names, events, wall_clock_ms())
-    job = RollupJob(os_client, rsettings, names, owner="test")
-    job.bootstrap()
-    w = job.run_once().watermark_to
-    assert w is not None
-    late = [e for e in make_events(13, 40, start + HOUR, start + 2 * HOUR, 2)]
-    late = [e for e in late if e.merchant_id == merchant]
+    merchant, w = _rolled_up(rsettings, names, os_client, 12, start, start + 3 * HOUR)
+    late = [
+        e
+        for e in make_events(13, 40, start + HOUR, start + 2 * HOUR, 2)
+        if e.merchant_id == merchant
+    ]
     assert late
     write_raw(os_client, rsettings, names, late, wall_clock_ms())  # after W, no bound kept
     hours = {start + i * HOUR for i in range(3)}
