@@ -8,7 +8,7 @@ different filters for "no value".
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
@@ -179,20 +179,12 @@ def groups_body(
     }
 
 
-TOTAL_FIELDS = (rs.HOUR, *ROLLUP_SUMS.values())
-
-
-def totals_body(plan: QueryPlan, hours: Sequence[int]) -> Body:
-    """The merchant's TOTAL rollup documents of exactly ``hours``, fetched by their
-    deterministic ``_id`` (``rollups.schema.doc_id``): no range to evaluate, no sort (decision
-    0047). An hour without a document had no events. ``total_of`` keeps the tenant guard."""
-    ids = [rs.doc_id(plan.merchant_id, hour, rs.TOTAL) for hour in hours]
-    return {
-        "size": len(ids),
-        "track_total_hits": False,
-        "query": {"bool": {"filter": [{"ids": {"values": ids}}, rs.totals_of(plan.merchant_id)]}},
-        "_source": list(TOTAL_FIELDS),
-    }
+def packs_docs(plan: QueryPlan, hours: Sequence[int], index_of: Callable[[int], str]) -> list[Body]:
+    """The ``mget`` entries of the merchant's day packs holding ``hours`` (rollups.packs): one
+    per UTC day, by the writer's deterministic id in the day's monthly index (``index_of``),
+    no query to evaluate (decision 0049). A day without a pack had no events."""
+    days = sorted({rs.day_start(hour) for hour in hours})
+    return [{"_index": index_of(day), "_id": rs.pack_id(plan.merchant_id, day)} for day in days]
 
 
 def sketches_body(

@@ -58,3 +58,25 @@ def search(
         # Keep the engine's words in our logs, never in the response.
         log.error("engine refused a query: %s %s", exc.status_code, str(exc)[:500])
         raise UnexpectedAnswer() from None
+
+
+def mget(client: OpenSearch, docs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
+    """Fetch documents by index and id, in order; one in an index that does not exist (nothing
+    written there yet) reads as not found. Failures map like ``search``'s."""
+    try:
+        found: list[dict[str, Any]] = client.mget(body={"docs": docs}, request_timeout=timeout_s)[
+            "docs"
+        ]
+    except ConnectionTimeout:
+        raise EngineTimeout() from None
+    except OSConnectionError:
+        raise EngineUnavailable() from None
+    except TransportError as exc:
+        log.error("engine refused a get: %s %s", exc.status_code, str(exc)[:500])
+        raise UnexpectedAnswer() from None
+    for doc in found:
+        error = doc.get("error")
+        if error and error.get("type") != "index_not_found_exception":
+            log.error("engine failed a get: %s", str(error)[:500])
+            raise UnexpectedAnswer()
+    return found

@@ -9,13 +9,14 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from opensearchpy import OpenSearch
 
 from api import dsl
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
-from api.engine import search
+from api.engine import mget, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import HOUR_MS, MISSING, Granularity, Interval, QueryPlan, Source
 from pulse.naming import Names
@@ -26,7 +27,6 @@ GroupKey = tuple[str, ...]
 CellKey = tuple[GroupKey | None, int | None]
 Cells = dict[CellKey, Cell]
 PAGE = 1000
-TOTALS_PER_SEARCH = 5000  # ids per search (and hits returned: under max_result_window)
 
 
 @dataclass(frozen=True)
@@ -157,27 +157,50 @@ def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> 
 
 
 def total_doc_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> Cells:
-    """Cells of an unfiltered, ungrouped report from the merchant's TOTAL rollup documents,
-    folded here: they are one per hour of the range, and adding a few thousand rows in Python
-    costs less than an engine aggregation."""
+    """Cells of an unfiltered, ungrouped report from the merchant's day packs: one document
+    per UTC day holds its 24 merchant-hour totals (rollups.packs), folded here for exactly the
+    hours given to rollups."""
     out: Cells = {(None, None): Cell(), ((), None): Cell()}
     hours = [h for a, b in intervals for h in range(a, b, HOUR_MS)]
-    for i in range(0, len(hours), TOTALS_PER_SEARCH):
-        body = dsl.totals_body(plan, hours[i : i + TOTALS_PER_SEARCH])
-        for hit in ctx.search(Source.ROLLUPS, body, intervals).get("hits", {}).get("hits", []):
-            _place_total(plan, hit["_source"], out)
+    index_of = partial(rs.index_for, ctx.names, ctx.settings.generation)
+    docs = dsl.packs_docs(plan, hours, index_of)
+    packs = {
+        rs.day_start(int(doc[rs.DAY])): doc[rs.PACK]
+        for doc in (
+            _pack(plan, d) for d in mget(ctx.client, docs, ctx.settings.api_request_timeout_s)
+        )
+        if doc is not None
+    }
+    for hour in hours:
+        day = rs.day_start(hour)
+        if day in packs:
+            _place_total(plan, hour, packs[day], (hour - day) // HOUR_MS, out)
     return out
 
 
-def _place_total(plan: QueryPlan, doc: dict[str, Any], out: Cells) -> None:
+def _pack(plan: QueryPlan, found: dict[str, Any]) -> dict[str, Any] | None:
+    """A fetched pack's source; the tenant guard: a pack must be the plan's merchant's."""
+    if not found.get("found"):
+        return None
+    doc: dict[str, Any] = found["_source"]
+    if doc.get(rs.MERCHANT) != plan.merchant_id or doc.get(rs.LEVEL) != rs.LEVEL_DAY:
+        raise UnexpectedAnswer("a day pack of another merchant answered by id")
+    return doc
+
+
+def _place_total(
+    plan: QueryPlan, hour: int, pack: dict[str, list[int]], slot: int, out: Cells
+) -> None:
     cell = Cell(
-        events=int(doc[rs.EVENTS]),
-        paid=int(doc[rs.PAYMENTS_SUCCEEDED]),
-        gross=int(doc[rs.GROSS_MILLI]),
-        failed=int(doc[rs.PAYMENTS_FAILED]),
-        refunds=int(doc[rs.REFUNDS_MILLI]),
+        events=int(pack[rs.EVENTS][slot]),
+        paid=int(pack[rs.PAYMENTS_SUCCEEDED][slot]),
+        gross=int(pack[rs.GROSS_MILLI][slot]),
+        failed=int(pack[rs.PAYMENTS_FAILED][slot]),
+        refunds=int(pack[rs.REFUNDS_MILLI][slot]),
     )
-    i = _bucket_of(plan, _hour(doc))
+    if not cell.events:
+        return  # an hour without events: zero everywhere, the buckets are zero-filled
+    i = _bucket_of(plan, hour)
     for key in ((None, None), ((), None), ((), i)):
         out.setdefault(key, Cell()).merge(cell)
 

@@ -64,6 +64,8 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.GENERATION: KEYWORD,
     rs.LEVEL: KEYWORD,
     rs.TOTAL_OF: KEYWORD,
+    rs.DAY: DATE,
+    rs.PACK: {"type": "object", "enabled": False},  # read whole, never searched
 }
 
 

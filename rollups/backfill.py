@@ -3,12 +3,13 @@
 ``rebuild`` is the same without resuming and with pruning: for ``pulse reprocess``.
 
 Resumable: progress is a document in the state index, ``rollups.backfill.<gen>.<from>.<to>``,
-whose ``next_hour`` advances after each step's buckets are written; running the same range
-again continues there (a finished range returns at once). Only pairs that still have raw
-events are recomputed, so hours whose raw indices retention already deleted keep their
-rollups. A backfill takes no lease: its writes are versioned like the scheduler's
-(rollups.writer), so running next to the scheduler cannot undo newer results, and it does
-not move the watermark.
+whose ``next_hour`` advances after each hour's buckets are written and its day pack slots
+updated (rollups.packs); running the same range again continues there (a finished range
+returns at once). Only pairs that still have raw events are recomputed, so hours whose raw
+indices retention already deleted keep their rollups. A backfill takes no lease: its writes
+are versioned like the scheduler's (rollups.writer) and its pack updates compare-and-set
+(rollups.packs), so running next to the scheduler cannot undo newer results, and it does not
+move the watermark.
 """
 
 from __future__ import annotations
@@ -77,9 +78,10 @@ def backfill(
             client, job.raw, hour, hour + HOUR_MS, settings.rollup_page_size
         )
         computed_at = job.clock()
-        totals = job.recompute_pairs(found, fenced=False)
+        totals = job.recompute_pairs(found, fenced=False, derive_packs=not prune_absent)
         if prune_absent:
-            job.writer.delete_absent(hour, {m for m, _ in found}, computed_at)
+            gone = job.writer.delete_absent(hour, {m for m, _ in found}, computed_at)
+            job.packs.derive([*found, *((m, hour) for m in gone)])
         pairs += totals.pairs
         buckets += totals.buckets
         _save(client, names, doc_id, start, end, hour + HOUR_MS)

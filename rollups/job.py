@@ -10,9 +10,10 @@ A run, holding the lease (rollups.lease):
 3. For each chunk of pairs: renew the lease, take ``computed_at`` = now, recompute every bucket
    of those pairs from all their raw events, write those that changed (versioned by
    computed_at), delete the pairs' other documents (combinations that disappeared).
-4. Renew the lease, then move W to W_to by compare-and-set (rollups.state).
+4. Update the pairs' slots of their day packs from the TOTAL documents (rollups.packs).
+5. Renew the lease, then move W to W_to by compare-and-set (rollups.state).
 
-A run that dies anywhere before step 4 leaves W where it was, so the next run (by any
+A run that dies anywhere before step 5 leaves W where it was, so the next run (by any
 replica) recomputes a superset of the same pairs; versioned, deterministic ids make the
 overlap harmless: nothing is counted twice.
 """
@@ -35,6 +36,7 @@ from pulse.settings import Settings
 from rollups import compute, state
 from rollups.compute import Pair
 from rollups.lease import Lease, LeaseLost
+from rollups.packs import PackWriter
 from rollups.writer import RollupWriter
 
 log = logging.getLogger("pulse.rollups")
@@ -83,6 +85,7 @@ class RunReport:
     unchanged: int = 0
     superseded: int = 0
     deleted: int = 0
+    packs: int = 0
     seconds: float = 0.0
 
 
@@ -94,6 +97,7 @@ class Totals:
     unchanged: int = 0
     superseded: int = 0
     deleted: int = 0
+    packs: int = 0  # day packs written
 
 
 class RollupJob:
@@ -115,6 +119,7 @@ class RollupJob:
         ttl_s = max(settings.rollup_lease_ttl_s, 3 * settings.rollup_interval_s)
         self.lease = Lease(client, names, owner or default_owner(), int(ttl_s * 1000))
         self.writer = RollupWriter(client, names, settings.generation)
+        self.packs = PackWriter(client, names, settings.generation)
         # The served raw data: the read alias holds, per day, the generation readers see
         # (a reprocess swaps days between generations), and every day, however old.
         self.raw = names.events_alias
@@ -160,16 +165,23 @@ class RollupJob:
             unchanged=totals.unchanged,
             superseded=totals.superseded,
             deleted=totals.deleted,
+            packs=totals.packs,
             seconds=time.perf_counter() - started,
         )
 
     def recompute_pairs(
-        self, pairs: Sequence[Pair], on_chunk: Progress | None = None, fenced: bool = True
+        self,
+        pairs: Sequence[Pair],
+        on_chunk: Progress | None = None,
+        fenced: bool = True,
+        derive_packs: bool = True,
     ) -> Totals:
-        """Recompute, write and prune the given pairs chunk by chunk.
+        """Recompute, write and prune the given pairs chunk by chunk, then update their day
+        pack slots (every one: a run that died after writing left them behind).
 
         ``fenced`` renews the lease before every chunk (scheduled runs); a backfill runs
         unfenced: its versioned writes cannot undo a newer computation either.
+        ``derive_packs=False`` leaves the packs to the caller (a backfill that also prunes).
         """
         totals = Totals(pairs=len(pairs))
         size = self.settings.rollup_pairs_per_query
@@ -189,6 +201,10 @@ class RollupJob:
             totals.deleted += self.writer.delete_stale(chunk, written.ids, computed_at)
             if on_chunk is not None:
                 on_chunk(offset + len(chunk), len(pairs))
+        if derive_packs:
+            if fenced:
+                self.lease.renew(self.clock())
+            totals.packs = self.packs.derive(pairs)
         return totals
 
     def _commit(self, prior: state.State | None, w_to: int, totals: Totals) -> None:

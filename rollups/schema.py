@@ -24,6 +24,13 @@ built from the field names below (this module is their source of truth).
   union of their sketches. A report with no filter and no grouping reads one document per hour
   instead of every combination (decision 0045). Readers must pick a level (``TOTALS_ONLY`` or
   ``DETAILS_ONLY``): summing both counts every event twice.
+- Each (merchant, UTC day) with a TOTAL document has one DAY PACK document (``level`` =
+  ``LEVEL_DAY``, id ``pack_id``): no ``hour`` and no dimension fields, only ``merchant_id``,
+  ``day`` and ``hours``, an unindexed object of five 24-long arrays (``PACK_FIELDS``) holding
+  the day's TOTAL documents' counts and sums, hour by hour (0 where an hour has none). A report
+  with no filter, no grouping and no unique customers reads one pack per day instead of 24
+  TOTAL documents (decision 0049). Packs are derived from the TOTAL documents after they are
+  written (``rollups.packs``); queries that select documents by ``hour`` never match them.
 - Which hours may be served from these documents is decided by ``rollups.state``.
 """
 
@@ -51,9 +58,11 @@ ALL = "__all__"
 # Which documents a reader sums: one level only, or every event is counted twice.
 LEVEL_DETAIL = "detail"
 LEVEL_TOTAL = "merchant"
-# Bumped when documents of an older job lack something readers rely on (2: total documents).
+LEVEL_DAY = "day"  # a day pack: the day's TOTAL documents' counts, one array slot per hour
+# Bumped when documents of an older job lack something readers rely on (2: total documents,
+# 3: day packs).
 # A state written by an older job serves nothing and makes the next run recompute everything.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Fields of a rollup document.
 MERCHANT = "merchant_id"
@@ -71,16 +80,21 @@ LEVEL = "level"  # keyword: LEVEL_DETAIL, or LEVEL_TOTAL (absent in documents of
 # keyword, TOTAL documents only: their merchant_id. One term then finds a merchant's totals
 # without visiting its detail documents (an engine intersects postings; no range scan).
 TOTAL_OF = "total_of"
+DAY = "day"  # date, day packs only: start of the UTC day
+PACK = "hours"  # object (not indexed), day packs only: PACK_FIELDS -> 24 values, hour by hour
+PACK_FIELDS = (EVENTS, PAYMENTS_SUCCEEDED, PAYMENTS_FAILED, GROSS_MILLI, REFUNDS_MILLI)
 
 SKETCH_LG_K = 12  # 4096 registers: relative standard error 1.04/sqrt(4096) ~ 1.6%
 HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 DimensionValues = tuple[str, ...]  # one value per DIMENSIONS entry, MISSING when absent
 TOTAL: DimensionValues = ()  # the values key of a merchant-hour total (no dimension applies)
+DAY_PACK: DimensionValues = (LEVEL_DAY,)  # the values key of a merchant-day pack
 
 # Query clauses choosing one level of documents (a detail clause also matches schema-1 docs).
 TOTALS_ONLY = {"term": {LEVEL: LEVEL_TOTAL}}
-DETAILS_ONLY = {"bool": {"must_not": [TOTALS_ONLY]}}
+DETAILS_ONLY = {"bool": {"must_not": [{"terms": {LEVEL: [LEVEL_TOTAL, LEVEL_DAY]}}]}}
 
 
 def totals_of(merchant_id: str) -> dict[str, dict[str, str]]:
@@ -108,3 +122,13 @@ def doc_id(merchant_id: str, hour_ms: int, values: DimensionValues) -> str:
     key = "\x1f".join((merchant_id, str(hour_ms), *values))
     digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def day_start(ts_ms: int) -> int:
+    """Start of the UTC day containing ``ts_ms`` (epoch millis)."""
+    return ts_ms - ts_ms % DAY_MS
+
+
+def pack_id(merchant_id: str, day_ms: int) -> str:
+    """Deterministic ``_id`` of the day pack of (merchant, UTC day starting at ``day_ms``)."""
+    return doc_id(merchant_id, day_ms, DAY_PACK)

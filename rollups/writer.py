@@ -24,7 +24,8 @@ from pulse.naming import Names
 from rollups import schema as rs
 from rollups.compute import Bucket, BucketKey, Pair
 
-NEW_FIELDS = {f: ROLLUP_PROPERTIES[f] for f in (rs.LEVEL, rs.TOTAL_OF)}  # added since schema 1
+# Fields added since schema 1 (put on indices made from an older template).
+NEW_FIELDS = {f: ROLLUP_PROPERTIES[f] for f in (rs.LEVEL, rs.TOTAL_OF, rs.DAY, rs.PACK)}
 
 
 class WriteFailed(RuntimeError):
@@ -156,9 +157,10 @@ class RollupWriter:
         )
         return int(result.get("deleted", 0))
 
-    def delete_absent(self, hour: int, merchants: set[str], computed_at: int) -> int:
+    def delete_absent(self, hour: int, merchants: set[str], computed_at: int) -> set[str]:
         """Delete the hour's documents of merchants not in ``merchants``, older than
-        ``computed_at`` (their raw events are gone, e.g. replaced by a reprocess)."""
+        ``computed_at`` (their raw events are gone, e.g. replaced by a reprocess); the
+        merchants whose documents were deleted (their day packs must be derived again)."""
         index = self.index_for(hour)
         query = {
             "bool": {
@@ -169,7 +171,28 @@ class RollupWriter:
                 "must_not": [{"terms": {rs.MERCHANT: sorted(merchants)}}],
             }
         }
-        result = self.client.delete_by_query(
-            index=index, body={"query": query}, conflicts="proceed", refresh=True
-        )
-        return int(result.get("deleted", 0))
+        self.client.indices.refresh(index=index)
+        gone = self._merchants(index, query)
+        if gone:
+            self.client.delete_by_query(
+                index=index, body={"query": query}, conflicts="proceed", refresh=True
+            )
+        return gone
+
+    def _merchants(self, index: str, query: dict[str, Any]) -> set[str]:
+        """The distinct merchants of the documents ``query`` matches (composite paging)."""
+        out: set[str] = set()
+        after: dict[str, Any] | None = None
+        while True:
+            composite: dict[str, Any] = {
+                "size": 1000,
+                "sources": [{"m": {"terms": {"field": rs.MERCHANT}}}],
+            }
+            if after:
+                composite["after"] = after
+            body = {"size": 0, "query": query, "aggs": {"m": {"composite": composite}}}
+            agg = self.client.search(index=index, body=body)["aggregations"]["m"]
+            out.update(str(b["key"]["m"]) for b in agg["buckets"])
+            after = agg.get("after_key")
+            if not after or len(agg["buckets"]) < 1000:
+                return out

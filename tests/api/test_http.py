@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
@@ -128,3 +129,24 @@ def test_unreadable_requests_get_a_coded_graphql_error(
     body = response.json()
     assert body["data"] is None and code(body) == "BAD_USER_INPUT"
     assert body["errors"][0]["message"]
+
+
+def test_an_unhandled_exception_is_a_coded_error_never_a_500(
+    api_settings: Settings, api_client: OpenSearch, merchant_key: str
+) -> None:
+    app = create_app(api_settings, api_client)
+    broken = TestClient(app, raise_server_exceptions=False)
+    with mock.patch("api.app.Context", side_effect=RuntimeError("secret engine text")):
+        response = broken.post(
+            "/graphql",
+            json={"query": Q, "variables": OK},
+            headers={"Authorization": f"Bearer {merchant_key}"},
+        )
+    assert response.status_code == 200 and code(response.json()) == "INTERNAL"
+    assert "secret" not in response.text
+    with mock.patch("api.app._engine_reachable", side_effect=RuntimeError("secret")):
+        probe = broken.get("/readyz")
+    assert probe.status_code == 503 and probe.json()["error"]["extensions"]["code"] == "INTERNAL"
+    metrics = broken.get("/metrics").text
+    assert 'pulse_api_requests_total{path="/graphql",status="200"} 1.0' in metrics
+    assert 'pulse_api_requests_total{path="/readyz",status="503"} 1.0' in metrics

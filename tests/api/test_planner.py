@@ -187,17 +187,19 @@ def test_rollups_answer_from_one_level_of_documents() -> None:
         assert rs.totals_of("m1") not in raw and rs.DETAILS_ONLY not in raw
 
 
-def test_totals_are_fetched_by_id_for_exactly_the_hours_asked() -> None:
-    """The TOTAL documents of the hours the split gives rollups, by the writer's own ids,
-    still guarded by the tenant term."""
+def test_totals_are_fetched_as_one_day_pack_per_day_by_id() -> None:
+    """The day packs of the hours the split gives rollups: one per UTC day, by the writer's
+    own ids, in the day's monthly index; another merchant's ids never coincide."""
     p = planner.time_buckets(
-        plan("2024-01-01T00:00:00+00:00", "2024-01-01T03:00:00+00:00", Granularity.HOUR), SETTINGS
+        plan("2024-01-31T22:00:00+00:00", "2024-02-01T03:00:00+00:00", Granularity.HOUR), SETTINGS
     )
-    hours = [p.start_ms, p.start_ms + 2 * HOUR_MS]
-    body = dsl.totals_body(p, hours)
-    ids, guard = body["query"]["bool"]["filter"]
-    assert ids == {"ids": {"values": [rs.doc_id(p.merchant_id, h, rs.TOTAL) for h in hours]}}
-    assert guard == rs.totals_of(p.merchant_id)
-    assert body["size"] == 2
-    other = dsl.totals_body(dataclasses.replace(p, merchant_id="m2"), hours)
-    assert not set(ids["ids"]["values"]) & set(other["query"]["bool"]["filter"][0]["ids"]["values"])
+    hours = [p.start_ms, p.start_ms + HOUR_MS, p.start_ms + 3 * HOUR_MS]
+    docs = dsl.packs_docs(p, hours, lambda day: f"rollups-{rs.month_of(day)}")
+    jan31, feb1 = rs.day_start(hours[0]), rs.day_start(hours[2])
+    assert docs == [
+        {"_index": "rollups-2024-01-01", "_id": rs.pack_id(p.merchant_id, jan31)},
+        {"_index": "rollups-2024-02-01", "_id": rs.pack_id(p.merchant_id, feb1)},
+    ]
+    other = dsl.packs_docs(dataclasses.replace(p, merchant_id="m2"), hours, str)
+    assert not {d["_id"] for d in docs} & {d["_id"] for d in other}
+    assert rs.pack_id(p.merchant_id, jan31) != rs.doc_id(p.merchant_id, jan31, rs.TOTAL)

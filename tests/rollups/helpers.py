@@ -103,6 +103,8 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
     out: dict[BucketKey, dict[str, Any]] = {}
     for hit in result["hits"]["hits"]:
         doc = hit["_source"]
+        if doc[rs.LEVEL] == rs.LEVEL_DAY:
+            continue  # day packs: read_packs
         total = doc[rs.LEVEL] == rs.LEVEL_TOTAL
         if total:
             assert all(doc[d] == rs.ALL for d in rs.DIMENSIONS)
@@ -115,6 +117,43 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
         assert hit["_id"] == rs.doc_id(*key)
         out[key] = doc
     return out
+
+
+def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[str, list[int]]]:
+    """Every day pack behind the read alias: (merchant, day) -> field -> 24 values."""
+    client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
+    result = client.search(
+        index=names.rollups_alias,
+        body={"size": 10_000, "query": {"term": {rs.LEVEL: rs.LEVEL_DAY}}},
+        ignore_unavailable=True,
+        allow_no_indices=True,
+    )
+    out: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for hit in result["hits"]["hits"]:
+        doc = hit["_source"]
+        key = (doc[rs.MERCHANT], int(doc[rs.DAY]))
+        assert rs.HOUR not in doc and rs.TOTAL_OF not in doc, doc  # never matched by hour
+        assert hit["_id"] == rs.pack_id(*key) and key not in out
+        out[key] = doc[rs.PACK]
+    return out
+
+
+def assert_packs_match(client: OpenSearch, names: Names, got: dict[BucketKey, Any]) -> None:
+    """Every day pack slot equals its hour's TOTAL document (0 where there is none), and every
+    day with a TOTAL document has a pack."""
+    packs = read_packs(client, names)
+    expected: dict[tuple[str, int], dict[str, list[int]]] = {}
+    for (merchant, hour, values), doc in got.items():
+        if values != rs.TOTAL:
+            continue
+        day = rs.day_start(hour)
+        slots = expected.setdefault((merchant, day), {f: [0] * 24 for f in rs.PACK_FIELDS})
+        for name in rs.PACK_FIELDS:
+            slots[name][(hour - day) // rs.HOUR_MS] = int(doc[name])
+    zeros = {f: [0] * 24 for f in rs.PACK_FIELDS}
+    assert set(expected) <= set(packs), set(expected) - set(packs)
+    for key, pack in packs.items():
+        assert pack == expected.get(key, zeros), key
 
 
 def assert_matches_oracle(
@@ -133,6 +172,7 @@ def assert_matches_oracle(
         assert actual == (exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli)
         _, low, high = sketch.bounds(sketch.decode(doc[rs.CUSTOMERS_SKETCH]), sigmas)
         assert low <= len(exp.customers) <= high, key
+    assert_packs_match(client, names, got)
     return got
 
 
