@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 
 from api.cells import Cell
 from api.model import Dimension, Granularity, Metric, QueryPlan, Source
@@ -40,39 +42,79 @@ class Report:
     comparison: Report | None = field(default=None)
 
 
+Reader = Callable[[Cell], MetricValue]  # one metric of a cell
+
+
+def _events(cell: Cell) -> float | None:
+    return float(cell.events)
+
+
+def _payments(cell: Cell) -> float | None:
+    return float(cell.paid)
+
+
+def _gross_sales(cell: Cell) -> float | None:
+    return cell.gross / 1000
+
+
+def _refunds(cell: Cell) -> float | None:
+    return cell.refunds / 1000
+
+
+def _net_sales(cell: Cell) -> float | None:
+    return (cell.gross - cell.refunds) / 1000
+
+
+def _average_ticket(cell: Cell) -> float | None:
+    return cell.gross / 1000 / cell.paid if cell.paid else None
+
+
+def _payment_success_rate(cell: Cell) -> float | None:
+    tried = cell.paid + cell.failed
+    return cell.paid / tried if tried else None
+
+
+def _exact(metric: Metric, value_of: Callable[[Cell], float | None]) -> Reader:
+    """A metric computed exactly from counts and sums: bound 0, or None with the value."""
+
+    def read(cell: Cell) -> MetricValue:
+        value = value_of(cell)
+        return MetricValue(metric, value, None if value is None else 0.0)
+
+    return read
+
+
+def _unique_customers(cell: Cell) -> MetricValue:
+    value, bound = cell.uniques.value()  # the one estimate: its bound comes with it
+    return MetricValue(Metric.UNIQUE_CUSTOMERS, float(value), bound)
+
+
+# One reader per metric, so shaping dispatches on the metric once per report, not per value.
+_READERS: dict[Metric, Reader] = {
+    Metric.EVENTS: _exact(Metric.EVENTS, _events),
+    Metric.PAYMENTS: _exact(Metric.PAYMENTS, _payments),
+    Metric.GROSS_SALES: _exact(Metric.GROSS_SALES, _gross_sales),
+    Metric.REFUNDS: _exact(Metric.REFUNDS, _refunds),
+    Metric.NET_SALES: _exact(Metric.NET_SALES, _net_sales),
+    Metric.AVERAGE_TICKET: _exact(Metric.AVERAGE_TICKET, _average_ticket),
+    Metric.PAYMENT_SUCCESS_RATE: _exact(Metric.PAYMENT_SUCCESS_RATE, _payment_success_rate),
+    Metric.UNIQUE_CUSTOMERS: _unique_customers,
+}
+
+
 def metric_value(metric: Metric, cell: Cell) -> MetricValue:
     """One metric of one cell, by DESIGN.md's semantics; money in major units."""
-    value: float | None
-    bound: float | None = 0.0
-    if metric is Metric.EVENTS:
-        value = cell.events
-    elif metric is Metric.PAYMENTS:
-        value = cell.paid
-    elif metric is Metric.GROSS_SALES:
-        value = cell.gross / 1000
-    elif metric is Metric.REFUNDS:
-        value = cell.refunds / 1000
-    elif metric is Metric.NET_SALES:
-        value = (cell.gross - cell.refunds) / 1000
-    elif metric is Metric.AVERAGE_TICKET:
-        value = cell.gross / 1000 / cell.paid if cell.paid else None
-    elif metric is Metric.PAYMENT_SUCCESS_RATE:
-        tried = cell.paid + cell.failed
-        value = cell.paid / tried if tried else None
-    else:
-        value, bound = cell.uniques.value()
-    return MetricValue(
-        metric, None if value is None else float(value), bound if value is not None else None
-    )
+    return _READERS[metric](cell)
 
 
 def rank(cells: Cells, metric: Metric, limit: int) -> tuple[GroupKey, ...]:
     """The top ``limit`` groups by ``metric`` (nulls last, ties by group key)."""
+    read = _READERS[metric]
     scored = []
     for (group, bucket), cell in cells.items():
         if group is None or bucket is not None:
             continue
-        value = metric_value(metric, cell).value
+        value = read(cell).value
         scored.append((value is None, -(value or 0.0), group))
     scored.sort()
     return tuple(group for _, _, group in scored[:limit])
@@ -105,11 +147,15 @@ def shape(
 
 
 def _points(plan: QueryPlan, cells: Cells, group: GroupKey) -> list[Point]:
-    bounds = plan.boundaries
+    readers = [_READERS[m] for m in plan.metrics]
+    # Buckets without data share one set of values (MetricValue is frozen), built once.
+    empty = [read(Cell()) for read in readers]
+    whole = plan.granularity is Granularity.ALL
+    complete_by = min(plan.end_ms, plan.now_ms)
     out = []
-    for i in range(plan.buckets):
-        cell = cells.get((group, i), Cell())
-        start = plan.start_ms if plan.granularity is Granularity.ALL else bounds[i]
-        complete = bounds[i] >= plan.start_ms and bounds[i + 1] <= min(plan.end_ms, plan.now_ms)
-        out.append(Point(start, [metric_value(m, cell) for m in plan.metrics], complete))
+    for i, (start, end) in enumerate(pairwise(plan.boundaries)):
+        cell = cells.get((group, i))
+        values = list(empty) if cell is None else [read(cell) for read in readers]
+        complete = start >= plan.start_ms and end <= complete_by
+        out.append(Point(plan.start_ms if whole else start, values, complete))
     return out

@@ -9,13 +9,16 @@ ambiguous local time to its first occurrence, weeks start on Monday.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
+from itertools import count
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from api.errors import BadInput
 from api.model import HOUR_MS, Granularity
 
 MINUTE_MS = 60_000
+_ONE_HOUR = timedelta(hours=1)
 ENGINE_INTERVAL = {
     Granularity.MINUTE: "minute",
     Granularity.HOUR: "hour",
@@ -97,12 +100,69 @@ def boundaries(
         return (start_ms, end_ms)
     if (end_ms - start_ms) // MIN_BUCKET_MS[gran] > 2 * max_buckets + 2:
         raise too_many(max_buckets)
-    out = [floor(start_ms, gran, tz)]
-    while out[-1] < end_ms:
-        out.append(_next(out[-1], gran, tz))
-        if len(out) - 1 > max_buckets:
-            raise too_many(max_buckets)
+    first = floor(start_ms, gran, tz)
+    out = [first]
+    if first < end_ms:
+        for start in _following(first, gran, tz):
+            out.append(start)
+            if len(out) > max_buckets + 1:
+                raise too_many(max_buckets)
+            if start >= end_ms:
+                break
     return tuple(out)
+
+
+def _following(first_ms: int, gran: Granularity, tz: ZoneInfo) -> Iterator[int]:
+    """The bucket starts after ``first_ms``, each ``_next`` of the one before (endless)."""
+    if gran is Granularity.MINUTE:
+        return count(first_ms + MINUTE_MS, MINUTE_MS)
+    if gran is Granularity.HOUR:
+        return _following_hours(first_ms, tz)
+    return _following_by_next(first_ms, gran, tz)
+
+
+def _following_by_next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> Iterator[int]:
+    while True:
+        start_ms = _next(start_ms, gran, tz)
+        yield start_ms
+
+
+def _following_hours(start_ms: int, tz: ZoneInfo) -> Iterator[int]:
+    """Successive ``_next`` hour starts, skipping floor() (~4x the cost) where it provably
+    returns start + 1h.
+
+    Steady (``_steady``): start's local time is on the hour and timestamp() (wall clock minus
+    utcoffset()) gives back start exactly. If the local time at start + 1h is that wall clock
+    + 1h with the same utcoffset(), it is on the hour (floor() leaves it as it is) and gives
+    back start + 1h: that is floor(start + 1h), the next start, steady again. Elsewhere (an
+    offset change, a start moved by a gap) ``_next`` itself decides.
+    """
+    local = datetime.fromtimestamp(start_ms / 1000, tz=tz)
+    offset, steady = local.utcoffset(), _steady(local, start_ms)
+    while True:
+        # tz passed positionally: as a keyword it costs ~20% of this loop.
+        after = datetime.fromtimestamp((start_ms + HOUR_MS) / 1000, tz)
+        # One tzinfo on both sides: == compares the wall clocks.
+        if steady and after == local + _ONE_HOUR and after.utcoffset() == offset:
+            start_ms += HOUR_MS
+            local = after
+        else:
+            start_ms = _next(start_ms, Granularity.HOUR, tz)
+            local = datetime.fromtimestamp(start_ms / 1000, tz=tz)
+            offset, steady = local.utcoffset(), _steady(local, start_ms)
+        yield start_ms
+
+
+def _steady(local: datetime, start_ms: int) -> bool:
+    """``local`` (of ``start_ms``) is on the hour and timestamp() gives back ``start_ms``, in
+    whole seconds (so adding an hour to it stays exact in _ms's float arithmetic)."""
+    offset = local.utcoffset()
+    return (
+        local.minute == local.second == local.microsecond == 0
+        and offset is not None
+        and offset.microseconds == 0
+        and _ms(local) == start_ms
+    )
 
 
 def too_many(max_buckets: int) -> BadInput:
@@ -119,4 +179,6 @@ def hour_inside_one_bucket(hour_ms: int, bounds: tuple[int, ...]) -> bool:
 
 def iso(ts_ms: int, tz: ZoneInfo) -> datetime:
     """An aware datetime in the request's zone (what the API returns)."""
-    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).astimezone(tz)
+    # The same tz.fromutc() of the same UTC time as fromtimestamp(UTC).astimezone(tz), in one
+    # step instead of building the UTC datetime first.
+    return datetime.fromtimestamp(ts_ms / 1000, tz)
