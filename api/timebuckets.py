@@ -78,7 +78,7 @@ def _next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
     if gran is Granularity.MINUTE:
         return start_ms + MINUTE_MS
     if gran is Granularity.HOUR:
-        return floor(start_ms + HOUR_MS, gran, tz)
+        return _next_hour(start_ms, tz)
     day = datetime.fromtimestamp(start_ms / 1000, tz=tz).date()
     if gran is Granularity.DAY:
         nxt = day + timedelta(days=1)
@@ -87,6 +87,16 @@ def _next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
     else:
         nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
     return _local_midnight(nxt, tz)
+
+
+def _next_hour(start_ms: int, tz: ZoneInfo) -> int:
+    """The first local-hour start after ``start_ms``. Usually the floor of start + 1h; where a
+    half-hour fall-back repeats local 01:30-02:00 (Australia/Lord_Howe), that floor is the
+    first 01:00 again, and the hour runs on to 02:00 (+10:30), as the engine's buckets do."""
+    step = HOUR_MS
+    while (nxt := floor(start_ms + step, Granularity.HOUR, tz)) <= start_ms:
+        step += HOUR_MS // 2
+    return nxt
 
 
 def boundaries(

@@ -31,9 +31,11 @@ MERCHANTS = ("m00000", "m00001", "m00002")
 WINDOWS = (
     (datetime(2024, 3, 7, tzinfo=UTC), datetime(2024, 3, 14, tzinfo=UTC)),
     (datetime(2024, 10, 29, tzinfo=UTC), datetime(2024, 11, 5, tzinfo=UTC)),
+    # Lord Howe's half-hour fall-back, 2024-04-07 02:00 +11:00 -> 01:30 +10:30
+    (datetime(2024, 4, 3, tzinfo=UTC), datetime(2024, 4, 10, tzinfo=UTC)),
 )
 ZONES = ("UTC", "America/New_York", "Europe/Berlin", "Asia/Kolkata", "Asia/Kathmandu",
-         "Australia/Adelaide")  # fmt: skip
+         "Australia/Adelaide", "Australia/Lord_Howe")  # fmt: skip
 DIMS = {
     "EVENT_TYPE": ("payment", "refund", "page_view", "__none__"),
     "STATUS": ("succeeded", "failed", "__none__"),
@@ -99,7 +101,7 @@ def label(ts_ms: int, gran: str, tz: ZoneInfo) -> Any:
     if gran == "MINUTE":
         return (local.replace(second=0, microsecond=0, tzinfo=None), local.utcoffset())
     if gran == "HOUR":
-        return (local.replace(minute=0, second=0, microsecond=0, tzinfo=None), local.utcoffset())
+        return _hour_label(ts_ms, tz)
     if gran == "DAY":
         return local.date()
     if gran == "WEEK":
@@ -107,6 +109,17 @@ def label(ts_ms: int, gran: str, tz: ZoneInfo) -> Any:
     if gran == "MONTH":
         return (local.year, local.month)
     return "all"
+
+
+def _hour_label(ts_ms: int, tz: ZoneInfo) -> Any:
+    """The latest instant <= ts whose local time is on the hour (Lord Howe's repeated 01:30-02:00
+    belongs to the 01:00 that began before it): usually ts's wall clock cut to the hour, else
+    found minute by minute."""
+    local = datetime.fromtimestamp(ts_ms / 1000, tz)
+    t = ts_ms - (local.minute * 60 + local.second) * 1000 - local.microsecond // 1000
+    while (start := datetime.fromtimestamp(t / 1000, tz)).minute or start.second:
+        t -= t % 60_000 or 60_000
+    return (start.replace(tzinfo=None, fold=0), start.utcoffset())
 
 
 def point_label(start: str, gran: str, tz: ZoneInfo) -> Any:
@@ -265,3 +278,19 @@ def test_dst_day_buckets_in_new_york(
                       "2024-03-11T00:00:00-04:00"]  # fmt: skip
     check(report, oracle(dataset, q), q)
     assert date(2024, 3, 10) in oracle(dataset, q)[()]
+
+
+def test_hourly_across_lord_howes_half_hour_fall_back(
+    http: TestClient, dataset: list[Event], keys: dict[str, str]
+) -> None:
+    """Local 01:30-02:00 happens twice on 2024-04-07 in Australia/Lord_Howe: the 01:00 bucket
+    (+11:00) runs 90 minutes, to 02:00 +10:30, as the engine's buckets do."""
+    q = {"m": "m00000", "start_ms": int(datetime(2024, 4, 6, 12, tzinfo=UTC).timestamp() * 1000),
+         "end_ms": int(datetime(2024, 4, 6, 18, tzinfo=UTC).timestamp() * 1000),
+         "metrics": ["EVENTS", "GROSS_SALES"], "g": "HOUR", "tz": "Australia/Lord_Howe",
+         "groupBy": [], "filters": [], "limit": 10}  # fmt: skip
+    report = ask(http, keys["m00000"], q)
+    starts = [p["start"] for p in report["series"][0]["points"]]
+    assert starts[2:5] == ["2024-04-07T01:00:00+11:00", "2024-04-07T02:00:00+10:30",
+                           "2024-04-07T03:00:00+10:30"]  # fmt: skip
+    check(report, oracle(dataset, q), q)

@@ -74,7 +74,7 @@ def _next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
     if gran is Granularity.MINUTE:
         return start_ms + MINUTE_MS
     if gran is Granularity.HOUR:
-        return _floor(start_ms + HOUR_MS, gran, tz)
+        return _next_hour(start_ms, tz)
     day = datetime.fromtimestamp(start_ms / 1000, tz=tz).date()
     if gran is Granularity.DAY:
         nxt = day + timedelta(days=1)
@@ -83,6 +83,16 @@ def _next(start_ms: int, gran: Granularity, tz: ZoneInfo) -> int:
     else:
         nxt = date(day.year + day.month // 12, day.month % 12 + 1, 1)
     return _local_midnight(nxt, tz)
+
+
+def _next_hour(start_ms: int, tz: ZoneInfo) -> int:
+    """The first local-hour start after ``start_ms``. Usually the floor of start + 1h; where a
+    half-hour fall-back repeats local 01:30-02:00 (Australia/Lord_Howe), that floor is the
+    first 01:00 again, and the hour runs on to 02:00 (+10:30), as the engine's buckets do."""
+    step = HOUR_MS
+    while (nxt := _floor(start_ms + step, Granularity.HOUR, tz)) <= start_ms:
+        step += HOUR_MS // 2
+    return nxt
 
 
 def _boundaries_reference(
@@ -225,3 +235,14 @@ def test_iso_equals_the_reference(
     # == between datetimes of one zone compares wall clocks only: compare everything.
     assert type(got) is type(want)
     assert (got.isoformat(), got.fold, got.tzinfo) == (want.isoformat(), want.fold, want.tzinfo)
+
+
+def test_lord_howe_half_hour_fall_back_is_one_ninety_minute_bucket() -> None:
+    """2026-04-05 02:00 +11:00 falls back to 01:30 +10:30: the engine (checked on osmem)
+    puts 15:10 UTC (the second 01:40) in the 01:00 +11:00 bucket and starts the next at 02:00
+    +10:30 (15:30 UTC); hourly ranges across it were refused as "too many buckets" before."""
+    start = int(datetime(2026, 4, 4, 13, tzinfo=UTC).timestamp() * 1000)
+    got = boundaries(start, start + 4 * HOUR_MS, Granularity.HOUR, zone("Australia/Lord_Howe"), 10)
+    assert [datetime.fromtimestamp(b / 1000, UTC).strftime("%H:%M") for b in got] == [
+        "13:00", "14:00", "15:30", "16:30", "17:30",
+    ]  # fmt: skip
