@@ -115,12 +115,13 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            35.0,
+            23.0,
             "API CPU ms/query (rollup path)",
             "measured: `python -m bench.api_cpu`, API process CPU (all threads) per 30-day "
-            "hourly, 5-metric report (720 points), median of 5 x 40 requests: 33.0 and "
-            "34.9 ms in two runs (90-day daily 25-29 ms); 80 before the plain-data executor "
-            "(decision 0100); smaller answers cost less",
+            "hourly, 5-metric report (720 points), median of 5 x 40 requests: 22.7 and "
+            "22.9 ms in two runs (90-day daily 20-24 ms); 33-35 before the day packs and "
+            "cheaper shaping, 80 before the plain-data executor (decision 0100); smaller "
+            "answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
