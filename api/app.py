@@ -24,7 +24,7 @@ from strawberry.fastapi import GraphQLRouter
 
 from api.errors import Code
 from api.masking import CodedErrors
-from api.ratelimit import RateLimiter
+from api.ratelimit import EngineBuckets, RateLimiter
 from api.schema import Context, KnownDocuments, build_schema
 from api.sources import Ctx
 from pulse.clients import opensearch_client, resolve_endpoints
@@ -61,7 +61,8 @@ def _engine(settings: Settings) -> OpenSearch:
 def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
     """The API for ``settings`` (engine client built from them unless given)."""
     ctx = Ctx(client or _engine(settings), names_for(settings), settings)
-    limiter = RateLimiter(settings.rate_limit_per_minute)
+    per_minute = settings.rate_limit_per_minute
+    limiter = RateLimiter(per_minute, EngineBuckets(ctx.client, ctx.names, per_minute))
     metrics = RequestMetrics()
 
     async def context(request: Request) -> Context:

@@ -152,7 +152,10 @@ def _principal(info: Info[Context, None]) -> Principal:
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
         context.principal = principal
-    context.limiter.take(context.principal.key_id)
+    try:
+        context.limiter.take(context.principal.key_id)
+    except OpenSearchException:
+        raise EngineUnavailable() from None
     return context.principal
 
 

@@ -74,6 +74,11 @@ class Names:
         return self._p("pulse-keys")
 
     @property
+    def ratelimit_index(self) -> str:
+        """One token bucket per API key, shared by the API replicas (api.ratelimit)."""
+        return self._p("pulse-ratelimits")
+
+    @property
     def state_index(self) -> str:
         return self._p("pulse-state")
 
