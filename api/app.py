@@ -58,11 +58,17 @@ def _engine(settings: Settings) -> OpenSearch:
     return opensearch_client(url, timeout_s=settings.api_request_timeout_s)
 
 
+def _limiter(ctx: Ctx, settings: Settings) -> RateLimiter:
+    per_minute = settings.rate_limit_per_minute
+    if not settings.rate_limit_shared:
+        return RateLimiter(per_minute)
+    return RateLimiter(per_minute, EngineBuckets(ctx.client, ctx.names, per_minute))
+
+
 def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
     """The API for ``settings`` (engine client built from them unless given)."""
     ctx = Ctx(client or _engine(settings), names_for(settings), settings)
-    per_minute = settings.rate_limit_per_minute
-    limiter = RateLimiter(per_minute, EngineBuckets(ctx.client, ctx.names, per_minute))
+    limiter = _limiter(ctx, settings)
     metrics = RequestMetrics()
 
     async def context(request: Request) -> Context:

@@ -138,7 +138,8 @@ class Context(BaseContext):
 
 
 def _principal(info: Info[Context, None]) -> Principal:
-    """The caller, from the bearer key; spends one rate-limit token per field resolved."""
+    """The caller, from the bearer key; spends one rate-limit token per field resolved.
+    Blocking (engine reads): resolvers call it in a worker thread, never on the event loop."""
     context = info.context
     if context.principal is None:
         header = (context.authorization or "").strip()
@@ -214,7 +215,7 @@ class Query:
         limit: int | None = 10,
         force_source: ForceSource | None = ForceSource.AUTO,
     ) -> Report:
-        principal = _principal(info)
+        principal = await to_thread.run_sync(_principal, info)
         if force_source is ForceSource.RAW and not principal.admin:
             raise Forbidden("forceSource: RAW is for admin keys")
         plan = planner.build_plan(
@@ -239,7 +240,7 @@ class Query:
 
     @strawberry.field(description="How fresh a merchant's data is.")  # type: ignore[untyped-decorator]
     async def freshness(self, info: Info[Context, None], merchant_id: strawberry.ID) -> Freshness:
-        principal = _principal(info)
+        principal = await to_thread.run_sync(_principal, info)
         planner.tenant_scope(
             model.QueryPlan(str(merchant_id), 0, 1, (model.Metric.EVENTS,)), principal
         )

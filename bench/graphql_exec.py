@@ -132,6 +132,7 @@ def bench_settings() -> Settings:
         opensearch_url="http://127.0.0.1:9",  # never contacted: the engine calls are stubbed
         namespace="benchgql",
         rate_limit_per_minute=10**9,
+        rate_limit_shared=False,  # no engine here to share buckets in
         log_json=False,
     )
 

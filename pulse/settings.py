@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     api_port: int = 8000
     max_buckets: int = Field(default=5000, ge=1)
     rate_limit_per_minute: int = Field(default=600, ge=1)
+    # One token bucket per key shared by all API replicas, in the engine (decision 0101);
+    # false: each process keeps its own (a single replica, or tools with a stubbed engine).
+    rate_limit_shared: bool = True
     api_request_timeout_s: float = Field(default=10.0, gt=0)  # per engine request
     max_groups: int = Field(default=10_000, ge=1)  # distinct groups a groupBy may scan
     max_limit: int = Field(default=100, ge=1)  # groupBy `limit` ceiling

@@ -37,7 +37,10 @@ from pulse.settings import Settings
 
 ADMIN = Principal(key_id="test", merchant_id=None, admin=True)
 SETTINGS = Settings(
-    opensearch_url="http://127.0.0.1:9", namespace="gqlexec", rate_limit_per_minute=10**9
+    opensearch_url="http://127.0.0.1:9",  # never contacted: key lookups and reports are stubbed
+    namespace="gqlexec",
+    rate_limit_per_minute=10**9,
+    rate_limit_shared=False,
 )
 ARGS = "$m: ID!, $s: DateTime!, $e: DateTime!, $g: Granularity, $tz: String"
 RANGE = "merchantId: $m, range: {start: $s, end: $e}, granularity: $g, timezone: $tz"
