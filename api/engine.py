@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from opensearchpy import OpenSearch
@@ -36,47 +38,47 @@ def search(
     ``span`` (epoch ms [start, end) of every instant the body can match) sends the search to
     the members of the alias ``index`` that can hold it (``ilm.served``) instead of all.
     """
-    try:
-        if span is not None:
-            routed = served.indices_for(client, index, *span)
-            if routed is None:
-                return EMPTY
-            index = routed
-        return client.search(
-            index=index,
-            body=body,
-            request_timeout=timeout_s,
-            params={"ignore_unavailable": "true", "allow_no_indices": "true"},
-        )
-    except NotFoundError:
-        return EMPTY
-    except ConnectionTimeout:
-        raise EngineTimeout() from None
-    except OSConnectionError:
-        raise EngineUnavailable() from None
-    except TransportError as exc:
-        # Keep the engine's words in our logs, never in the response.
-        log.error("engine refused a query: %s %s", exc.status_code, str(exc)[:500])
-        raise UnexpectedAnswer() from None
+    with _engine_errors("query"):
+        try:
+            if span is not None:
+                routed = served.indices_for(client, index, *span)
+                if routed is None:
+                    return EMPTY
+                index = routed
+            return client.search(
+                index=index,
+                body=body,
+                request_timeout=timeout_s,
+                params={"ignore_unavailable": "true", "allow_no_indices": "true"},
+            )
+        except NotFoundError:
+            return EMPTY
 
 
 def mget(client: OpenSearch, docs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
     """Fetch documents by index and id, in order; one in an index that does not exist (nothing
     written there yet) reads as not found. Failures map like ``search``'s."""
-    try:
-        found: list[dict[str, Any]] = client.mget(body={"docs": docs}, request_timeout=timeout_s)[
-            "docs"
-        ]
-    except ConnectionTimeout:
-        raise EngineTimeout() from None
-    except OSConnectionError:
-        raise EngineUnavailable() from None
-    except TransportError as exc:
-        log.error("engine refused a get: %s %s", exc.status_code, str(exc)[:500])
-        raise UnexpectedAnswer() from None
+    with _engine_errors("get"):
+        answer = client.mget(body={"docs": docs}, request_timeout=timeout_s)
+    found: list[dict[str, Any]] = answer["docs"]
     for doc in found:
         error = doc.get("error")
         if error and error.get("type") != "index_not_found_exception":
             log.error("engine failed a get: %s", str(error)[:500])
             raise UnexpectedAnswer()
     return found
+
+
+@contextmanager
+def _engine_errors(what: str) -> Iterator[None]:
+    """Engine failures as the API's errors; the engine's words go to our logs, never to the
+    response."""
+    try:
+        yield
+    except ConnectionTimeout:
+        raise EngineTimeout() from None
+    except OSConnectionError:
+        raise EngineUnavailable() from None
+    except TransportError as exc:
+        log.error("engine refused a %s: %s %s", what, exc.status_code, str(exc)[:500])
+        raise UnexpectedAnswer() from None
