@@ -172,9 +172,9 @@ def total_doc_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) 
         if doc is not None
     }
     for hour in hours:
-        day = rs.day_start(hour)
-        if day in packs:
-            _place_total(plan, hour, packs[day], (hour - day) // HOUR_MS, out)
+        pack = packs.get(rs.day_start(hour))
+        if pack is not None:
+            _place_total(plan, hour, pack, out)
     return out
 
 
@@ -188,9 +188,8 @@ def _pack(plan: QueryPlan, found: dict[str, Any]) -> dict[str, Any] | None:
     return doc
 
 
-def _place_total(
-    plan: QueryPlan, hour: int, pack: dict[str, list[int]], slot: int, out: Cells
-) -> None:
+def _place_total(plan: QueryPlan, hour: int, pack: dict[str, list[int]], out: Cells) -> None:
+    slot = (hour - rs.day_start(hour)) // HOUR_MS
     cell = Cell(
         events=int(pack[rs.EVENTS][slot]),
         paid=int(pack[rs.PAYMENTS_SUCCEEDED][slot]),
