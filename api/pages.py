@@ -65,9 +65,7 @@ class Static(StaticFiles):
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
-        response.headers.update(
-            {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"}
-        )
+        response.headers.update({"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
         return response
 
 

@@ -127,8 +127,9 @@ class ForceSource(Enum):
         "AUTO", description="Rollups for complete, unchanged hours; raw events for the rest."
     )
     RAW = strawberry.enum_value(
-        "RAW", description="Raw events only (slower; for checking rollups). Admin keys only, "
-        "else FORBIDDEN."
+        "RAW",
+        description="Raw events only (slower; for checking rollups). Admin keys only, "
+        "else FORBIDDEN.",
     )
 
 
@@ -234,8 +235,7 @@ class Report:
 @strawberry.type(description="How far a merchant's data has arrived and been rolled up.")
 class Freshness:
     ingested_through: datetime | None = strawberry.field(
-        description="Newest ingestion time of the merchant's indexed events (UTC); null "
-        "when none."
+        description="Newest ingestion time of the merchant's indexed events (UTC); null when none."
     )
     rolled_up_through: datetime | None = strawberry.field(
         description="The instant through which hourly rollups are complete (UTC); null "
@@ -330,8 +330,10 @@ def _arg(description: str) -> Any:
 
 MerchantArg = Annotated[
     strawberry.ID,
-    _arg("The merchant (1-64 characters of [A-Za-z0-9_.-]). A merchant key may name only its "
-         "own merchant (else FORBIDDEN); an admin key any."),
+    _arg(
+        "The merchant (1-64 characters of [A-Za-z0-9_.-]). A merchant key may name only its "
+        "own merchant (else FORBIDDEN); an admin key any."
+    ),
 ]
 
 
@@ -344,8 +346,7 @@ MerchantArg = Annotated[
 class Query:
     @strawberry.field(  # type: ignore[untyped-decorator]
         description="A time-series report for one merchant: every bucket of the range in the "
-        "time zone, totals, optionally grouped, filtered and compared with another range. "
-        + LIMITS
+        "time zone, totals, optionally grouped, filtered and compared with another range. " + LIMITS
     )
     async def metrics(
         self,
@@ -362,13 +363,17 @@ class Query:
         ] = model.Granularity.HOUR,
         timezone: Annotated[
             str | None,
-            _arg("IANA time zone name (e.g. Europe/Berlin, Asia/Kolkata) for buckets and "
-                 "offset-less DateTimes; unknown zones are BAD_USER_INPUT."),
+            _arg(
+                "IANA time zone name (e.g. Europe/Berlin, Asia/Kolkata) for buckets and "
+                "offset-less DateTimes; unknown zones are BAD_USER_INPUT."
+            ),
         ] = "UTC",
         group_by: Annotated[
             list[Dimension] | None,  # type: ignore[valid-type]
-            _arg("Split into one series per combination of these dimensions' values (each at "
-                 "most once); the top `limit` by the first metric are returned."),
+            _arg(
+                "Split into one series per combination of these dimensions' values (each at "
+                "most once); the top `limit` by the first metric are returned."
+            ),
         ] = (),  # type: ignore[assignment]
         filters: Annotated[
             list[DimensionFilter] | None,
@@ -376,8 +381,10 @@ class Query:
         ] = (),  # type: ignore[assignment]
         compare_to: Annotated[
             TimeRange | None,
-            _arg("Another range answered the same way, in Report.comparison (e.g. the "
-                 "previous period); same limits."),
+            _arg(
+                "Another range answered the same way, in Report.comparison (e.g. the "
+                "previous period); same limits."
+            ),
         ] = strawberry.UNSET,
         limit: Annotated[
             int | None, _arg("How many groups to return with groupBy: 1 to max_limit [100].")

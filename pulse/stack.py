@@ -98,6 +98,10 @@ class Stack:
         return f"http://{self.settings.api_host}:{self.api_port}/graphql"
 
     @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.api_port}/dashboard"
+
+    @property
     def collector_url(self) -> str:
         return f"http://{self.settings.collector_host}:{self.collector_port}/events"
 
@@ -118,6 +122,7 @@ class Stack:
             "kafka_bootstrap": self.endpoints.kafka_bootstrap,
             "opensearch_url": self.endpoints.opensearch_url,
             "graphql_url": self.graphql_url,
+            "dashboard_url": self.dashboard_url,
             "collector_url": self.collector_url,
             "pid": os.getpid(),
             "components": {c.name: c.process.pid for c in self.children if c.process},
@@ -255,6 +260,7 @@ def write_stack_json(stack: Stack) -> None:
 
 def announce(stack: Stack, demo: bool, healthy: bool) -> None:
     console.print(f"[bold green]Pulse is up[/bold green] (api healthy: {healthy})")
+    console.print(f"  Dashboard (paste a key): {stack.dashboard_url}")
     console.print(f"  GraphQL (GraphiQL in a browser): {stack.graphql_url}")
     console.print(f"  Collector (Fluent Bit in_http format): {stack.collector_url}")
     console.print(f"  OpenSearch: {stack.endpoints.opensearch_url}")

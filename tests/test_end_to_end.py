@@ -179,3 +179,23 @@ def test_a_dead_component_is_restarted_and_recorded(stack: dict[str, Any], tmp_p
         return bool(pids["collector"] != old and pid_alive(pids["collector"]))
 
     assert wait_until(restarted, 60, 0.5)
+
+
+def test_pulse_up_serves_the_dashboard_and_graphiql_from_its_own_origin(
+    stack: dict[str, Any],
+) -> None:
+    """The pages and every pinned build they load come from the API itself (issue 18)."""
+    from api.pages import VENDOR_FILES
+
+    origin = stack["dashboard_url"].removesuffix("/dashboard")
+    assert stack["graphql_url"] == f"{origin}/graphql"
+    page = httpx.get(stack["dashboard_url"], timeout=30)
+    ide = httpx.get(stack["graphql_url"], headers={"Accept": "text/html"}, timeout=30)
+    for response in (page, ide):
+        assert response.status_code == 200
+        assert "default-src 'self'" in response.headers["content-security-policy"]
+        assert "://" not in response.text  # nothing named on another origin
+    assert 'src="static/vendor/graphiql.min.js"' in ide.text
+    for name in VENDOR_FILES:
+        asset = httpx.get(f"{origin}/static/vendor/{name}", timeout=30)
+        assert asset.status_code == 200 and len(asset.content) > 1000, name

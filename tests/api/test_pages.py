@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import socket
 import threading
 import time
@@ -26,15 +25,14 @@ import httpx
 import pytest
 import uvicorn
 from opensearchpy import OpenSearch
-from selenium import webdriver
 from selenium.common.exceptions import TimeoutException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from api.app import create_app
 from api.keys import create_key
+from bench.browser import launch
 from ingest.contract import validate
 from ingest.loadgen import Generator, LoadSpec
 from pulse.naming import Names
@@ -42,8 +40,6 @@ from pulse.settings import Settings
 from rollups.job import catch_up
 from tests.api.helpers import index_events
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 MERCHANT = "m00000"
 REPORT_METRICS = [
     "GROSS_SALES",
@@ -140,26 +136,7 @@ class Browser:
     """Headless chromium; console and network logs collected across page loads."""
 
     def __init__(self, profile: Path) -> None:
-        for path in (CHROMIUM, CHROMEDRIVER):  # fail, never skip: `make tools` installs both
-            assert os.access(path, os.X_OK), f"{path} is missing: run `make tools`"
-        options = webdriver.ChromeOptions()
-        options.binary_location = CHROMIUM
-        for flag in (
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={profile}",
-            "--window-size=1366,900",
-        ):
-            options.add_argument(flag)
-        options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-        self.driver: WebDriver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        self.driver: WebDriver = launch(profile)  # fails (never skips) without the browser
         self.console: list[dict[str, Any]] = []
         self.requests: list[str] = []
 
@@ -176,7 +153,9 @@ class Browser:
         try:
             return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(condition)
         except TimeoutException:
-            state = self.driver.execute_script("return document.body && document.body.dataset.state")
+            state = self.driver.execute_script(
+                "return document.body && document.body.dataset.state"
+            )
             status = self.driver.execute_script(
                 "const s = document.getElementById('status'); return s && s.textContent"
             )
@@ -187,7 +166,9 @@ class Browser:
             ) from None
 
     def state_is(self, *names: str, timeout: float = 20) -> None:
-        self.wait(lambda d: d.execute_script("return document.body.dataset.state") in names, timeout)
+        self.wait(
+            lambda d: d.execute_script("return document.body.dataset.state") in names, timeout
+        )
 
     def by_id(self, element_id: str) -> Any:
         return self.driver.find_element(By.ID, element_id)
@@ -220,7 +201,9 @@ def sign_in(b: Browser, origin: str, key: str) -> None:
 # ---- what the page shows vs what the API answers --------------------------------------------
 
 
-def preset_range(tz: str, days: int, today: date | None = None) -> tuple[dict[str, str], dict[str, str]]:
+def preset_range(
+    tz: str, days: int, today: date | None = None
+) -> tuple[dict[str, str], dict[str, str]]:
     """The range a 'last N days' preset means in ``tz`` (today included), and the period before."""
     zone = ZoneInfo(tz)
     today = today or datetime.now(zone).date()
@@ -359,8 +342,14 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
     b.choose("zone", "Asia/Kolkata")
     b.state_is("ready")
     check_page_equals_api(
-        b, origin, merchant_key, tz="Asia/Kolkata", days=7, granularity="HOUR",
-        dimension="EVENT_TYPE", filters=[],
+        b,
+        origin,
+        merchant_key,
+        tz="Asia/Kolkata",
+        days=7,
+        granularity="HOUR",
+        dimension="EVENT_TYPE",
+        filters=[],
     )
     assert len(page_points(b)) == 7 * 24
     assert sum(1 for _, complete in page_points(b) if not complete) >= 1  # today's open hours
@@ -370,7 +359,13 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
     b.choose("dimension", "COUNTRY")
     b.state_is("ready")
     check_page_equals_api(
-        b, origin, merchant_key, tz="UTC", days=30, granularity="DAY", dimension="COUNTRY",
+        b,
+        origin,
+        merchant_key,
+        tz="UTC",
+        days=30,
+        granularity="DAY",
+        dimension="COUNTRY",
         filters=[],
     )
     assert len(page_points(b)) == 30
@@ -386,14 +381,29 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
     b.state_is("ready")
     only = [{"dimension": "PAYMENT_METHOD", "values": [method], "exclude": False}]
     filtered = check_page_equals_api(
-        b, origin, merchant_key, tz="UTC", days=7, granularity="HOUR",
-        dimension="PAYMENT_METHOD", filters=only,
+        b,
+        origin,
+        merchant_key,
+        tz="UTC",
+        days=7,
+        granularity="HOUR",
+        dimension="PAYMENT_METHOD",
+        filters=only,
     )
     assert [v for v, _ in page_breakdown(b)] == [method]
     unfiltered = ask(
-        origin, merchant_key, REPORT,
-        {"m": MERCHANT, "r": preset_range("UTC", 7)[0], "p": preset_range("UTC", 7)[1],
-         "tz": "UTC", "f": [], "g": "HOUR", "metrics": REPORT_METRICS},
+        origin,
+        merchant_key,
+        REPORT,
+        {
+            "m": MERCHANT,
+            "r": preset_range("UTC", 7)[0],
+            "p": preset_range("UTC", 7)[1],
+            "tz": "UTC",
+            "f": [],
+            "g": "HOUR",
+            "metrics": REPORT_METRICS,
+        },
     )["metrics"]
     assert api_tiles(filtered)["PAYMENTS"][0] < api_tiles(unfiltered)["PAYMENTS"][0]
 
@@ -431,6 +441,41 @@ def test_live_panel_shows_the_last_30_minutes_and_keeps_refreshing(
     assert freshness.get_attribute("data-rolled-up")
 
 
+def test_screenshots_desktop_and_phone_without_horizontal_overflow(
+    server: Served, browser: Browser, tmp_path: Path
+) -> None:
+    """Saved under $PULSE_SCREENSHOT_DIR when set (docs/ holds the README's copies)."""
+    b = browser
+    out = [
+        tmp_path,
+        *(
+            [Path(os.environ["PULSE_SCREENSHOT_DIR"])]
+            if os.environ.get("PULSE_SCREENSHOT_DIR")
+            else []
+        ),
+    ]
+    for name, width, height in (("desktop", 1366, 1000), ("phone", 390, 1750)):
+        b.driver.set_window_size(width, height)
+        b.driver.get(f"{server.origin}/dashboard#range=7&zone=UTC")
+        b.state_is("ready")
+        b.wait(lambda d: d.find_element(By.ID, "live").get_attribute("data-points") == "30")
+        time.sleep(0.3)  # charts resize after layout settles
+        viewport = b.driver.execute_script("return document.documentElement.clientWidth")
+        wider = b.driver.execute_script(
+            "const w = document.documentElement.clientWidth; return [...document.querySelectorAll"
+            "('body *')].filter(e => e.getBoundingClientRect().right > w + 0.5).map(e => "
+            "`${e.tagName}#${e.id}.${e.className}`).slice(0, 8)"
+        )
+        assert b.driver.execute_script("return document.documentElement.scrollWidth") <= viewport, (
+            wider
+        )
+        png = b.driver.get_screenshot_as_png()
+        assert len(png) > 10_000
+        for folder in out:
+            (folder / f"dashboard-{name}.png").write_bytes(png)
+    b.driver.set_window_size(1366, 900)
+
+
 def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat().replace("+00:00", "Z")
 
@@ -460,9 +505,12 @@ def test_graphiql_renders_offline_and_runs_a_query_with_the_key(
     query = b.driver.execute_script(
         "return document.querySelector('.graphiql-query-editor .CodeMirror').CodeMirror.getValue()"
     )
-    variables = json.loads(b.driver.execute_script(
-        "return document.querySelector('.graphiql-editor-tool .CodeMirror').CodeMirror.getValue()"
-    ))
+    variables = json.loads(
+        b.driver.execute_script(
+            "return document.querySelector('.graphiql-editor-tool .CodeMirror')"
+            ".CodeMirror.getValue()"
+        )
+    )
     expected = ask(server.origin, merchant_key, query, variables)
     for answer in (shown["data"], expected):
         answer["metrics"]["meta"]["tookMs"] = 0
@@ -470,10 +518,15 @@ def test_graphiql_renders_offline_and_runs_a_query_with_the_key(
     docs = b.driver.find_element(By.CSS_SELECTOR, "[aria-label='Show Documentation Explorer']")
     docs.click()
     explorer = ".graphiql-doc-explorer"
-    b.wait(lambda d: d.find_element(By.CSS_SELECTOR, f"{explorer} a.graphiql-doc-explorer-type-name"))
+    b.wait(
+        lambda d: d.find_element(By.CSS_SELECTOR, f"{explorer} a.graphiql-doc-explorer-type-name")
+    )
     b.driver.find_element(By.CSS_SELECTOR, f"{explorer} a.graphiql-doc-explorer-type-name").click()
-    b.wait(lambda d: "Every field needs Authorization" in d.find_element(
-        By.CSS_SELECTOR, explorer).text)  # the schema's own descriptions are the reference
+    b.wait(
+        lambda d: (
+            "Every field needs Authorization" in d.find_element(By.CSS_SELECTOR, explorer).text
+        )
+    )  # the schema's own descriptions are the reference
 
 
 def test_every_request_stays_on_the_origin_and_the_console_is_clean(
@@ -525,15 +578,25 @@ def test_states_empty_bad_key_rate_limited_and_engine_down(
     b.state_is("bad-key")
     assert "unknown or revoked" in b.by_id("sign-in-error").text
 
-    limited = Served(api_settings.model_copy(update={"rate_limit_per_minute": 3, "rate_limit_shared": False}), api_client)
+    limited = Served(
+        api_settings.model_copy(update={"rate_limit_per_minute": 2, "rate_limit_shared": False}),
+        api_client,
+    )
     try:
-        sign_in(b, limited.origin, merchant_key)  # viewer: 1 token; the report needs 3 more
+        sign_in(b, limited.origin, merchant_key)  # viewer: 1 token; the report needs 2 more
         b.state_is("rate-limited")
         assert "Rate limit" in b.by_id("status").text
     finally:
         limited.stop()
 
-    dead = Served(api_settings.model_copy(update={"opensearch_url": f"http://127.0.0.1:{_free_port()}", "api_request_timeout_s": 1.0}))
+    dead = Served(
+        api_settings.model_copy(
+            update={
+                "opensearch_url": f"http://127.0.0.1:{_free_port()}",
+                "api_request_timeout_s": 1.0,
+            }
+        )
+    )
     try:
         sign_in(b, dead.origin, merchant_key)
         b.state_is("engine-down", timeout=30)

@@ -1,6 +1,7 @@
 // The Pulse merchant dashboard: plain DOM + uPlot, talking only to this origin's public GraphQL
 // API with the key from this tab's sessionStorage (never put in a URL). One GraphQL document per
-// refresh (report + comparison, breakdown, freshness); the live panel polls every few seconds.
+// refresh (report + comparison, breakdown); the live panel and the freshness (a scan of the
+// merchant's raw data: slower, so never in the way of the report) poll every few seconds.
 "use strict";
 
 const KEY = "pulse.apiKey";
@@ -138,7 +139,6 @@ query Dashboard($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Me
                      filters: $filters, groupBy: $dims, limit: $top) {
     series { group { value } points { values { ${VALUE_FIELDS()} } } }
   }
-  freshness(merchantId: $m) { ingestedThrough rolledUpThrough }
 }`;
 const LIVE_QUERY = `
 query Live($m: ID!, $range: TimeRange!, $tz: String!, $filters: [DimensionFilter!]!) {
@@ -147,8 +147,8 @@ query Live($m: ID!, $range: TimeRange!, $tz: String!, $filters: [DimensionFilter
     series { points { start complete values { metric value } } }
     totals { metric value }
   }
-  freshness(merchantId: $m) { ingestedThrough rolledUpThrough }
 }`;
+const FRESHNESS_QUERY = `query Freshness($m: ID!) { freshness(merchantId: $m) { ingestedThrough rolledUpThrough } }`;
 
 // ---- formatting ----------------------------------------------------------------------------
 
@@ -276,7 +276,7 @@ function render(data, sel) {
   renderTiles(data.report);
   renderChart(data.report, sel);
   renderBreakdown(data.breakdown);
-  renderFreshness(data.freshness, data.report.meta.watermark, sel.tz);
+  if (data.report.meta.watermark) renderWatermark(data.report.meta.watermark, sel.tz);
   const meta = data.report.meta;
   $("report-meta").textContent = `${sel.granularity.toLowerCase()} buckets in ${sel.tz} · answered from ${meta.sources.join(" + ") || "nothing"} in ${meta.tookMs} ms`;
 }
@@ -343,7 +343,7 @@ function renderChart(report, sel) {
   const { pts, data } = chartData(report, metric);
   const kind = KIND[metric];
   const el = $("chart");
-  const width = Math.max(260, el.clientWidth || 600);
+  const width = el.clientWidth || 600;
   const opts = {
     width, height: 260, tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), sel.tz),
     cursor: { drag: { x: false, y: false } }, legend: { show: false },
@@ -458,6 +458,14 @@ function renderFreshness(freshness, watermark, tz) {
   el.classList.toggle("stale", lag === null || lag > 3600);
 }
 
+/** Until the live poll brings the freshness, the report's own watermark says how far rollups go. */
+function renderWatermark(watermark, tz) {
+  const el = $("freshness");
+  if (el.dataset.ingested) return;
+  el.textContent = `Rolled up through ${timeText(watermark, tz)}`;
+  el.dataset.rolledUp = watermark;
+}
+
 function liveRange() {
   const end = Math.floor(Date.now() / 60000) * 60000 + 60000;
   return { start: new Date(end - 30 * 60000).toISOString(), end: new Date(end).toISOString() };
@@ -466,13 +474,18 @@ function liveRange() {
 async function pollLive() {
   if (!state.key || !state.merchant || document.hidden) return;
   const tz = $("zone").value;
-  try {
-    const data = await gql(LIVE_QUERY, { m: state.merchant, range: liveRange(), tz, filters: state.filters });
-    renderLive(data.live, tz);
-    renderFreshness(data.freshness, null, tz);
-    if (document.body.dataset.state === "engine-down" || document.body.dataset.state === "offline") refresh();
-  } catch (err) {
-    handleError(err, null);
+  const m = state.merchant;
+  const [live, fresh] = await Promise.allSettled([
+    gql(LIVE_QUERY, { m, range: liveRange(), tz, filters: state.filters }),
+    gql(FRESHNESS_QUERY, { m }),
+  ]);
+  if (m !== state.merchant || !state.key) return; // switched or signed out meanwhile
+  if (fresh.status === "fulfilled") renderFreshness(fresh.value.freshness, null, tz);
+  if (live.status === "fulfilled") {
+    renderLive(live.value.live, tz);
+    if (["engine-down", "offline"].includes(document.body.dataset.state)) refresh();
+  } else {
+    handleError(live.reason, null);
   }
 }
 
@@ -483,7 +496,7 @@ function renderLive(report, tz) {
   if (!state.liveChart) {
     el.replaceChildren();
     state.liveChart = new uPlot({
-      width: Math.max(240, el.clientWidth || 400), height: 180, legend: { show: false },
+      width: el.clientWidth || 400, height: 180, legend: { show: false },
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1000), $("zone").value),
       cursor: { drag: { x: false, y: false } }, scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.15)] } },
       series: [{}, { label: "events / min", stroke: "#0f7b3f", fill: "rgba(15,123,63,.25)", width: 1, paths: uPlot.paths.bars({ size: [0.7, 40] }), points: { show: false } }],
@@ -584,15 +597,16 @@ function wire() {
     const tr = e.target.closest("tr");
     if (tr && tr.dataset.value !== undefined) addFilter($("dimension").value, tr.dataset.value);
   });
-  let resize = null;
-  window.addEventListener("resize", () => {
-    clearTimeout(resize);
-    resize = setTimeout(() => {
-      for (const [chart, el] of [[state.chart, $("chart")], [state.liveChart, $("live")]]) {
-        if (chart) chart.setSize({ width: Math.max(240, el.clientWidth), height: chart.height });
-      }
-    }, 150);
+  // Charts follow their container's width (window resizes, a scrollbar appearing, rotation).
+  const fit = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = entry.target.id === "chart" ? state.chart : state.liveChart;
+      const width = Math.floor(entry.contentRect.width);
+      if (chart && width > 0 && Math.abs(chart.width - width) > 1) chart.setSize({ width, height: chart.height });
+    }
   });
+  fit.observe($("chart"));
+  fit.observe($("live"));
   document.addEventListener("visibilitychange", () => { if (!document.hidden) pollLive(); });
 }
 

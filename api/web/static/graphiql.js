@@ -33,8 +33,8 @@
   }
 
   var query = [
-    "# Today's hourly sales of the demo merchant. Paste a key above; the Docs pane (top left)",
-    "# documents every type, field, argument and enum value.",
+    "# Today's sales of the demo merchant, by hour.",
+    "# Paste a key above. Docs (top left): the reference.",
     "query Today($merchant: ID!, $start: DateTime!, $end: DateTime!) {",
     "  metrics(merchantId: $merchant, range: {start: $start, end: $end},",
     "          metrics: [EVENTS, PAYMENTS, GROSS_SALES], granularity: HOUR) {",
