@@ -369,6 +369,35 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
         filters=[],
     )
     assert len(page_points(b)) == 30
+    # A column header ranks by that metric: the top groups by gross sales, largest first.
+    b.driver.find_element(By.CSS_SELECTOR, "#breakdown th[data-metric=GROSS_SALES]").click()
+    b.wait(
+        lambda d: (
+            "▼" in d.find_element(By.CSS_SELECTOR, "#breakdown th.sorted").text
+            and d.find_element(By.CSS_SELECTOR, "#breakdown th.sorted").get_attribute("data-metric")
+            == "GROSS_SALES"
+        )
+    )
+    b.state_is("ready")
+    by_gross = ask(
+        origin,
+        merchant_key,
+        BREAKDOWN,
+        {
+            "m": MERCHANT,
+            "r": preset_range("UTC", 30)[0],
+            "tz": "UTC",
+            "f": [],
+            "d": "COUNTRY",
+            "metrics": ["GROSS_SALES", *BREAKDOWN_METRICS[:2], *BREAKDOWN_METRICS[3:]],
+            "top": 10,
+        },
+    )["metrics"]
+    shown = page_breakdown(b)
+    expected = {s["group"][0]["value"]: s for s in by_gross["series"]}
+    assert [value for value, _ in shown] == list(expected)  # the API ranks by its first metric
+    gross = [row[2] for _, row in shown]
+    assert gross == sorted(gross, reverse=True)
 
     b.choose("preset", "7")
     b.choose("dimension", "PAYMENT_METHOD")
