@@ -1,11 +1,12 @@
 // The Pulse merchant dashboard: plain DOM + uPlot, talking only to this origin's public GraphQL
-// API with the key from this tab's sessionStorage (never put in a URL). One GraphQL document per
-// refresh (report + comparison, breakdown); the live panel and the freshness (a scan of the
+// API with the key from this tab's sessionStorage (never put in a URL). Two requests per refresh
+// (report + comparison; breakdown), each drawn on arrival; the live panel and the freshness (a scan of the
 // merchant's raw data: slower, so never in the way of the report) poll every few seconds.
 "use strict";
 
 const KEY = "pulse.apiKey";
 const MERCHANT = "pulse.merchant";
+const VIEWER = "pulse.viewer"; // who the key is (not a secret): spares a round trip on reload
 const ENDPOINT = new URL("graphql", document.baseURI).pathname;
 const LIVE_EVERY_MS = 5000;
 const RETRY_MS = { RATE_LIMITED: 15000, INTERNAL: 10000, NETWORK: 10000 };
@@ -126,8 +127,8 @@ async function gql(query, variables) {
 
 const VALUE_FIELDS = () => (state.withCurrency ? "metric value errorBound currency" : "metric value errorBound");
 const REPORT_QUERY = () => `
-query Dashboard($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Metric!]!, $g: Granularity!,
-                $tz: String!, $filters: [DimensionFilter!]!, $dims: [Dimension!]!, $bmetrics: [Metric!]!, $top: Int!) {
+query Report($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Metric!]!, $g: Granularity!,
+             $tz: String!, $filters: [DimensionFilter!]!) {
   report: metrics(merchantId: $m, range: $range, metrics: $metrics, granularity: $g, timezone: $tz,
                   filters: $filters, compareTo: $previous) {
     series { points { start complete values { ${VALUE_FIELDS()} } } }
@@ -135,6 +136,12 @@ query Dashboard($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Me
     comparison { series { points { start values { metric value } } } totals { ${VALUE_FIELDS()} } }
     meta { sources watermark tookMs }
   }
+}`;
+// Apart from the report: a groupBy reads the detail rollups (slower), so tiles and chart never
+// wait for it.
+const BREAKDOWN_QUERY = () => `
+query Breakdown($m: ID!, $range: TimeRange!, $tz: String!, $filters: [DimensionFilter!]!,
+                $dims: [Dimension!]!, $bmetrics: [Metric!]!, $top: Int!) {
   breakdown: metrics(merchantId: $m, range: $range, metrics: $bmetrics, granularity: ALL, timezone: $tz,
                      filters: $filters, groupBy: $dims, limit: $top) {
     series { group { value } points { values { ${VALUE_FIELDS()} } } }
@@ -199,20 +206,28 @@ function handleError(err, again) {
 
 // ---- sign-in -------------------------------------------------------------------------------
 
-async function signIn(key) {
+/** Sign in with `key`. `known` is what a previous sign-in of this tab learnt about the key
+ * (viewer, currency support): a reload then starts the report at once instead of asking again;
+ * a key revoked meanwhile still ends in UNAUTHENTICATED, from the report itself. */
+async function signIn(key, known = null) {
   state.key = key;
   $("sign-in-error").hidden = true;
   setState("loading", "Checking the key…", "loading");
-  try {
-    const data = await gql(`{ viewer { keyId admin merchantId } __type(name: "MetricValue") { fields { name } } }`, {});
-    state.viewer = data.viewer;
-    state.withCurrency = (data.__type.fields || []).some((f) => f.name === "currency");
-  } catch (err) {
-    showSignIn("");
-    handleError(err, () => signIn(key)); // a bad key signs out; an engine outage retries
-    return;
+  let info = known;
+  if (!info) {
+    try {
+      const data = await gql(`{ viewer { keyId admin merchantId } __type(name: "MetricValue") { fields { name } } }`, {});
+      info = { viewer: data.viewer, withCurrency: (data.__type.fields || []).some((f) => f.name === "currency") };
+    } catch (err) {
+      showSignIn("");
+      handleError(err, () => signIn(key)); // a bad key signs out; an engine outage retries
+      return;
+    }
   }
+  state.viewer = info.viewer;
+  state.withCurrency = info.withCurrency;
   sessionStorage.setItem(KEY, key);
+  sessionStorage.setItem(VIEWER, JSON.stringify(info));
   $("sign-in").hidden = true;
   $("app").hidden = false;
   $("sign-out").hidden = false;
@@ -221,8 +236,8 @@ async function signIn(key) {
   state.merchant = admin ? sessionStorage.getItem(MERCHANT) || "m00000" : state.viewer.merchantId;
   $("merchant").value = state.merchant;
   $("who").textContent = admin ? "admin key" : `merchant ${state.merchant}`;
-  refresh();
-  startLive();
+  await refresh();
+  startLive(); // after the first report: its requests never compete with the report's
 }
 
 function showSignIn(message) {
@@ -238,6 +253,7 @@ function showSignIn(message) {
 
 function signOut(message) {
   sessionStorage.removeItem(KEY);
+  sessionStorage.removeItem(VIEWER);
   state.key = null;
   state.viewer = null;
   clearInterval(state.live);
@@ -251,34 +267,46 @@ function signOut(message) {
 async function refresh() {
   if (!state.key || !state.merchant) return;
   const seq = ++state.seq;
+  const current = () => seq === state.seq; // else a newer refresh is on its way
   writeView();
   const sel = selectedRange();
   setState("loading", "Loading…", "loading");
   const metricFirst = [state.sort.metric, ...BREAKDOWN_METRICS.filter((m) => m !== state.sort.metric)];
-  const variables = {
-    m: state.merchant, range: sel.range, previous: $("compare").checked ? sel.previous : null,
-    metrics: REPORT_METRICS, g: sel.granularity, tz: sel.tz, filters: state.filters,
-    dims: [$("dimension").value], bmetrics: metricFirst, top: Number($("top").value),
-  };
-  try {
-    const data = await gql(REPORT_QUERY(), variables);
-    if (seq !== state.seq) return; // a newer refresh is on its way
+  const common = { m: state.merchant, range: sel.range, tz: sel.tz, filters: state.filters };
+  const report = gql(REPORT_QUERY(), {
+    ...common, previous: $("compare").checked ? sel.previous : null, metrics: REPORT_METRICS, g: sel.granularity,
+  }).then((data) => {
+    if (!current()) return data;
     performance.mark("pulse:fetched");
-    render(data, sel);
+    renderReport(data.report, sel);
+    performance.mark("pulse:rendered"); // tiles and chart on screen
+    return data;
+  });
+  // The breakdown goes once the report is answered: on a busy server the two would share it.
+  const breakdown = report.then(() => gql(BREAKDOWN_QUERY(), {
+    ...common, dims: [$("dimension").value], bmetrics: metricFirst, top: Number($("top").value),
+  })).then((data) => {
+    if (current()) {
+      renderBreakdown(data.breakdown);
+      performance.mark("pulse:breakdown");
+    }
+    return data;
+  });
+  try {
+    const [data] = await Promise.all([report, breakdown]);
+    if (!current()) return;
     const empty = !(byMetric(data.report.totals).EVENTS || {}).value;
     setState(empty ? "empty" : "ready", empty ? "No events in this range." : "");
-    performance.mark("pulse:rendered");
   } catch (err) {
-    if (seq === state.seq) handleError(err, refresh);
+    if (current()) handleError(err, refresh);
   }
 }
 
-function render(data, sel) {
-  renderTiles(data.report);
-  renderChart(data.report, sel);
-  renderBreakdown(data.breakdown);
-  if (data.report.meta.watermark) renderWatermark(data.report.meta.watermark, sel.tz);
-  const meta = data.report.meta;
+function renderReport(report, sel) {
+  renderTiles(report);
+  renderChart(report, sel);
+  if (report.meta.watermark) renderWatermark(report.meta.watermark, sel.tz);
+  const meta = report.meta;
   $("report-meta").textContent = `${sel.granularity.toLowerCase()} buckets in ${sel.tz} · answered from ${meta.sources.join(" + ") || "nothing"} in ${meta.tookMs} ms`;
 }
 
@@ -615,5 +643,7 @@ fillSelects();
 readView();
 wire();
 const saved = sessionStorage.getItem(KEY);
-if (saved) signIn(saved);
+let known = null;
+try { known = JSON.parse(sessionStorage.getItem(VIEWER) || "null"); } catch (err) { known = null; }
+if (saved) signIn(saved, known && known.viewer ? known : null);
 else showSignIn("");
