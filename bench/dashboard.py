@@ -29,6 +29,10 @@ from pulse.stack import DEMO_MERCHANT
 
 RENDERED = "return (performance.getEntriesByName('pulse:rendered')[0] || {}).startTime ?? null"
 FETCHED = "return performance.getEntriesByName('pulse:fetched')[0].startTime"
+FIRST_QUERY = (
+    "const e = performance.getEntriesByType('resource').find(e => e.name.endsWith('/graphql'));"
+    " return [e.startTime, e.duration]"
+)
 BREAKDOWN = "return (performance.getEntriesByName('pulse:breakdown')[0] || {}).startTime ?? null"
 
 
@@ -47,10 +51,13 @@ def first_render_ms(driver: Any, url: str, timeout_s: float = 30.0) -> dict[str,
             raise RuntimeError("the breakdown did not render")
         time.sleep(0.02)
     fetched = float(driver.execute_script(FETCHED))
+    query_start, query_ms = driver.execute_script(FIRST_QUERY)  # the report's request
     points = driver.execute_script("return document.querySelectorAll('#points tbody tr').length")
     return {
         "rendered_ms": round(float(rendered), 1),
         "answered_ms": round(fetched, 1),  # the report's answer arrived (server + network)
+        "asked_at_ms": round(float(query_start), 1),  # page, styles and scripts loaded
+        "api_ms": round(float(query_ms), 1),  # the report request itself (the API's share)
         "client_ms": round(float(rendered) - fetched, 1),  # tiles and chart drawn
         "breakdown_ms": round(float(breakdown), 1),  # the breakdown table (its own request)
         "points": int(points),
@@ -79,6 +86,8 @@ def run(state_dir: Path, runs: int, days: int) -> dict[str, Any]:
         "median_ms": statistics.median(times),
         "max_ms": max(times),
         "median_client_ms": statistics.median(s["client_ms"] for s in samples),
+        "median_asked_at_ms": statistics.median(s["asked_at_ms"] for s in samples),
+        "median_api_ms": statistics.median(s["api_ms"] for s in samples),
         "median_breakdown_ms": statistics.median(s["breakdown_ms"] for s in samples),
         "load_average": load_average(),
         "machine": describe(),
