@@ -371,13 +371,10 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
     assert len(page_points(b)) == 30
     # A column header ranks by that metric: the top groups by gross sales, largest first.
     b.driver.find_element(By.CSS_SELECTOR, "#breakdown th[data-metric=GROSS_SALES]").click()
-    b.wait(
-        lambda d: (
-            "▼" in d.find_element(By.CSS_SELECTOR, "#breakdown th.sorted").text
-            and d.find_element(By.CSS_SELECTOR, "#breakdown th.sorted").get_attribute("data-metric")
-            == "GROSS_SALES"
-        )
+    sorted_by = (
+        "const th = document.querySelector('#breakdown th.sorted'); return th.dataset.metric"
     )
+    b.wait(lambda d: d.execute_script(sorted_by) == "GROSS_SALES")  # one read: no stale element
     b.state_is("ready")
     by_gross = ask(
         origin,

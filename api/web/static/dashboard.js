@@ -24,6 +24,7 @@ const REPORT_METRICS = [...TILES.map((t) => t.metric), "EVENTS"];
 const KIND = Object.fromEntries([...TILES.map((t) => [t.metric, t.kind]), ["EVENTS", "count"]]);
 const LABEL = Object.fromEntries([...TILES.map((t) => [t.metric, t.label]), ["EVENTS", "Events"]]);
 const BREAKDOWN_METRICS = ["EVENTS", "PAYMENTS", "GROSS_SALES", "AVERAGE_TICKET", "PAYMENT_SUCCESS_RATE"];
+// Until sign-in lists the API's own Dimension enum (new dimensions then appear by themselves).
 const DIMENSIONS = ["EVENT_TYPE", "STATUS", "PAYMENT_METHOD", "COUNTRY", "CHANNEL", "DEVICE", "STORE_ID"];
 
 const $ = (id) => document.getElementById(id);
@@ -216,8 +217,13 @@ async function signIn(key, known = null) {
   let info = known;
   if (!info) {
     try {
-      const data = await gql(`{ viewer { keyId admin merchantId } __type(name: "MetricValue") { fields { name } } }`, {});
-      info = { viewer: data.viewer, withCurrency: (data.__type.fields || []).some((f) => f.name === "currency") };
+      const data = await gql(`{ viewer { keyId admin merchantId }
+        value: __type(name: "MetricValue") { fields { name } } dims: __type(name: "Dimension") { enumValues { name } } }`, {});
+      info = {
+        viewer: data.viewer,
+        withCurrency: (data.value.fields || []).some((f) => f.name === "currency"),
+        dimensions: (data.dims.enumValues || []).map((v) => v.name), // every dimension the API has
+      };
     } catch (err) {
       showSignIn("");
       handleError(err, () => signIn(key)); // a bad key signs out; an engine outage retries
@@ -226,6 +232,7 @@ async function signIn(key, known = null) {
   }
   state.viewer = info.viewer;
   state.withCurrency = info.withCurrency;
+  if (info.dimensions && info.dimensions.length) fillDimensions(info.dimensions);
   sessionStorage.setItem(KEY, key);
   sessionStorage.setItem(VIEWER, JSON.stringify(info));
   $("sign-in").hidden = true;
@@ -580,6 +587,13 @@ const MODERN_ZONE = {
 };
 const modern = (z) => MODERN_ZONE[z] || z;
 
+function fillDimensions(names) {
+  const select = $("dimension");
+  const chosen = select.value || new URLSearchParams(location.hash.slice(1)).get("dim") || "EVENT_TYPE";
+  select.replaceChildren(...names.map((d) => new Option(d.toLowerCase().replaceAll("_", " "), d)));
+  select.value = names.includes(chosen) ? chosen : names[0];
+}
+
 function fillSelects() {
   const here = modern(Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
   const listed = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
@@ -587,7 +601,7 @@ function fillSelects() {
   for (const z of ["UTC", here]) zones.add(z);
   $("zone").replaceChildren(...[...zones].sort().map((z) => new Option(z, z, z === here, z === here)));
   $("chart-metric").replaceChildren(...REPORT_METRICS.map((m) => new Option(LABEL[m], m, m === "GROSS_SALES", m === "GROSS_SALES")));
-  $("dimension").replaceChildren(...DIMENSIONS.map((d) => new Option(d.toLowerCase().replace("_", " "), d, d === "EVENT_TYPE", d === "EVENT_TYPE")));
+  fillDimensions(DIMENSIONS);
   const today = localDay(here, Date.now());
   $("from").value = dayText(addDays(today, -13));
   $("to").value = dayText(today);
