@@ -24,6 +24,7 @@ from opensearchpy import OpenSearch
 from ilm.arrivals import Arrivals
 from ilm.templates import ensure_templates
 from indexer.batching import Batcher, Limits
+from indexer.codecs import missing_codecs
 from indexer.decode import Bounds, decode, now_ms
 from indexer.dlq import DlqWriter, dlq_producer
 from indexer.metrics import Metrics
@@ -106,6 +107,8 @@ class Indexer:
         self.metrics.serve(self.settings.indexer_metrics_port)
         consumer.subscribe([self.names.topic_raw], listener=RebalanceBridge(self, consumer))
         log.info("indexer started", extra={"topic": self.names.topic_raw})
+        if missing := missing_codecs():  # batches in these codecs block their partition
+            log.error("kafka codec libraries missing", extra={"codecs": missing})
         try:
             while not stop.is_set() and self.worker.alive:
                 self._step()
