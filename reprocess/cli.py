@@ -84,7 +84,12 @@ def _start(
         console.print(line)
     if dry_run or not (yes or typer.confirm("Proceed?")):
         return
-    _finish(action.apply())
+    try:
+        run = action.apply()
+    except RunError as exc:  # e.g. an undecodable batch: checkpointed, resumable
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    _finish(run)
 
 
 def _finish(run: runs.Run) -> None:

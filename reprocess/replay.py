@@ -32,18 +32,33 @@ from rich.progress import Progress
 from indexer.decode import Bounds, now_ms
 from indexer.model import IndexItem
 from indexer.targets import EPOCH, Targets, day_date
+from indexer.undecodable import SKIP_REQUESTED, SKIPPED, BadBatch, BlockedBatches, locate
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
 from reprocess.firstcopy import FirstCopies
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
 from reprocess.registry import GenerationResolver
-from reprocess.runs import Run
+from reprocess.runs import Run, RunError
 from reprocess.tally import Tally, row_of
 from reprocess.writing import Offsets, Writing, Written, first_offsets
 
 Hook = Callable[[Run], None]
 POLL_MS = 500
+
+
+class UndecodableBatch(RunError):
+    """The replay reached a record batch it cannot decode and no skip was decided for it
+    (docs/decisions/0110): the run stops there, checkpointed, and resumes after a decision."""
+
+    def __init__(self, bad: BadBatch) -> None:
+        super().__init__(
+            f"partition {bad.partition} offset {bad.offset} cannot be decoded ({bad.error}). "
+            "Install the missing codec library and `pulse reprocess resume`, or "
+            f"`pulse dlq skip-batch --partition {bad.partition} --offset {bad.offset} --yes` "
+            "and `pulse reprocess resume` (the batch is dead-lettered, its events left out)."
+        )
+        self.bad = bad
 
 
 @dataclass
@@ -93,9 +108,7 @@ class Replayer:
         confirm = self._copies.confirmed
         with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
             while True:
-                polled = self.consumer.poll(
-                    timeout_ms=POLL_MS, max_records=self.settings.reprocess_batch_docs
-                )
+                polled = self._poll()
                 records: list[Record] = [r for batch in polled.values() for r in batch]
                 if records:
                     self.batch(records, writing)
@@ -108,6 +121,32 @@ class Replayer:
                 self._count(writing.collect())
             self._count(writing.drain())
         self.run.pending_from = dict(self.run.offsets)  # every batch is durable now
+
+    def _poll(self) -> dict[TopicPartition, list[Record]]:
+        try:
+            polled: dict[TopicPartition, list[Record]] = self.consumer.poll(
+                timeout_ms=POLL_MS, max_records=self.settings.reprocess_batch_docs
+            )
+        except Exception as exc:
+            bad = locate(exc)
+            if bad is None:
+                raise
+            self._skip(bad)
+            return {}
+        return polled
+
+    def _skip(self, bad: BadBatch) -> None:
+        """Past a batch the operator chose to skip (the live indexer dead-letters it); any
+        other undecodable batch stops the run, reported where the operator looks."""
+        store = BlockedBatches(self.client, self.names)
+        store.ensure()
+        status = store.report(bad)
+        if status not in (SKIP_REQUESTED, SKIPPED) or bad.next_offset is None:
+            raise UndecodableBatch(bad)
+        p = str(bad.partition)
+        self.consumer.seek(self._tps[p], bad.next_offset)
+        self.run.offsets[p] = max(self.run.offsets[p], bad.next_offset)
+        self.run.count(skipped_batches=1)
 
     def _remaining(self) -> int:
         head = self.consumer.end_offsets(list(self._tps.values()))

@@ -60,9 +60,13 @@ def fluent_bit_producer(bootstrap: str, codec: str | None = None) -> Producer:
     return Producer(config)
 
 
-def produce_librdkafka(producer: Producer, topic: str, events: list[dict[str, Any]]) -> None:
+def produce_librdkafka(
+    producer: Producer, topic: str, events: list[dict[str, Any]], partition: int | None = None
+) -> None:
     """Produce every event (key = event_id, value = what out_kafka writes) and wait for every
-    delivery report; any delivery error fails the test."""
+    delivery report; any delivery error fails the test. ``partition`` None: librdkafka's own
+    partitioner chooses, as in Fluent Bit."""
+    where = {} if partition is None else {"partition": partition}
     errors: list[KafkaError] = []
 
     def delivered(err: KafkaError | None, _msg: Message) -> None:
@@ -71,7 +75,8 @@ def produce_librdkafka(producer: Producer, topic: str, events: list[dict[str, An
 
     for event in events:
         key = str(event["event_id"]).encode()
-        producer.produce(topic, key=key, value=to_kafka_message(event), on_delivery=delivered)
+        value = to_kafka_message(event)
+        producer.produce(topic, key=key, value=value, on_delivery=delivered, **where)
         producer.poll(0)
     assert producer.flush(60) == 0, "librdkafka did not deliver everything in time"
     assert not errors, errors
