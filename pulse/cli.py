@@ -14,6 +14,7 @@ from api.keys import create_key, list_keys, revoke
 from bench import cli as bench_cli
 from ilm import cli as ilm_cli
 from indexer import cli as indexer_cli
+from indexer import dlq_cli
 from ingest import loadgen
 from pulse.clients import ensure_topics, opensearch_client, resolve_endpoints
 from pulse.logs import configure_logging
@@ -147,6 +148,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by crea
 
 for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli, bench_cli):
     _module.register(app, bench_app)
+dlq_cli.register(app)  # pulse dlq stats|show|redrive|skip-batch
 
 
 def main() -> None:
