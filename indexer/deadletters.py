@@ -4,8 +4,9 @@ The letters are written by ``indexer.dlq`` (value = the original bytes, context 
 ``pulse.*`` headers). Reading them uses no consumer group: a new group joins slowly (about
 23 s on the embedded broker) and until it has joined it sees nothing, which a command would
 report as "empty". Instead every partition is assigned by hand, read from its beginning, and
-read until the end offsets captured when the command started: the answer is complete for that
-moment, never "empty" because a join was still under way.
+read until the end offsets captured when the command started (then on to the end of the last
+batch, which the embedded broker's end offset stops short of: decision 0061): the answer is
+complete for that moment, never "empty" because a join was still under way.
 
 Re-driving re-sends chosen letters' original bytes to ``events.raw``. It is idempotent through
 the event ``_id`` (merchant_id, event_id): the indexer's first-write-wins create keeps one

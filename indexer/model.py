@@ -49,7 +49,7 @@ class DeadLetter:
     """A message bound for events.dlq; ``stage`` says which step refused it."""
 
     origin: Origin
-    stage: str  # validate | bounds | index | conflict
+    stage: str  # validate | bounds | index | conflict | fetch (an undecodable batch)
     reason: str
     detail: str
 
