@@ -37,6 +37,7 @@ from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
 from reprocess.firstcopy import FirstCopies
+from reprocess.offsets import heads
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
 from reprocess.registry import GenerationResolver
 from reprocess.runs import Run, RunError
@@ -97,29 +98,41 @@ class Replayer:
         for day in sorted(self._dates):
             gens.ensure_unaliased_day(self.client, self.names, self.run.plan.new_generation, day)
 
-    def catch_up(self, progress: Progress | None = None) -> None:
-        """Read from the checkpoint until an empty poll finds every partition at the head,
-        then wait until the writer thread has made every batch durable."""
-        self.consumer.assign(list(self._tps.values()))
+    def catch_up(self, bound: Offsets, progress: Progress | None = None) -> None:
+        """Read from the checkpoint up to ``bound`` (per partition, exclusive), then wait until
+        the writer thread has made every batch durable.
+
+        The bound is fixed before reading starts, so the read ends however fast producers keep
+        appending (reading "to the head" never ends under live traffic, issue 21). What arrives
+        after it reaches the new generation through the switch protocol (docs/decisions/0050):
+        the final catch-up after the fence reads to a bound taken after the fence."""
+        tps = list(self._tps.values())
+        self.consumer.assign(tps)
         for p, tp in self._tps.items():
             self.consumer.seek(tp, self.run.pending_from.get(p, self.run.offsets[p]))
-        task = progress.add_task("replay", total=self._remaining()) if progress else None
+        open_ = {p for p in self._tps if not self._done(p, bound)}
+        self.consumer.pause(*[tp for p, tp in self._tps.items() if p not in open_])
+        task = progress.add_task("replay", total=self._remaining(bound)) if progress else None
         generation = self.run.plan.new_generation
         confirm = self._copies.confirmed
         with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
-            while True:
+            while open_:
                 polled = self._poll()
-                records: list[Record] = [r for batch in polled.values() for r in batch]
+                fetched = [r for batch in polled.values() for r in batch]
+                records: list[Record] = [r for r in fetched if r.offset < bound[str(r.partition)]]
+                self.run.count(fetched=len(fetched))
                 if records:
                     self.batch(records, writing)
                     if progress is not None and task is not None:
-                        progress.update(
-                            task, advance=len(records), total=self._seen() + self._remaining()
-                        )
-                elif self._remaining() == 0:
-                    break
+                        progress.update(task, advance=len(records))
+                for p in list(open_):
+                    if self._done(p, bound):
+                        open_.discard(p)
+                        self.consumer.pause(self._tps[p])
                 self._count(writing.collect())
             self._count(writing.drain())
+        for p in self._tps:  # gaps (transaction markers, compaction) end below the bound
+            self.run.offsets[p] = max(self.run.offsets[p], bound[p])
         self.run.pending_from = dict(self.run.offsets)  # every batch is durable now
 
     def _poll(self) -> dict[TopicPartition, list[Record]]:
@@ -148,12 +161,19 @@ class Replayer:
         self.run.offsets[p] = max(self.run.offsets[p], bad.next_offset)
         self.run.count(skipped_batches=1)
 
-    def _remaining(self) -> int:
-        head = self.consumer.end_offsets(list(self._tps.values()))
-        return sum(max(0, head[tp] - self.run.offsets[p]) for p, tp in self._tps.items())
+    def _done(self, p: str, bound: Offsets) -> bool:
+        """Every record of partition ``p`` below the bound has been handed to ``batch``."""
+        if self.run.offsets[p] >= bound[p]:
+            return True
+        return bool(self.consumer.position(self._tps[p]) >= bound[p])
 
-    def _seen(self) -> int:
-        return sum(self.run.offsets[p] - self.run.plan.start_offsets[p] for p in self._tps)
+    def head(self) -> Offsets:
+        """The end offset of every partition now: a bound for ``catch_up``."""
+        head = heads(self.consumer, list(self._tps.values()))
+        return {p: head[tp] for p, tp in self._tps.items()}
+
+    def _remaining(self, bound: Offsets) -> int:
+        return sum(max(0, bound[p] - self.run.offsets[p]) for p in self._tps)
 
     def batch(self, records: list[Record], writing: Writing) -> None:
         checkpoint = dict(self.run.offsets)
