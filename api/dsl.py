@@ -13,7 +13,7 @@ from typing import Any
 
 from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
 from api.timebuckets import ENGINE_INTERVAL
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 Body = dict[str, Any]
 GroupKey = tuple[str, ...]

@@ -18,7 +18,7 @@ from opensearchpy.exceptions import (
 )
 
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
-from ilm import served
+from storage import served
 
 log = logging.getLogger(__name__)
 

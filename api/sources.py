@@ -21,7 +21,7 @@ from api.errors import BadInput, UnexpectedAnswer
 from api.model import HOUR_MS, MISSING, Granularity, Interval, QueryPlan, Source
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 GroupKey = tuple[str, ...]
 CellKey = tuple[GroupKey | None, int | None]

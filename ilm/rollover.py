@@ -25,8 +25,8 @@ from opensearchpy.exceptions import NotFoundError
 
 from ilm.actions import Action, Refused
 from ilm.inventory import IndexInfo
-from ilm.templates import create_index, day_alias_members
 from pulse.naming import Names
+from storage.templates import create_index, day_alias_members
 
 log = logging.getLogger(__name__)
 

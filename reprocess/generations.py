@@ -9,8 +9,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_raw_day
 from pulse.naming import DAY_FORMAT, Names
+from storage.templates import ensure_raw_day
 
 DAY_MS = 86_400_000
 

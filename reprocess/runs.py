@@ -14,9 +14,9 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from pulse.naming import Names
-from reprocess import store
 from reprocess.plan import Plan
 from reprocess.tally import Tally
+from storage import reprocess_index as store
 
 # Phases, in order. A run only moves forward, except rollback (switched -> rolled_back).
 PLANNED, REPLAYING, REPLAYED, VERIFIED, SWITCHING, SWITCHED = (

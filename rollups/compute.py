@@ -22,9 +22,9 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ilm import served
-from rollups import schema as rs
 from rollups import sketch
+from storage import rollup_schema as rs
+from storage import served
 
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]

@@ -29,7 +29,7 @@ from opensearchpy import OpenSearch, helpers
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from pulse.naming import Names
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 DayKey = tuple[str, int]  # (merchant, start of the UTC day)
 DAYS_PER_BATCH = 200  # packs per round (and up to 200 x 24 TOTAL ids per mget)

@@ -42,12 +42,12 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ilm import arrivals, served
-from ilm.arrivals import DAY_MS
-from ilm.templates import ensure_index
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups.schema import HOUR_MS, SCHEMA_VERSION, hour_start
+from storage import arrivals, served
+from storage.arrivals import DAY_MS
+from storage.rollup_schema import HOUR_MS, SCHEMA_VERSION, hour_start
+from storage.templates import ensure_index
 
 STATE_ID = "rollups.state"
 HOLDS_ID = "rollups.holds"

@@ -9,12 +9,12 @@ from typing import Any
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
 
-from ilm import arrivals
-from ilm.templates import RAW_PROPERTIES, ensure_templates
 from ingest.contract import to_kafka_message
 from pulse.engines import wait_until
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage import arrivals
+from storage.templates import RAW_PROPERTIES, ensure_templates
 from tests.indexer.conftest import FAST, committed, indexed_totals, indexer_thread, read_dlq
 
 DAY_MS = 86_400_000

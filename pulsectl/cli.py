@@ -38,7 +38,7 @@ def up(
     ),
 ) -> None:
     """Start the embedded engines (unless configured) and every component, in the foreground."""
-    from pulse.stack import run_stack
+    from pulsectl.stack import run_stack
 
     settings = get_settings()
     if state_dir is not None:
