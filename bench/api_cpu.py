@@ -18,9 +18,9 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api import bench as query_bench
 from api.app import create_app
 from api.keys import create_key
+from bench import query as query_bench
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch

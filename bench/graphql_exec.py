@@ -35,7 +35,6 @@ from unittest import mock
 import strawberry
 from fastapi.testclient import TestClient
 
-from api import bench as query_bench
 from api import schema as api_schema
 from api import service
 from api.app import EXTENSIONS, create_app
@@ -45,6 +44,7 @@ from api.model import Metric, QueryPlan
 from api.ratelimit import RateLimiter
 from api.report import MetricValue, Point, Report, Series
 from api.sources import Ctx
+from bench import query as query_bench
 from pulse.clients import opensearch_client
 from pulse.naming import names_for
 from pulse.settings import Settings

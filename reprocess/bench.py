@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from indexer import bench as indexer_bench
+from bench import indexer as indexer_bench
 from indexer.model import DAY_MS
 from pulse.clients import opensearch_client
 from pulse.naming import names_for

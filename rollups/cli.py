@@ -1,10 +1,9 @@
-"""The `pulse` commands of the rollups package (registered by pulse.cli).
+"""The `pulse` commands of the rollups package (registered by pulsectl.cli).
 
 - ``pulse rollups`` — the scheduler in the foreground until SIGTERM/SIGINT (rollups.scheduler).
 - ``pulse rollups backfill --from T --to T`` — recompute an event-time range with a progress
   bar; run it again to resume (rollups.backfill). T: RFC 3339 / ISO 8601 (naive = UTC) or
   epoch milliseconds.
-- ``pulse bench rollups`` — job cost, reduction factor and latencies as JSON (rollups.bench).
 """
 
 from __future__ import annotations
@@ -19,10 +18,9 @@ from pulse.settings import Settings
 rollups_app = typer.Typer(help="Hourly per-merchant rollups: scheduler and backfill.")
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     root.add_typer(rollups_app, name="rollups")
-    bench.command(name="rollups")(bench_cmd)
 
 
 def _client(settings: Settings) -> OpenSearch:
@@ -94,22 +92,3 @@ def backfill_cmd(
         f"backfilled {report.hours} hours{resumed}: {report.pairs} merchant-hours, "
         f"{report.buckets} rollup documents"
     )
-
-
-def bench_cmd(
-    events: int = typer.Option(50_000, help="Raw events for the cost measurement."),
-    merchants: int = typer.Option(200),
-    rate: float = typer.Option(100.0, help="Live events/s during the latency measurement."),
-    interval: int = typer.Option(0, help="Job interval for the latency part [settings]."),
-    margin: float = typer.Option(-1.0, help="Visibility margin, s [settings' derived value]."),
-    skip_latency: bool = typer.Option(False, help="Only measure cost and reduction."),
-    reduction: str = typer.Option("100000,1000000", help="Events/day for the offline factor."),
-) -> None:
-    """Rollup job cost per million raw events, rollup docs per raw event, and latencies."""
-    from rollups.bench import BenchConfig, run
-
-    levels = tuple(int(n) for n in reduction.split(",") if n.strip())
-    config = BenchConfig(
-        events, merchants, rate, interval or None, margin, not skip_latency, levels
-    )
-    run(config)
