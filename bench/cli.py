@@ -17,6 +17,9 @@ def register(bench: typer.Typer) -> None:
     bench.command("indexer")(indexer)
     bench.command("query")(query)
     bench.command("rollups")(rollups)
+    from bench.reprocess import register_bench
+
+    register_bench(bench)
 
 
 def e2e(

@@ -168,9 +168,8 @@ def _register_bench(group: typer.Typer) -> None:
     bench_cli.register(group)
 
 
-for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli):
+for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
     _module.register(app)
-reprocess_cli.register(app, bench_app)
 _register_bench(bench_app)
 
 

@@ -1,4 +1,4 @@
-"""The `pulse reprocess`, `pulse reindex` and `pulse bench reprocess` commands."""
+"""The `pulse reprocess` and `pulse reindex` commands."""
 
 from __future__ import annotations
 
@@ -96,8 +96,8 @@ def _finish(run: runs.Run) -> None:
         raise typer.Exit(1)
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     app = typer.Typer(help="Rebuild a time range from Kafka into a new generation, verified.")
     root.add_typer(app, name="reprocess")
 
@@ -156,10 +156,6 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
                 f"{run.run_id}\t{plan.kind}\t{run.phase}\t{plan.new_generation}\t"
                 f"{plan.days[0].day}..{plan.days[-1].day}\t{json.dumps(run.stats)}"
             )
-
-    from reprocess.bench import register_bench
-
-    register_bench(bench)
 
 
 def _run_action(make: Callable[[Context], Resume | Rollback], dry_run: bool = False) -> None:
