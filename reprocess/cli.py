@@ -5,13 +5,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import typer
 from opensearchpy import OpenSearch
 from rich.console import Console
 
 from pulse.clients import opensearch_client, resolve_endpoints
+from pulse.clock import parse_instant
 from pulse.naming import Names, names_for
 from pulse.settings import Settings, get_settings
 from reprocess import runs
@@ -32,15 +32,10 @@ GAPS = typer.Option(False, "--accept-gaps", help="Go on although Kafka retention
 
 def parse_time(value: str) -> int:
     """ISO 8601 (date or date-time; naive means UTC) or integer epoch milliseconds."""
-    if value.isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_instant(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor epoch ms") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 def context() -> Context:

@@ -8,11 +8,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import typer
 from opensearchpy import OpenSearch
 
+from pulse import clock
 from pulse.settings import Settings
 
 rollups_app = typer.Typer(help="Hourly per-merchant rollups: scheduler and backfill.")
@@ -50,15 +49,10 @@ def scheduler_cmd(ctx: typer.Context) -> None:
 
 def parse_instant(value: str) -> int:
     """Epoch milliseconds from epoch millis or ISO 8601 (a naive time is taken as UTC)."""
-    if value.lstrip("-").isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return clock.parse_instant(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor epoch millis") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 @rollups_app.command("backfill")

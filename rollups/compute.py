@@ -22,6 +22,7 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
+from pulse.clock import DAY_MS
 from rollups import sketch
 from storage import rollup_schema as rs
 from storage import served
@@ -40,7 +41,6 @@ SUB_AGGS: dict[str, Any] = {
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "newest": {"max": {"field": "ingested_at"}},
 }
-DAY_MS = 24 * rs.HOUR_MS
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
