@@ -21,15 +21,12 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from opensearchpy import OpenSearch
 
-from ilm.arrivals import Arrivals
-from ilm.templates import ensure_templates
 from indexer.batching import Batcher, Limits
 from indexer.codecs import missing_codecs
 from indexer.decode import Bounds, decode, now_ms
 from indexer.dlq import DlqWriter, dlq_producer
 from indexer.metrics import Metrics
 from indexer.model import Batch, Origin
-from indexer.targets import Targets
 from indexer.undecodable import (
     RESOLVED,
     SKIP_REQUESTED,
@@ -43,6 +40,9 @@ from indexer.writer import BatchWriter
 from pulse.clients import ensure_topics, opensearch_client
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
+from storage.arrivals import Arrivals
+from storage.targets import Targets
+from storage.templates import ensure_templates
 
 log = logging.getLogger("pulse.indexer")
 POLL_S = 0.05
@@ -69,7 +69,7 @@ def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsu
 def generation_resolver(client: OpenSearch, settings: Settings) -> Callable[[date], str]:
     """Which generation receives a day's events: the reprocess registry (docs/decisions/0050)
     maps switched days to their new generation; every other day uses settings.generation."""
-    from reprocess.registry import GenerationResolver
+    from storage.registry import GenerationResolver
 
     resolver = GenerationResolver(
         client, names_for(settings), settings.generation, settings.generation_registry_ttl_s

@@ -1,4 +1,4 @@
-"""`pulse dlq …`: dead letters and undecodable batches for operators (registered by pulse.cli).
+"""`pulse dlq …`: dead letters and undecodable batches for operators (registered by pulsectl.cli).
 
 The logic lives in ``indexer.deadletters`` and ``indexer.undecodable``; this module only
 parses options and prints.

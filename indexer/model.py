@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-DAY_MS = 86_400_000
+from pulse.clock import DAY_MS as DAY_MS
 
 
 @dataclass(frozen=True, slots=True)

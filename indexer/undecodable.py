@@ -28,9 +28,9 @@ from typing import Any
 from opensearchpy import NotFoundError, OpenSearch
 from opensearchpy.exceptions import ConflictError
 
-from ilm.templates import ensure_index
 from indexer.model import DeadLetter, Origin
 from pulse.naming import Names
+from storage.templates import ensure_index
 
 REASON = "undecodable_batch"
 BLOCKED, SKIP_REQUESTED, SKIPPED = "blocked", "skip_requested", "skipped"

@@ -20,8 +20,8 @@ from opensearchpy import OpenSearch
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry
 from reprocess.offsets import heads
+from storage import registry
 
 GENERATION_RE = re.compile(r"[a-z0-9_]{1,32}")  # no '-': it separates name parts
 

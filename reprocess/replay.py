@@ -31,7 +31,6 @@ from rich.progress import Progress
 
 from indexer.decode import Bounds, now_ms
 from indexer.model import IndexItem
-from indexer.targets import EPOCH, Targets, day_date
 from indexer.undecodable import SKIP_REQUESTED, SKIPPED, BadBatch, BlockedBatches, locate
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
@@ -39,10 +38,11 @@ from reprocess import generations as gens
 from reprocess.firstcopy import FirstCopies
 from reprocess.offsets import heads
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
-from reprocess.registry import GenerationResolver
 from reprocess.runs import Run, RunError
 from reprocess.tally import Tally, row_of
 from reprocess.writing import Offsets, Writing, Written, first_offsets
+from storage.registry import GenerationResolver
+from storage.targets import EPOCH, Targets, day_date
 
 Hook = Callable[[Run], None]
 POLL_MS = 500

@@ -44,13 +44,15 @@ from rich.text import Text
 from pulse.naming import Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry, reindex, runs, store
+from reprocess import reindex, runs
 from reprocess.pipeline import Processing
 from reprocess.plan import Plan, PlanError, build_plan
 from reprocess.replay import Hook, Replayer, consumer_for
 from reprocess.runs import Run, RunError
 from reprocess.verify import verify
 from rollups import state as rollup_state
+from storage import registry
+from storage import reprocess_index as store
 
 RollupRebuild = Callable[[int, int], None]  # (start_ms, end_ms) of the days to recompute
 

@@ -87,7 +87,7 @@ def _events(now: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 def _pulse(settings: Settings, *args: str) -> str:
     env = {"PATH": "/usr/bin:/bin", **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "pulse.cli", "dlq", *args], env=env, capture_output=True,
+        [sys.executable, "-m", "pulsectl.cli", "dlq", *args], env=env, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

@@ -11,19 +11,19 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_raw_day, ensure_templates
 from ingest.contract import Event, parse_message, to_kafka_message
 from ingest.loadgen import Generator, LoadSpec
 from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import DAY_FORMAT, Names, day_of
 from pulse.settings import Settings
-from reprocess import registry
 from reprocess.generations import day_start_ms
 from reprocess.pipeline import Processing, current_processing
 from reprocess.service import Context, Reprocess
 from reprocess.tally import Tally, engine_tally, row_of
-from rollups import schema as rs
 from rollups.backfill import rebuild
+from storage import registry
+from storage import rollup_schema as rs
+from storage.templates import ensure_raw_day, ensure_templates
 
 TODAY = datetime.now(tz=UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
