@@ -216,6 +216,8 @@ class Indexer:
         assert self.consumer is not None
         self.consumer.pause(TopicPartition(bad.topic, bad.partition))
         self.blocked[bad.partition] = bad
+        for waiting in (self.unresolved or {}).values():  # not decodable here: not resolved
+            waiting[:] = [(key, offset) for key, offset in waiting if key != bad.key]
         label = str(bad.partition)
         if bad.key not in self._seen_bad:
             self._seen_bad.add(bad.key)
