@@ -80,7 +80,7 @@ def test_replay_stops_at_an_undecodable_batch_until_the_operator_skips_it(ctx: C
 def _pulse_dlq(settings: Settings, *args: str) -> str:
     env = {"PATH": "/usr/bin:/bin", **settings_env(settings)}
     done = subprocess.run(
-        [sys.executable, "-m", "pulse.cli", "dlq", *args], env=env, capture_output=True,
+        [sys.executable, "-m", "pulsectl.cli", "dlq", *args], env=env, capture_output=True,
         text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
