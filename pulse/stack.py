@@ -266,7 +266,7 @@ def write_stack_json(stack: Stack) -> None:
 def announce(stack: Stack, demo: bool, healthy: bool) -> None:
     console.print(f"[bold green]Pulse is up[/bold green] (api healthy: {healthy})")
     console.print(f"  GraphQL (GraphiQL in a browser): {stack.graphql_url}")
-    console.print(f"  Collector (Fluent Bit in_http format): {stack.collector_url}")
+    console.print(f"  Collector (Fluent Bit in_http format, write keys): {stack.collector_url}")
     console.print(f"  OpenSearch: {stack.endpoints.opensearch_url}")
     console.print(f"  Kafka: {stack.endpoints.kafka_bootstrap}")
     console.print(f"  State: {Path(stack.settings.state_dir) / 'stack.json'}")
