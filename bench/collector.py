@@ -133,6 +133,27 @@ def measure(mode: str, env: dict[str, str], key: str, args: argparse.Namespace) 
         stop_process(proc, 10)
 
 
+def check_cost_us(calls: int = 50_000) -> dict[str, float]:
+    """CPU µs of one cached key check (header parse, SHA-256, cache hit) in this process:
+    the part of the "auth" mode that "noauth" skips, measured without HTTP around it."""
+    import asyncio
+
+    from ingest.collector import Gate
+
+    header = "Bearer pulse_" + "k" * 43  # the length of a real key
+    gate = Gate(lambda _digest: ADMIN, ttl_s=3600.0)
+
+    async def checks() -> float:
+        await gate.principal(header)  # the one store lookup, then cache hits only
+        started = time.process_time()
+        for _ in range(calls):
+            await gate.principal(header)
+        return time.process_time() - started
+
+    runs = [asyncio.run(checks()) for _ in range(5)]
+    return {"calls": calls, "median_us": round(statistics.median(runs) / calls * 1e6, 2)}
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(url.replace("/events", "/healthz"), timeout=1).status_code == 200
@@ -157,7 +178,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                "PULSE_NAMESPACE": settings.namespace}  # fmt: skip
         load_start = machine.load_average()
         runs = [[measure(mode, env, key, args) for mode in MODES] for _ in range(args.runs)]
-        return summary(runs, args, load_start, machine.load_average())
+        result = summary(runs, args, load_start, machine.load_average())
+        result["cached_check_cpu"] = check_cost_us()
+        cpu_per_request_us = 1e6 / result["medians"]["noauth"]["requests_per_core_s"]
+        result["cached_check_share_of_noauth_request"] = round(
+            result["cached_check_cpu"]["median_us"] / cpu_per_request_us, 4
+        )
+        return result
     finally:
         engines.stop()
 

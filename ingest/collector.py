@@ -35,6 +35,7 @@ from fastapi.concurrency import run_in_threadpool
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, MessageSizeTooLargeError
 from opensearchpy.exceptions import OpenSearchException
+from starlette.requests import ClientDisconnect
 
 from ingest.contract import to_kafka_message
 from ingest.keycache import KeyCache, Resolve, bearer_key, digest_of
@@ -135,9 +136,10 @@ def _key(record: dict[str, Any]) -> bytes | None:
 class Gate:
     """Authentication: the bearer write key of a request, checked through a short cache."""
 
-    def __init__(self, resolve: Resolve, ttl_s: float) -> None:
+    def __init__(self, resolve: Resolve, ttl_s: float, retry_after_s: int = 5) -> None:
         self.resolve = resolve
         self.cache = KeyCache(ttl_s)
+        self.retry_after_s = retry_after_s
 
     async def principal(self, authorization: str | None) -> Principal:
         key = bearer_key(authorization)
@@ -149,7 +151,7 @@ class Gate:
             try:
                 principal = await run_in_threadpool(self.resolve, digest)
             except OpenSearchException:
-                raise _unavailable("the key store", 5) from None
+                raise _unavailable("the key store", self.retry_after_s) from None
             self.cache.put(digest, principal)
         if principal is None:
             raise Refusal(401, "unauthenticated", "unknown or revoked key")
@@ -167,11 +169,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise too_large
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        parts.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise too_large
+            parts.append(chunk)
+    except ClientDisconnect:  # the sender gave up mid-body: nothing was written
+        raise Refusal(400, "incomplete_body", "the sender closed the request early") from None
     return b"".join(parts)
 
 
@@ -240,7 +245,7 @@ def create_app(
 ) -> FastAPI:
     """The collector app. ``resolve`` maps a key hash to its principal (the key store)."""
     limits = limits or Limits()
-    gate = Gate(resolve, key_ttl_s)
+    gate = Gate(resolve, key_ttl_s, limits.retry_after_s)
     app = FastAPI(title="Pulse collector (Fluent Bit in_http formats, write keys)")
     app.state.gate = gate
 

@@ -27,7 +27,7 @@ from opensearchpy import OpenSearch
 from ingest.collector import Limits, collector_producer, create_app
 from ingest.contract import Event, parse_message
 from ingest.sinks import kafka_producer
-from pulse.clients import ensure_topics
+from pulse.clients import ensure_topics, opensearch_client
 from pulse.engines import free_port, start_kafka, wait_until
 from pulse.keystore import Principal, create_key, lookup_hash, revoke
 from pulse.naming import Names
@@ -288,6 +288,18 @@ def test_a_record_too_large_for_kafka_is_refused_not_retried(
     assert [r["status"] for r in results] == ["accepted", "refused", "accepted"]
     assert results[1]["reason"] == "too_large" and "1000000" in results[1]["detail"]
     assert event_ids(settings, topics) == ["small-1", "small-2"]
+
+
+def test_an_unreachable_key_store_is_503_with_retry_after(
+    app_for: Callable[..., FastAPI], admin_key: str, topics: Names, settings: Settings
+) -> None:
+    """A key the collector has not verified yet cannot be checked: retry later, never admit."""
+    nowhere = opensearch_client(f"http://127.0.0.1:{free_port()}", timeout_s=2.0)
+    app = app_for(Limits(retry_after_s=9), resolve=resolver(nowhere, topics))
+    with TestClient(app) as client:
+        response = client.post("/events", content=orjson.dumps(EVENT), headers=auth(admin_key))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "9"
+    assert event_ids(settings, topics) == []
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b'"text"', b"[{}, 3]"])
