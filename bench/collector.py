@@ -111,7 +111,7 @@ def measure(mode: str, env: dict[str, str], key: str, args: argparse.Namespace) 
     proc = subprocess.Popen(cmd, env=env)
     try:
         url = f"http://127.0.0.1:{port}/events"
-        if not wait_until(lambda: _healthy(url), 30.0):
+        if not wait_until(lambda: _healthy(url), 120.0):  # a busy shared machine
             raise RuntimeError(f"collector ({mode}) did not start")
         tag = uuid.uuid4().hex[:6]
         load(url, key, bodies_of(200, args.batch, f"w{tag}"), args.threads)  # warm-up

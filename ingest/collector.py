@@ -314,7 +314,7 @@ def serve(settings: Settings, bootstrap: str, opensearch_url: str, topic: str) -
     from pulse.naming import names_for
 
     limits = Limits.from_settings(settings)
-    client = opensearch_client(opensearch_url, timeout_s=5.0)  # a slow store is a 503
+    client = opensearch_client(opensearch_url, timeout_s=10.0)  # a slow store is a 503
     names = names_for(settings)
     producer = collector_producer(bootstrap, limits)
     app = create_app(
