@@ -5,6 +5,7 @@ bounded front door (write keys, merchant scope, streaming body limit, per-record
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -196,7 +197,8 @@ def test_verdicts_are_cached_and_revocation_takes_at_most_the_ttl(
 def served(app: FastAPI) -> Iterator[int]:
     """Run ``app`` on a real uvicorn server on a free loopback port (streaming bodies)."""
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)  # to caplog
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     assert wait_until(lambda: server.started, 10.0)
@@ -261,6 +263,24 @@ def test_an_oversize_streaming_body_is_413_before_it_is_read_whole(
             sock.sendall(head)
             assert status_of(sock)[0] == 413
     assert event_ids(settings, topics) == []
+
+
+def test_a_sender_leaving_mid_body_writes_nothing_and_breaks_nothing(
+    app_for: Callable[..., FastAPI],
+    admin_key: str,
+    settings: Settings,
+    topics: Names,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with served(app_for()) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(chunked_head(port, admin_key) + chunk(b'[{"event_id": "half", '))
+        with socket.create_connection(("127.0.0.1", port)) as sock:  # still serving
+            whole = orjson.dumps({**EVENT, "event_id": "whole"})
+            sock.sendall(chunked_head(port, admin_key) + chunk(whole) + b"0\r\n\r\n")
+            assert status_of(sock)[0] == 201
+    assert event_ids(settings, topics) == ["whole"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no traceback"
 
 
 def test_too_many_records_is_413(
