@@ -152,6 +152,11 @@ def _principal(info: Info[Context, None]) -> Principal:
             raise EngineUnavailable() from None
         if principal is None:
             raise Unauthenticated("unknown or revoked API key")
+        if principal.write:
+            raise Forbidden(
+                "this is a write key: it sends events to the collector and cannot read; "
+                "query with a read key (pulse keys create --merchant ID, without --write)"
+            )
         context.principal = principal
     try:
         context.limiter.take(context.principal.key_id)
