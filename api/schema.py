@@ -9,6 +9,7 @@ per-field machinery, with the same JSON; see docs/decisions/0100-plain-data-exec
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -45,7 +46,9 @@ from strawberry.types import Info
 from strawberry.types.field import StrawberryField
 
 from api import model, planner, report, service
-from api.errors import EngineUnavailable, Forbidden, Unauthenticated
+from api.authcache import KeyGuard
+from api.budget import Cost
+from api.errors import EngineUnavailable, Forbidden, RateLimited, Unauthenticated
 from api.keys import Principal, lookup
 from api.ratelimit import RateLimiter
 from api.sources import Ctx
@@ -127,37 +130,73 @@ class Freshness:
 
 
 class Context(BaseContext):
-    """Per request: the shared execution context, the limiter and the presented key."""
+    """Per request: the shared execution context, the limiter, the presented key, the key
+    guard (caches, api.authcache) and client address, and the cost priced by api.budget."""
 
-    def __init__(self, ctx: Ctx, limiter: RateLimiter, authorization: str | None) -> None:
+    def __init__(
+        self,
+        ctx: Ctx,
+        limiter: RateLimiter,
+        authorization: str | None,
+        guard: KeyGuard | None = None,
+        address: str = "",
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.limiter = limiter
         self.authorization = authorization
+        self.guard = guard
+        self.address = address
         self.principal: Principal | None = None
+        self.cost: Cost | None = None
+        self.charged = False
+        self.refused: RateLimited | None = None
+        self.lock = threading.Lock()  # fields resolve concurrently: one lookup, one charge
+
+    def tokens(self) -> int:
+        """Rate-limit tokens of this request: its cost, or one without a budget extension."""
+        return self.cost.tokens if self.cost else 1
 
 
 def _principal(info: Info[Context, None]) -> Principal:
-    """The caller, from the bearer key; spends one rate-limit token per field resolved.
+    """The caller, from the bearer key; charges the request's tokens (its cost) once.
     Blocking (engine reads): resolvers call it in a worker thread, never on the event loop."""
     context = info.context
-    if context.principal is None:
-        header = (context.authorization or "").strip()
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthenticated("send an API key: Authorization: Bearer <key>")
-        try:
-            principal = lookup(context.ctx.client, context.ctx.names, key.strip())
-        except OpenSearchException:
-            raise EngineUnavailable() from None
-        if principal is None:
-            raise Unauthenticated("unknown or revoked API key")
-        context.principal = principal
+    with context.lock:
+        if context.principal is None:
+            context.principal = _authenticate(context)
+        if context.refused is not None:
+            raise context.refused
+        if not context.charged:
+            context.charged = True
+            try:
+                context.limiter.take(context.principal.key_id, context.tokens())
+            except RateLimited as refused:
+                context.refused = refused  # the request's other fields get the same answer
+                raise
+            except OpenSearchException:
+                raise EngineUnavailable() from None
+    return context.principal
+
+
+def _authenticate(context: Context) -> Principal:
+    header = (context.authorization or "").strip()
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("send an API key: Authorization: Bearer <key>")
+
+    def fetch(presented: str) -> Principal | None:
+        return lookup(context.ctx.client, context.ctx.names, presented)
+
     try:
-        context.limiter.take(context.principal.key_id)
+        if context.guard is not None:
+            return context.guard.principal(key.strip(), context.address, fetch)
+        principal = fetch(key.strip())
     except OpenSearchException:
         raise EngineUnavailable() from None
-    return context.principal
+    if principal is None:
+        raise Unauthenticated("unknown or revoked API key")
+    return principal
 
 
 def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:
