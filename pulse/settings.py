@@ -126,7 +126,7 @@ class Settings(BaseSettings):
     api_key_cache_entries: int = Field(default=10_000, ge=0)
     # Failed key lookups per client address: a burst, then this many a minute.
     api_auth_failures_burst: int = Field(default=5, ge=1)
-    api_auth_failures_per_minute: int = Field(default=10, ge=1)
+    api_auth_failures_per_minute: int = Field(default=5, ge=1)
     readyz_cache_s: float = Field(default=5.0, ge=0)  # /readyz reuses an engine check this long
 
     # Collector (the embedded stack's Fluent Bit in_http stand-in)

@@ -40,19 +40,22 @@ def test_a_thousand_random_keys_cost_at_most_ten_engine_requests(
     api_settings: Settings, api_client: OpenSearch, api_names: Names
 ) -> None:
     """Today's figure was 1,000 (one key GET each). Now the address's burst of 5 failed
-    lookups (then 10 a minute) go to the engine and the rest are answered RATE_LIMITED from
+    lookups (then 5 a minute) go to the engine and the rest are answered RATE_LIMITED from
     memory; a valid key already known to this replica still works from that address."""
     app_settings = api_settings.model_copy(update={"api_key_cache_ttl_s": 600.0})
     key = create_key(api_client, api_names, "m1", admin=False)[0]
     http = TestClient(create_app(app_settings, api_client))
     assert "errors" not in post(http, key, Q, {})  # known to the replica from now on
     codes: dict[str, int] = {}
+    started = time.monotonic()
     with counted(api_client) as calls:
         for _ in range(1000):
             c = code(post(http, bogus(), Q, {}))
             codes[c] = codes.get(c, 0) + 1
+    refilled = (time.monotonic() - started) * app_settings.api_auth_failures_per_minute / 60
     key_reads = [c for c in calls if api_names.keys_index in c]
-    assert len(key_reads) <= 10 and len(calls) <= 10, calls
+    assert len(calls) == len(key_reads) <= app_settings.api_auth_failures_burst + refilled + 1
+    assert len(calls) <= 10, calls  # the goal, with this machine's speed
     assert set(codes) == {"UNAUTHENTICATED", "RATE_LIMITED"} and codes["RATE_LIMITED"] >= 990
     assert "errors" not in post(http, key, Q, {})
     other = TestClient(create_app(app_settings, api_client), client=("10.9.8.7", 4000))
