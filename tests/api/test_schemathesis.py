@@ -85,6 +85,7 @@ def check(response: Any, asked: str) -> None:
     assert all(v is None for v in fresh.values()), data  # the key's merchant has no events
 
 
+@pytest.mark.timeout(240)  # bounded in time as well as in examples
 def test_schemathesis_finds_no_500_leak_or_engine_text(api_schema: Any, fuzz_key: str) -> None:
     """Each root field (Query.metrics, Query.freshness) with EXAMPLES generated queries.
     schemathesis' own pytest decorator does not run under pytest 9, so its strategies are
