@@ -135,8 +135,10 @@ class HeaderDeadline(H11Protocol):
         self._arm()
 
     def on_response_complete(self) -> None:
+        previous = self.cycle
         super().on_response_complete()
-        self._arm()
+        if self.cycle is previous:  # no pipelined request already started: wait for one
+            self._arm()
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)

@@ -106,13 +106,21 @@ def test_the_real_server_limits_headers_and_idle_connections(
                         break
                 trickle.sendall(b"X")
                 assert trickle.recv(1) != b""  # (never reached: closed meanwhile)
+        body = json.dumps({"query": Q}).encode()
+        request = (
+            b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        with socket.create_connection((host, int(port)), timeout=10) as piped:
+            piped.sendall(request * 2)  # pipelined: both answered
+            seen = b""
+            while seen.count(b"HTTP/1.1 200") < 2:
+                chunk = piped.recv(65536)
+                assert chunk, seen
+                seen += chunk
         with socket.create_connection((host, int(port)), timeout=10) as kept:
-            body = json.dumps({"query": Q}).encode()
-            kept.sendall(
-                b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                + body
-            )
+            kept.sendall(request)
             assert kept.recv(65536).startswith(b"HTTP/1.1 200")
             while kept.recv(65536):
                 pass  # the rest of the answer, then the close after the keep-alive timeout
