@@ -12,6 +12,7 @@ from opensearchpy import OpenSearch
 
 from api.app import EXTENSIONS, create_app
 from api.budget import price
+from api.errors import BadInput
 from api.keys import create_key
 from api.schema import build_schema
 from pulse.naming import Names
@@ -117,3 +118,14 @@ def test_the_rate_limit_charges_the_cost(
     assert code == "RATE_LIMITED" and "costs 22" in message
     fresh = '{ freshness(merchantId: "m1") { ingestedThrough } }'
     assert "errors" not in post(limited, key, fresh, {})
+
+
+def test_the_issues_ten_alias_request_costs_most_of_a_minute(api_settings: Settings) -> None:
+    """10 aliases of a 3-day MINUTE report (issue 23): 43,200 points, 432 of the default 600
+    tokens a minute; with 40 aliases the request is over the alias limit."""
+    ten = "{ " + " ".join(report(f"a{i}", MINUTES_3D, "EVENTS", "MINUTE") for i in range(10))
+    cost = price(SCHEMA, parse(ten + " }"), None, {}, Settings())
+    assert cost is not None and (cost.points, cost.tokens, cost.reports) == (43_200, 432, 10)
+    forty = "{ " + " ".join(report(f"a{i}", MINUTES_3D, "EVENTS", "MINUTE") for i in range(40))
+    with pytest.raises(BadInput, match="40 aliases"):
+        price(SCHEMA, parse(forty + " }"), None, {}, api_settings)
