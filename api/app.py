@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -23,8 +24,11 @@ from prometheus_client import (
 )
 from strawberry.fastapi import GraphQLRouter
 
+from api.authcache import KeyGuard
+from api.budget import CostBudget
 from api.errors import Code
 from api.executor import KnownDocuments
+from api.http_limits import RequestLimits, refuse_get, too_large
 from api.masking import CodedErrors
 from api.ratelimit import EngineBuckets, RateLimiter
 from api.schema import Backend, Context, build_schema
@@ -34,8 +38,9 @@ from pulse.naming import names_for
 from pulse.settings import Settings
 
 log = logging.getLogger(__name__)
-# Per request: error codes; valid query texts skip parse and validation (api.schema).
-EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments]
+# Per request: error codes; valid query texts skip parse and validation (api.schema); the
+# cost budget, priced before execution (api.budget).
+EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments, CostBudget]
 
 
 class RequestMetrics:
@@ -78,11 +83,14 @@ def create_app(
     ``backend`` replace the app's schema and engine-facing calls (benchmarks of one layer)."""
     ctx = Ctx(client or _engine(settings), names_for(settings), settings)
     limiter = _limiter(ctx, settings)
+    guard = KeyGuard(settings)
     metrics = RequestMetrics()
     calls = backend or Backend()
 
     async def context(request: Request) -> Context:
-        return Context(ctx, limiter, request.headers.get("authorization"), calls)
+        address = request.client.host if request.client else ""
+        auth = request.headers.get("authorization")
+        return Context(ctx, limiter, auth, calls, guard=guard, address=address)
 
     router: GraphQLRouter[Context, None] = GraphQLRouter(
         schema or build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql"
@@ -91,7 +99,12 @@ def create_app(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
     )
     app.include_router(router, prefix="/graphql")
-    app.middleware("http")(_observe(metrics))
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_header_bytes=settings.api_max_header_bytes,
+    )
+    app.middleware("http")(_observe(metrics, settings.api_max_response_bytes))
     _add_probes(app, ctx, metrics)
     return app
 
@@ -110,7 +123,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def _observe(
-    metrics: RequestMetrics,
+    metrics: RequestMetrics, max_response_bytes: int
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
     known = {"/graphql", "/healthz", "/readyz", "/metrics"}
 
@@ -120,9 +133,11 @@ def _observe(
         path = request.url.path if request.url.path in known else "other"
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            refused = refuse_get(request) if path == "/graphql" else None
+            response = refused or await call_next(request)
             if path == "/graphql":
                 response = await _coded_request_error(response)
+                response = await too_large(response, max_response_bytes)
         except Exception:  # never a 500 with a trace: log it, answer a coded error
             log.exception("unhandled error serving a request")
             response = _internal(path)
@@ -160,9 +175,18 @@ def _add_probes(app: FastAPI, ctx: Ctx, metrics: RequestMetrics) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    checked: list[float] = []  # when the engine was last asked, and its answer (as 0/1)
+    checking = asyncio.Lock()
+
     @app.get("/readyz")
     async def readyz() -> Response:
-        ready = await to_thread.run_sync(_engine_reachable, ctx.client)
+        """The engine's reachability, asked at most every readyz_cache_s: the probe is
+        unauthenticated, so it must not be a way to load the engine."""
+        async with checking:
+            if not checked or time.monotonic() - checked[0] >= ctx.settings.readyz_cache_s:
+                ready = await to_thread.run_sync(_engine_reachable, ctx.client)
+                checked[:] = [time.monotonic(), float(ready)]
+            ready = bool(checked[1])
         body: dict[str, Any] = {"status": "ready" if ready else "engine unreachable"}
         return JSONResponse(body, status_code=200 if ready else 503)
 

@@ -8,6 +8,7 @@ per-field machinery, with the same JSON; see docs/decisions/0100-plain-data-exec
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from enum import Enum
@@ -22,8 +23,10 @@ from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
 from api import model, planner, report, service
+from api.authcache import KeyGuard
+from api.budget import Cost
 from api.engine import engine_errors
-from api.errors import Forbidden, Unauthenticated
+from api.errors import Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
 from api.keys import Principal, lookup
 from api.ratelimit import RateLimiter
@@ -122,8 +125,9 @@ class Backend:
 
 
 class Context(BaseContext):
-    """Per request: the shared execution context, the limiter, the presented key and the
-    engine-facing calls."""
+    """Per request: the shared execution context, the limiter, the presented key, the
+    engine-facing calls, the key guard (caches, api.authcache) and client address, and the
+    cost priced by api.budget."""
 
     def __init__(
         self,
@@ -131,37 +135,71 @@ class Context(BaseContext):
         limiter: RateLimiter,
         authorization: str | None,
         backend: Backend | None = None,
+        guard: KeyGuard | None = None,
+        address: str = "",
     ) -> None:
         super().__init__()
         self.ctx = ctx
         self.limiter = limiter
         self.authorization = authorization
         self.backend = backend or Backend()
+        self.guard = guard
+        self.address = address
         self.principal: Principal | None = None
+        self.cost: Cost | None = None
+        self.charged = False
+        self.refused: RateLimited | None = None
+        self.lock = threading.Lock()  # fields resolve concurrently: one lookup, one charge
+
+    def tokens(self) -> int:
+        """Rate-limit tokens of this request: its cost, or one without a budget extension."""
+        return self.cost.tokens if self.cost else 1
 
 
 def _principal(info: Info[Context, None]) -> Principal:
-    """The caller, from the bearer key; spends one rate-limit token per field resolved.
+    """The caller, from the bearer key; charges the request's tokens (its cost) once.
     Blocking (engine reads): resolvers call it in a worker thread, never on the event loop."""
     context = info.context
-    if context.principal is None:
-        header = (context.authorization or "").strip()
-        scheme, _, key = header.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthenticated("send an API key: Authorization: Bearer <key>")
-        with engine_errors("key lookup"):
-            principal = context.backend.principal(context.ctx, key.strip())
-        if principal is None:
-            raise Unauthenticated("unknown or revoked API key")
-        if principal.write:
-            raise Forbidden(
-                "this is a write key: it sends events to the collector and cannot read; "
-                "query with a read key (pulse keys create --merchant ID, without --write)"
-            )
-        context.principal = principal
-    with engine_errors("rate limit"):
-        context.limiter.take(context.principal.key_id)
+    with context.lock:
+        if context.principal is None:
+            context.principal = _authenticate(context)
+        if context.refused is not None:
+            raise context.refused
+        if not context.charged:
+            context.charged = True
+            try:
+                with engine_errors("rate limit"):
+                    context.limiter.take(context.principal.key_id, context.tokens())
+            except RateLimited as refused:
+                context.refused = refused  # the request's other fields get the same answer
+                raise
     return context.principal
+
+
+def _authenticate(context: Context) -> Principal:
+    header = (context.authorization or "").strip()
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise Unauthenticated("send an API key: Authorization: Bearer <key>")
+
+    def fetch(presented: str) -> Principal | None:
+        return context.backend.principal(context.ctx, presented)
+
+    with engine_errors("key lookup"):
+        if context.guard is not None:
+            principal: Principal | None = context.guard.principal(
+                key.strip(), context.address, fetch
+            )
+        else:
+            principal = fetch(key.strip())
+    if principal is None:
+        raise Unauthenticated("unknown or revoked API key")
+    if principal.write:
+        raise Forbidden(
+            "this is a write key: it sends events to the collector and cannot read; "
+            "query with a read key (pulse keys create --merchant ID, without --write)"
+        )
+    return principal
 
 
 def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:

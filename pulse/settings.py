@@ -107,6 +107,27 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=3 * 366, ge=1)
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
+    # Per-request cost budget, checked before any engine work (api.budget, docs/api.md "Limits").
+    max_request_points: int = Field(default=50_000, ge=1)  # buckets x metrics x groups, summed
+    max_request_fields: int = Field(default=500, ge=1)  # selected fields, fragments expanded
+    max_request_aliases: int = Field(default=10, ge=0)
+    max_request_depth: int = Field(default=20, ge=1)  # graphql-core's introspection: 15
+    rate_limit_points_per_token: int = Field(default=100, ge=1)  # a report: >= 1 token
+    # HTTP limits of the API server (api.app, api.cli).
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    api_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    api_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    api_keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    api_header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive
+    api_max_concurrency: int = Field(default=256, ge=1)  # open connections+requests, then 503
+    # Key lookups (api.authcache): a revoked key stops within api_key_cache_ttl_s.
+    api_key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    api_unknown_key_ttl_s: float = Field(default=60.0, ge=0)
+    api_key_cache_entries: int = Field(default=10_000, ge=0)
+    # Failed key lookups per client address: a burst, then this many a minute.
+    api_auth_failures_burst: int = Field(default=5, ge=1)
+    api_auth_failures_per_minute: int = Field(default=5, ge=1)
+    readyz_cache_s: float = Field(default=5.0, ge=0)  # /readyz reuses an engine check this long
 
     # Collector (the authenticated HTTP edge; Fluent Bit in_http formats). docs/operations.md
     collector_host: str = "127.0.0.1"
