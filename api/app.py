@@ -24,6 +24,7 @@ from strawberry.fastapi import GraphQLRouter
 
 from api.errors import Code
 from api.masking import CodedErrors
+from api.observability import OperationMetrics
 from api.ratelimit import EngineBuckets, RateLimiter
 from api.schema import Context, KnownDocuments, build_schema
 from api.sources import Ctx
@@ -51,6 +52,7 @@ class RequestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.graphql = OperationMetrics(self.registry)
 
 
 def _engine(settings: Settings) -> OpenSearch:
@@ -75,7 +77,9 @@ def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
         return Context(ctx, limiter, request.headers.get("authorization"))
 
     router: GraphQLRouter[Context, None] = GraphQLRouter(
-        build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql"
+        build_schema([*EXTENSIONS, metrics.graphql.extension()]),
+        context_getter=context,
+        graphql_ide="graphiql",
     )
     app = FastAPI(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan

@@ -15,6 +15,7 @@ from bench import cli as bench_cli
 from ilm import cli as ilm_cli
 from indexer import cli as indexer_cli
 from ingest import loadgen
+from pulse import status_view
 from pulse.clients import ensure_topics, opensearch_client, resolve_endpoints
 from pulse.logs import configure_logging
 from pulse.naming import names_for
@@ -145,7 +146,7 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by crea
     console.print(f"revoked {key_id}")
 
 
-for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli, bench_cli):
+for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli, bench_cli, status_view):
     _module.register(app, bench_app)
 
 
