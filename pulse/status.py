@@ -227,15 +227,18 @@ def _lag(
     and the group's consumption rate (committed offsets' advance per second)."""
     group = names.group(settings.indexer_group)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="pulse-status")
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, client_id="pulse-status")
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap, client_id="pulse-status", enable_auto_commit=False
+    )
     try:
         parts = sorted(consumer.partitions_for_topic(names.topic_raw) or [])
         tps = [TopicPartition(names.topic_raw, p) for p in parts]
+        consumer.assign(tps)
 
         def read() -> dict[int, tuple[int, int]]:
             """partition -> (committed position, lag)"""
             committed = admin.list_group_offsets({group: None}).get(group, {})
-            ends = consumer.end_offsets(tps)
+            ends = read_ends(consumer, tps)
             begins = consumer.beginning_offsets(tps)
             out = {}
             for tp in tps:
@@ -257,6 +260,19 @@ def _lag(
         admin.close()
 
 
+def read_ends(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """End offsets that are right on the embedded Tansu broker too: its ListOffsets(latest)
+    answers the last batch's base offset (docs/decisions/0061), so the tail from there is read
+    (at most a batch per partition) and the end is max(answer, last offset read + 1)."""
+    ends = dict(consumer.end_offsets(tps))
+    for tp in tps:
+        consumer.seek(tp, ends[tp])
+    while batch := consumer.poll(timeout_ms=300, max_records=10_000):
+        for tp, records in batch.items():
+            ends[tp] = max(ends[tp], records[-1].offset + 1)
+    return ends
+
+
 def _dead_letters(bootstrap: str, names: Names, now_s: float) -> DeadLetters:
     """Dead letters by reason over the last hour and day: the DLQ read from the offset of
     one day ago to its end, without a consumer group (nothing to join, nothing committed)."""
@@ -275,7 +291,7 @@ def _dead_letters(bootstrap: str, names: Names, now_s: float) -> DeadLetters:
         consumer.assign(tps)
         day_ago_ms = int((now_s - DLQ_WINDOW_S["day"]) * 1000)
         starts = consumer.offsets_for_times({tp: day_ago_ms for tp in tps})
-        ends = consumer.end_offsets(tps)
+        ends = read_ends(consumer, tps)
         remaining = {}
         for tp in tps:
             found = starts.get(tp)
