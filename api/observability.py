@@ -3,7 +3,8 @@
 - ``pulse_api_graphql_operations_total{operation, code}``: operations by root field and
   outcome: ``OK`` or the ``extensions.code`` of the first error (RATE_LIMITED counts the
   rate-limit refusals, INTERNAL our failures).
-- ``pulse_api_graphql_operation_seconds{operation}``: their latency.
+- ``pulse_api_graphql_operation_seconds{operation, code}``: their latency (a refusal is fast,
+  an engine timeout slow: by code, neither hides the other).
 - ``pulse_api_engine_errors_total{kind}``: engine failures behind INTERNAL answers, by
   ``api.errors.SystemFailure`` class (EngineUnavailable, EngineTimeout, ...).
 
@@ -37,8 +38,8 @@ class OperationMetrics:
         )
         self.latency = Histogram(
             "pulse_api_graphql_operation_seconds",
-            "GraphQL operation latency by root field",
-            ["operation"],
+            "GraphQL operation latency by root field and outcome code",
+            ["operation", "code"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -67,8 +68,9 @@ class OperationMetrics:
         result = ctx.result
         errors: list[GraphQLError] = list(getattr(result, "errors", None) or [])
         operation = operation_of(ctx, errors)
-        self.latency.labels(operation).observe(seconds)
-        self.operations.labels(operation, code_of(errors[0]) if errors else "OK").inc()
+        code = code_of(errors[0]) if errors else "OK"
+        self.latency.labels(operation, code).observe(seconds)
+        self.operations.labels(operation, code).inc()
         for error in errors:
             if isinstance(error.original_error, SystemFailure):
                 self.engine_errors.labels(type(error.original_error).__name__).inc()

@@ -51,7 +51,8 @@ def test_operations_are_counted_by_root_field_and_code(
     assert ops[(("code", "UNAUTHENTICATED"), ("operation", "metrics"))] == 1
     assert ops[(("code", "BAD_USER_INPUT"), ("operation", "invalid"))] == 1
     latency = samples(http, "pulse_api_graphql_operation_seconds_count")
-    assert latency[(("operation", "metrics"),)] == 4
+    assert latency[(("code", "OK"), ("operation", "metrics"))] == 2
+    assert latency[(("code", "RATE_LIMITED"), ("operation", "metrics"))] == 1
 
 
 def test_engine_errors_are_counted_by_kind(
