@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from ilm import manager
@@ -34,6 +35,7 @@ from pulse.naming import Names, names_for
 from pulse.settings import Settings
 from reprocess import registry, runs
 from rollups import state
+from rollups.lease import LEASE_ID
 
 WATERMARK_BEHIND_S = 1800
 LAG_BEHIND_S = 300
@@ -126,6 +128,9 @@ def collect(settings: Settings, sample_s: float = 2.0, now: float | None = None)
     lags, rate = lag if lag is not None else ([], None)
     blocked = _blocked_partitions(metrics.get("indexer"))
     now_s = time.time() if now is None else now
+    if not stack and lag is not None:  # a cluster: what the engines say about the workers
+        lease = section("rollups lease", lambda: _lease(client, names))
+        components = _cluster_components(lags, rate, sample_s, lease, now_s)
     reg = section("generation", lambda: registry.load(client, names, settings.generation)[0])
     status = Status(
         taken_at=datetime.fromtimestamp(now_s, tz=UTC).isoformat(timespec="seconds"),
@@ -188,9 +193,8 @@ def _scrape_all(stack: dict[str, Any]) -> dict[str, str]:
 
 
 def _components(stack: dict[str, Any], metrics: dict[str, str]) -> list[Component]:
-    """Embedded stack: each component's process and, where it has one, its metrics endpoint.
-    A real cluster has no stack.json: Kubernetes owns the processes (the lag, watermark and
-    target alerts cover them), so the list is empty."""
+    """Embedded stack: each component's process and, where it has one, its metrics endpoint
+    (a cluster has no stack.json: see ``_cluster_components``)."""
     out = []
     for name, pid in (stack.get("components") or {}).items():
         if not name.startswith("loadgen"):
@@ -199,6 +203,40 @@ def _components(stack: dict[str, Any], metrics: dict[str, str]) -> list[Componen
             detail = f"pid {pid}" + ("" if endpoint else ", metrics endpoint not answering")
             out.append(Component(name, alive and endpoint, detail if alive else f"pid {pid} gone"))
     return out
+
+
+def _cluster_components(
+    lags: list[PartitionLag],
+    rate: float | None,
+    sample_s: float,
+    lease: dict[str, Any] | None,
+    now_s: float,
+) -> list[Component]:
+    """On a cluster: the indexer group consumes (its committed offsets moved during the
+    sample, or nothing waits), and a rollup scheduler holds an unexpired lease (the holder
+    renews it every run)."""
+    out = []
+    if sample_s > 0 and rate is not None:
+        waiting = sum(p.lag for p in lags)
+        consuming = rate > 0 or waiting == 0
+        detail = f"group commits {rate:.0f} msg/s, {waiting} waiting"
+        out.append(Component("indexer", consuming, detail))
+    if lease is not None:
+        expires_s = int(lease.get("expires_at", 0)) / 1000
+        held = expires_s > now_s
+        detail = f"lease held by {lease.get('owner')}" if held else "no scheduler holds the lease"
+        out.append(Component("rollups", held, detail))
+    return out
+
+
+def _lease(client: OpenSearch, names: Names) -> dict[str, Any]:
+    """The rollup lease document's fields (empty before any scheduler ran)."""
+    try:
+        doc = client.get(index=names.state_index, id=LEASE_ID)
+    except NotFoundError:
+        return {}
+    found: dict[str, Any] = doc["_source"].get("rollups", {})
+    return found
 
 
 def _samples(text: str | None, metric: str) -> list[tuple[dict[str, str], float]]:

@@ -19,6 +19,7 @@ from pulse.status import collect
 from reprocess import runs
 from reprocess.plan import Plan
 from rollups import state
+from rollups.lease import LEASE_ID
 
 HOUR_S = 3600
 
@@ -48,10 +49,18 @@ def test_status_reads_every_section(
     watermark = int((time.time() - 120) * 1000)
     state.commit(os_client, names, None, state.State(settings.generation, watermark, None), {})
 
+    lease = {"owner": "rollups-a", "expires_at": int(time.time() * 1000) + 60_000, "term": 1}
+    os_client.index(index=names.state_index, body={"rollups": lease}, id=LEASE_ID, refresh=True)
+
     status = collect(settings, sample_s=0.5)
 
-    assert status.problems == [], status.problems
-    assert not status.embedded and status.components == []
+    # No indexer runs in this test: 40 messages wait and nothing commits.
+    assert status.problems == ["indexer is down (group commits 0 msg/s, 40 waiting)"]
+    assert not status.embedded
+    assert [(c.name, c.alive) for c in status.components] == [
+        ("indexer", False),
+        ("rollups", True),
+    ]
     assert sum(p.lag for p in status.lag) == 40 and len(status.lag) == settings.raw_partitions
     assert all(p.change == 0 for p in status.lag)  # no indexer: nothing moves
     assert status.dead_letters is not None
