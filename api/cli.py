@@ -1,14 +1,13 @@
-"""The `pulse` commands of the api package (registered by pulse.cli)."""
+"""The `pulse` commands of the api package (registered by pulsectl.cli)."""
 
 from __future__ import annotations
 
 import typer
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     root.command(name="api")(api_command)
-    bench.command(name="query")(bench_query)
 
 
 def api_command() -> None:
@@ -31,16 +30,3 @@ def api_command() -> None:
         access_log=False,
         timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
     )
-
-
-def bench_query(
-    events: int = typer.Option(5_000_000, help="Raw events to generate (skipped if present)."),
-    requests: int = typer.Option(200, help="Requests per report and source."),
-    merchants: int = typer.Option(200),
-    seed: int = typer.Option(7),
-    namespace: str = typer.Option("benchq", help="Namespace of the bench's indices."),
-) -> None:
-    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw (JSON)."""
-    from api.bench import run
-
-    run(events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace)

@@ -2,7 +2,7 @@
 
 Nothing here talks to the engine. Raw documents keep each event's fields; rollup documents
 are per merchant x UTC hour x dimension combination, plus one total per merchant x hour
-(rollups.schema), and store absent dimension values as MISSING, so the two sources need
+(storage.rollup_schema), and store absent dimension values as MISSING, so the two sources need
 different filters for "no value".
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
 from api.timebuckets import ENGINE_INTERVAL
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 Body = dict[str, Any]
 GroupKey = tuple[str, ...]

@@ -18,7 +18,7 @@ from opensearchpy.exceptions import (
 )
 
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
-from ilm import served
+from storage import served
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ def search(
     """Run one search; a missing index (nothing written yet) is an empty answer, not an error.
 
     ``span`` (epoch ms [start, end) of every instant the body can match) sends the search to
-    the members of the alias ``index`` that can hold it (``ilm.served``) instead of all.
+    the members of the alias ``index`` that can hold it (``storage.served``) instead of all.
     """
     with _engine_errors("query"):
         try:

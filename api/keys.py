@@ -15,8 +15,8 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
 
-from ilm.templates import ensure_index
 from pulse.naming import Names
+from storage.templates import ensure_index
 
 KEY_PREFIX = "pulse_"
 KEYS_MAPPING: dict[str, Any] = {

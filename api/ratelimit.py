@@ -25,8 +25,8 @@ from opensearchpy.exceptions import ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from api.errors import RateLimited
-from ilm.templates import ensure_index
 from pulse.naming import Names
+from storage.templates import ensure_index
 
 MAX_TRACKED_KEYS = 100_000
 GRANT_TTL_S = 60.0

@@ -1,7 +1,7 @@
 """GraphQL execution cost of one large answer, without any engine.
 
 ``python -m bench.graphql_exec [--runs N] [--profile CASE]`` times the query documents of
-api.bench (and a fuller one that asks every field of a Point) through the real schema — the
+bench.query (and a fuller one that asks every field of a Point) through the real schema — the
 resolver, planning, shaping into GraphQL types, graphql-core execution and error masking —
 with only the engine-facing calls stubbed: the API key lookup answers an admin and
 ``service.report`` returns a report built once per plan (720 hourly points x 5 metrics, or 90
@@ -35,7 +35,6 @@ from unittest import mock
 import strawberry
 from fastapi.testclient import TestClient
 
-from api import bench as query_bench
 from api import schema as api_schema
 from api import service
 from api.app import EXTENSIONS, create_app
@@ -45,6 +44,7 @@ from api.model import Metric, QueryPlan
 from api.ratelimit import RateLimiter
 from api.report import MetricValue, Point, Report, Series
 from api.sources import Ctx
+from bench import query as query_bench
 from pulse.clients import opensearch_client
 from pulse.naming import names_for
 from pulse.settings import Settings

@@ -26,7 +26,7 @@ from kafka.partitioner import murmur2
 from opensearchpy import OpenSearch
 
 from ingest.contract import to_kafka_message
-from rollups import schema as rollup_schema
+from storage import rollup_schema
 
 RAW_MERCHANT = "bench-probe-raw"
 ROLLUP_MERCHANT = "bench-probe-rollup"

@@ -45,6 +45,19 @@ class Metrics:
             buckets=FRESHNESS_BUCKETS,
             registry=r,
         )
+        # Names fixed: alert rules (k8s, docs/operations.md) are written against them.
+        self.undecodable = Counter(
+            p + "undecodable_batches",
+            "Record batches that could not be decoded (distinct batches; decision 0110)",
+            ["partition"],
+            registry=r,
+        )
+        self.blocked = Gauge(
+            p + "partition_blocked",
+            "1 while the partition is stopped at an undecodable batch",
+            ["partition"],
+            registry=r,
+        )
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         if port > 0:

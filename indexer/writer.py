@@ -25,12 +25,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ilm.arrivals import Arrivals
 from indexer.bulk import BadResponse, Verdict, bulk_body, send_bulk, verdicts
 from indexer.decode import now_ms
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
-from indexer.targets import Targets, day_of_index
+from storage.arrivals import Arrivals
+from storage.targets import Targets, day_of_index
 
 log = logging.getLogger("pulse.indexer.writer")
 CONFLICT_REASON = "conflict:occurred_at"

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # (either side) before it is written; 0 disables the lookup (docs/decisions/0011).
     indexer_conflict_days: int = Field(default=1, ge=0, le=7)
     # Raw writers keep, per day, a bound of the newest ingested_at ahead by this much, so a
-    # busy day costs one bookkeeping write per lookahead (ilm.arrivals, docs/decisions/0048).
+    # busy day costs one bookkeeping write per lookahead (storage.arrivals, docs/decisions/0048).
     arrivals_lookahead_ms: int = Field(default=60_000, ge=0)
 
     # Reprocessing (docs/reprocessing.md). The live indexer re-reads the generation registry at

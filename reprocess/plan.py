@@ -20,7 +20,8 @@ from opensearchpy import OpenSearch
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry
+from reprocess.offsets import heads
+from storage import registry
 
 GENERATION_RE = re.compile(r"[a-z0-9_]{1,32}")  # no '-': it separates name parts
 
@@ -155,7 +156,7 @@ def _with_offsets(plan: Plan, consumer: KafkaConsumer, names: Names, settings: S
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     since = plan.start_ms - settings.reprocess_lateness_s * 1000
     found = consumer.offsets_for_times({tp: since for tp in tps})
-    first, head = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    first, head = consumer.beginning_offsets(tps), heads(consumer, tps)
     start, warnings = {}, []
     for tp in tps:
         hit = found.get(tp)

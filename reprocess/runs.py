@@ -6,17 +6,17 @@ cannot both advance it (the loser gets ``StaleWrite`` and stops).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from opensearchpy import OpenSearch
 
+from pulse.clock import now_ms as now_ms
 from pulse.naming import Names
-from reprocess import store
 from reprocess.plan import Plan
 from reprocess.tally import Tally
+from storage import reprocess_index as store
 
 # Phases, in order. A run only moves forward, except rollback (switched -> rolled_back).
 PLANNED, REPLAYING, REPLAYED, VERIFIED, SWITCHING, SWITCHED = (
@@ -96,10 +96,6 @@ class Run:
     def count(self, **deltas: int) -> None:
         for key, value in deltas.items():
             self.stats[key] = self.stats.get(key, 0) + value
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def create(client: OpenSearch, names: Names, plan: Plan) -> Run:

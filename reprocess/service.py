@@ -6,8 +6,9 @@ Switch protocol (docs/decisions/0050):
 1. the registry points the range's days at the new generation: the live indexer starts
    writing late events of those days there (within ``generation_registry_ttl_s``);
 2. the fence: wait two registry TTLs plus a batch age, then catch up once more (replay to the
-   head / reindex what the old generation received since the copy), so every event the live
-   indexer wrote to the old generation before it noticed is in the new one as well;
+   head as it is after the wait / reindex what the old generation received since the copy),
+   so every event the live indexer wrote to the old generation before it noticed is in the
+   new one as well;
 3. ONE ``_aliases`` update swaps the days' indices in ``events``;
 4. the rollups of the range are rebuilt from the new generation.
 
@@ -43,13 +44,15 @@ from rich.text import Text
 from pulse.naming import Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry, reindex, runs, store
+from reprocess import reindex, runs
 from reprocess.pipeline import Processing
 from reprocess.plan import Plan, PlanError, build_plan
 from reprocess.replay import Hook, Replayer, consumer_for
 from reprocess.runs import Run, RunError
 from reprocess.verify import verify
 from rollups import state as rollup_state
+from storage import registry
+from storage import reprocess_index as store
 
 RollupRebuild = Callable[[int, int], None]  # (start_ms, end_ms) of the days to recompute
 
@@ -128,7 +131,7 @@ def _build(ctx: Context, run: Run) -> None:
     else:
         with _replayer(ctx, run) as replayer, _progress(ctx) as progress:
             replayer.prepare()
-            replayer.catch_up(progress)
+            replayer.catch_up(run.plan.end_offsets, progress)  # the head when planned
     run.save(ctx.client, ctx.names, runs.REPLAYED)
 
 
@@ -145,7 +148,9 @@ def _switch(ctx: Context, run: Run) -> None:
         run.count(fence=reindex.copy_since(ctx.client, ctx.names, plan, run.stats["t0"]))
     else:
         with _replayer(ctx, run) as replayer:
-            replayer.catch_up()
+            # The head after the fence: from here on the live indexer writes the range's
+            # days to the new generation itself, so nothing later needs the replay.
+            replayer.catch_up(replayer.head())
     _hold_grace(ctx, held_at)
     actions = gens.switch_days(ctx.client, ctx.names, dict.fromkeys(days, plan.new_generation))
     run.report["switch_actions"] = len(actions)

@@ -49,7 +49,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
         PULSE_KAFKA_HEARTBEAT_INTERVAL_MS="500",
         PULSE_ROLLUP_INTERVAL_S="2",
     )
-    proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "up"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "pulsectl.cli", "up"], env=env)
     stack_json = tmp_path / "stack.json"
     try:
         assert wait_until(stack_json.exists, 180), "pulse up wrote no stack.json"
@@ -96,7 +96,7 @@ def ask(url: str, key: str, variables: dict[str, Any]) -> dict[str, Any]:
 
 def key_for(env: dict[str, str], merchant: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "pulse.cli", "keys", "create", "--merchant", merchant],
+        [sys.executable, "-m", "pulsectl.cli", "keys", "create", "--merchant", merchant],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
     return out.stdout.strip().splitlines()[-1]

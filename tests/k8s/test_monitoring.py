@@ -27,9 +27,6 @@ from tests.k8s.manifests import REPO, Manifest, containers, find, labels_match, 
 ALERTS_TEST = Path(__file__).with_name("alerts_test.yaml")
 DASHBOARD = REPO / "k8s" / "monitoring" / "dashboards" / "pulse.json"
 OPERATIONS = REPO / "docs" / "operations.md"
-# Exported by the indexer once the ingest-kafka branch lands (undecodable batches); listed
-# here so the rules can be written against them first. Remove when they are on main.
-PENDING_METRICS = {"pulse_indexer_undecodable_batches_total", "pulse_indexer_partition_blocked"}
 
 _STR = {"type": "string"}
 _LABELS = {"type": "object", "additionalProperties": _STR}
@@ -350,7 +347,7 @@ def test_every_pulse_metric_named_is_exported(prod: list[Manifest]) -> None:
     named = set(re.findall(r"\b(pulse_[a-z_]+)", text))
     series = {_series_base(n) for n in named}
     exported = exported_metric_names()
-    missing = {n for n in series if n not in exported} - PENDING_METRICS
+    missing = {n for n in series if n not in exported}
     assert not missing, f"named in rules or dashboard but exported by no component: {missing}"
 
 

@@ -11,19 +11,19 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_raw_day, ensure_templates
 from ingest.contract import Event, parse_message, to_kafka_message
 from ingest.loadgen import Generator, LoadSpec
 from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import DAY_FORMAT, Names, day_of
 from pulse.settings import Settings
-from reprocess import registry
 from reprocess.generations import day_start_ms
-from reprocess.pipeline import current_processing
+from reprocess.pipeline import Processing, current_processing
 from reprocess.service import Context, Reprocess
 from reprocess.tally import Tally, engine_tally, row_of
-from rollups import schema as rs
 from rollups.backfill import rebuild
+from storage import registry
+from storage import rollup_schema as rs
+from storage.templates import ensure_raw_day, ensure_templates
 
 TODAY = datetime.now(tz=UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
@@ -56,10 +56,14 @@ def send(settings: Settings, names: Names, events: list[dict[str, Any]]) -> None
 
 
 def live_write(
-    client: OpenSearch, settings: Settings, names: Names, events: list[dict[str, Any]]
+    client: OpenSearch,
+    settings: Settings,
+    names: Names,
+    events: list[dict[str, Any]],
+    processing: Processing = buggy_processing,
 ) -> None:
-    """What the buggy live indexer wrote: create-first-wins into the generation the registry
-    names for each day (the hook docs/decisions/0050 asks of the indexer)."""
+    """What the live indexer (buggy by default) wrote: create-first-wins into the generation
+    the registry names for each day (the hook docs/decisions/0050 asks of the indexer)."""
     resolver = registry.GenerationResolver(client, names, settings.generation, 0.0)
     body: list[dict[str, Any]] = []
     for raw in events:
@@ -67,7 +71,7 @@ def live_write(
         assert isinstance(event, Event)
         day = day_of(event.occurred_at_ms)
         target = ensure_raw_day(client, names, resolver.generation_for_day(day), day)
-        body += [{"create": {"_index": target, "_id": event.doc_id}}, buggy_processing(event, 0)]
+        body += [{"create": {"_index": target, "_id": event.doc_id}}, processing(event, 0)]
     if body:
         client.bulk(body=body, refresh=True)
 

@@ -72,7 +72,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     with log.open("wb") as out:
         # A session of its own: the test signals the whole group, as a terminal does.
         process = subprocess.Popen(
-            [sys.executable, "-m", "pulse.cli", "up", "--state-dir", str(root / "state")],
+            [sys.executable, "-m", "pulsectl.cli", "up", "--state-dir", str(root / "state")],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -1,4 +1,4 @@
-"""``pulse status`` on screen (rich, one screen) or as JSON; registered by pulse.cli."""
+"""``pulse status`` on screen (rich, one screen) or as JSON; registered by pulsectl.cli."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pulse.status import Status
+from pulsectl.status import Status
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
+def register(root: typer.Typer) -> None:
     root.command(name="status")(status_cmd)
 
 
@@ -23,7 +23,7 @@ def status_cmd(
 ) -> None:
     """The pipeline on one screen; exit code 1 when something needs a person."""
     from pulse.settings import get_settings
-    from pulse.status import collect
+    from pulsectl.status import collect
 
     status = collect(get_settings(), sample_s=sample)
     if as_json:
@@ -112,8 +112,6 @@ def _dead_letters(status: Status) -> Table:
             table.add_row(reason, str(hour.get(reason, 0)), str(day[reason]))
         if not day:
             table.add_row("none", "0", "0")
-        if d.capped:
-            table.caption = "counts capped: more dead letters than one status call reads"
     return table
 
 

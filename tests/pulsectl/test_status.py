@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 
 from ingest import loadgen
 from ingest.sinks import kafka_producer, send_to_kafka
-from pulse.cli import app
 from pulse.naming import Names
 from pulse.settings import Settings
-from pulse.status import collect
+from pulsectl.cli import app
+from pulsectl.status import collect
 from reprocess import runs
 from reprocess.plan import Plan
 from rollups import state

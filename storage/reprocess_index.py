@@ -12,8 +12,8 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
-from ilm.templates import ensure_index
 from pulse.naming import Names
+from storage.templates import ensure_index
 
 MAPPING: dict[str, Any] = {
     "dynamic": False,

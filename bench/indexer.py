@@ -20,10 +20,8 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_templates, write_target
 from indexer.consumer import Indexer
 from indexer.model import DAY_MS
-from indexer.targets import day_date
 from ingest import loadgen
 from ingest.contract import Event, parse_message, to_kafka_message
 from ingest.sinks import kafka_producer, send_to_kafka
@@ -32,6 +30,8 @@ from pulse.clients import resolve_endpoints as resolve
 from pulse.engines import start_embedded
 from pulse.naming import names_for
 from pulse.settings import Settings
+from storage.targets import day_date
+from storage.templates import ensure_templates, write_target
 
 IDLE_SAMPLE_S = 2.0
 

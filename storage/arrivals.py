@@ -22,10 +22,10 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ilm.templates import ensure_index
+from pulse.clock import DAY_MS as DAY_MS
 from pulse.naming import DAY_FORMAT, Names
+from storage.templates import ensure_index
 
-DAY_MS = 86_400_000
 PREFIX = "arrivals."
 
 

@@ -19,7 +19,7 @@ from opensearchpy import OpenSearch
 from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from pulse.naming import DAY_FORMAT, Names
-from reprocess import store
+from storage import reprocess_index as store
 
 REGISTRY_ID = "generation-registry"
 

@@ -2,7 +2,7 @@
 
 One document per merchant x UTC hour x combination of the rollup dimensions, in the monthly
 index ``rollups-<generation>-YYYY.MM`` (the UTC month of ``hour``; ``Names.rollups_index``)
-behind the read alias ``Names.rollups_alias``. Mapping: ``ilm.templates.ROLLUP_PROPERTIES``,
+behind the read alias ``Names.rollups_alias``. Mapping: ``storage.templates.ROLLUP_PROPERTIES``,
 built from the field names below (this module is their source of truth).
 
 - ``_id`` is deterministic (``doc_id``: hash of merchant, hour and dimension values), so re-runs
@@ -40,6 +40,8 @@ import base64
 import hashlib
 from datetime import UTC, date, datetime
 
+from pulse.clock import DAY_MS as DAY_MS
+from pulse.clock import HOUR_MS as HOUR_MS
 from pulse.naming import Names
 
 # Rollup dimensions, in the order of DESIGN.md's Dimension enum; names equal raw field names.
@@ -85,8 +87,6 @@ PACK = "hours"  # object (not indexed), day packs only: PACK_FIELDS -> 24 values
 PACK_FIELDS = (EVENTS, PAYMENTS_SUCCEEDED, PAYMENTS_FAILED, GROSS_MILLI, REFUNDS_MILLI)
 
 SKETCH_LG_K = 12  # 4096 registers: relative standard error 1.04/sqrt(4096) ~ 1.6%
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
 
 DimensionValues = tuple[str, ...]  # one value per DIMENSIONS entry, MISSING when absent
 TOTAL: DimensionValues = ()  # the values key of a merchant-hour total (no dimension applies)

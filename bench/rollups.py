@@ -31,17 +31,17 @@ from typing import Any
 import psutil
 from opensearchpy import OpenSearch, helpers
 
-from ilm.templates import ensure_templates, write_target
 from ingest.contract import Event, validate
 from ingest.loadgen import DAY_MS, Generator, LoadSpec, days_ago_ms
 from pulse.clients import opensearch_client
 from pulse.engines import Engine, start_opensearch
 from pulse.naming import Names, day_of, names_for
 from pulse.settings import Settings, get_settings
-from rollups import schema as rs
 from rollups import state
 from rollups.job import RollupJob, RunReport, visibility_margin_ms, wall_clock_ms
 from rollups.scheduler import RollupScheduler
+from storage import rollup_schema as rs
+from storage.templates import ensure_templates, write_target
 
 Stamp = Callable[[Event], int]  # the ingested_at given to an event
 LEAD_MS = 15_000  # the virtual hour boundary falls this long after the live part starts

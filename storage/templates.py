@@ -21,7 +21,7 @@ from opensearchpy.exceptions import NotFoundError, RequestError
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 KEYWORD = {"type": "keyword"}
 LONG = {"type": "long"}

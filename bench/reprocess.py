@@ -1,6 +1,6 @@
 """`pulse bench reprocess`: replay throughput against the live indexer's, in the same run.
 
-The same events go to Kafka once; the live indexer (in-process, ``indexer.bench``'s harness)
+The same events go to Kafka once; the live indexer (in-process, ``bench.indexer``'s harness)
 indexes them into the live generation, then ``pulse reprocess`` replays the same range into a
 new generation. Ratio = replay events/s / live events/s (target >= 0.8). The replay's time is
 its replay phase only (from the run state's phase times): planning, verify and the switch's
@@ -16,7 +16,7 @@ from typing import Any
 
 import typer
 
-from indexer import bench as indexer_bench
+from bench import indexer as indexer_bench
 from indexer.model import DAY_MS
 from pulse.clients import opensearch_client
 from pulse.naming import names_for

@@ -22,13 +22,13 @@ from opensearchpy import OpenSearch, helpers
 
 from api.app import create_app
 from api.keys import create_key
-from ilm.arrivals import Arrivals
-from ilm.templates import ensure_templates, write_target
 from ingest.contract import validate
 from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec
 from pulse.clients import opensearch_client, read_stack
 from pulse.naming import Names, day_of, names_for
 from pulse.settings import Settings, get_settings
+from storage.arrivals import Arrivals
+from storage.templates import ensure_templates, write_target
 
 MERCHANT = "m00000"  # rank 1 of the Zipf distribution: the biggest merchant
 METRICS = "[EVENTS, PAYMENTS, GROSS_SALES, NET_SALES, PAYMENT_SUCCESS_RATE]"
@@ -94,7 +94,7 @@ def load(
 
 
 def _keep_arrivals(client: OpenSearch, names: Names, end: int) -> None:
-    """What the indexer records before writing (ilm.arrivals): per day, a bound of the newest
+    """What the indexer records before writing (storage.arrivals): per day, a bound of the newest
     ingested_at — here each day's last event time + the 2 s stamping delay of ``_actions``."""
     keeper = Arrivals(client, names, lookahead_ms=0)
     for day in range((end - 90 * DAY_MS) // DAY_MS, end // DAY_MS + 1):

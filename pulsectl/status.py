@@ -1,7 +1,7 @@
 """``pulse status``: the whole pipeline on one screen, and whether a person is needed.
 
 ``collect`` reads every section from the engines (and, for the embedded stack, from
-``stack.json``'s pids and metrics endpoints) into a frozen ``Status``; ``pulse.status_view``
+``stack.json``'s pids and metrics endpoints) into a frozen ``Status``; ``pulsectl.status_view``
 renders it. Each section is read on its own: one that cannot be read becomes a problem and
 the others are still shown. ``Status.problems`` lists what needs a person; the command exits
 1 when it is not empty, so it can serve as a probe.
@@ -29,19 +29,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from ilm import manager
 from ilm.inventory import RAW, load_inventory
 from ilm.status import phase
+from indexer import deadletters
 from pulse.clients import opensearch_client, read_stack, resolve_endpoints
 from pulse.engines import pid_alive
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
-from reprocess import registry, runs
+from reprocess import runs
 from rollups import state
 from rollups.lease import LEASE_ID
+from storage import registry
 
 WATERMARK_BEHIND_S = 1800
 LAG_BEHIND_S = 300
 RUN_STUCK_S = 2 * 3600
-DLQ_WINDOW_S = {"hour": 3600, "day": 86_400}
-DLQ_SCAN_LIMIT = 200_000  # records read per status call at most (the counts say when capped)
 
 T = TypeVar("T")
 
@@ -78,7 +78,6 @@ class RunState:
 @dataclass(frozen=True)
 class DeadLetters:
     by_reason: dict[str, dict[str, int]]  # window ("hour", "day") -> reason -> count
-    capped: bool = False
 
 
 @dataclass(frozen=True)
@@ -126,8 +125,10 @@ def collect(settings: Settings, sample_s: float = 2.0, now: float | None = None)
     components = section("components", lambda: _components(stack, metrics))
     lag = section("lag", lambda: _lag(settings, endpoints.kafka_bootstrap, names, sample_s))
     lags, rate = lag if lag is not None else ([], None)
-    blocked = _blocked_partitions(metrics.get("indexer"))
     now_s = time.time() if now is None else now
+    letters = section("dead letters", lambda: _dead_letters(settings, now_s))
+    blocked = _blocked_partitions(metrics.get("indexer"))
+    blocked |= letters[1] if letters is not None else set()
     if not stack and lag is not None:  # a cluster: what the engines say about the workers
         lease = section("rollups lease", lambda: _lease(client, names))
         components = _cluster_components(lags, rate, sample_s, lease, now_s)
@@ -142,9 +143,7 @@ def collect(settings: Settings, sample_s: float = 2.0, now: float | None = None)
         consumed_per_s=rate,
         rollups=section("rollups", lambda: _rollups(client, names, now_s)),
         runs=section("reprocess", lambda: _runs(client, names, now_s)) or [],
-        dead_letters=section(
-            "dead letters", lambda: _dead_letters(endpoints.kafka_bootstrap, names, now_s)
-        ),
+        dead_letters=letters[0] if letters is not None else None,
         lifecycle=section("lifecycle", lambda: _lifecycle(client, settings, names, now_s)),
         problems=problems,
     )
@@ -311,56 +310,21 @@ def read_ends(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicP
     return ends
 
 
-def _dead_letters(bootstrap: str, names: Names, now_s: float) -> DeadLetters:
-    """Dead letters by reason over the last hour and day: the DLQ read from the offset of
-    one day ago to its end, without a consumer group (nothing to join, nothing committed)."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=bootstrap,
-        client_id="pulse-status",
-        enable_auto_commit=False,
-        consumer_timeout_ms=2000,
-    )
-    try:
-        parts = consumer.partitions_for_topic(names.topic_dlq) or set()
-        tps = [TopicPartition(names.topic_dlq, p) for p in sorted(parts)]
-        counts: dict[str, dict[str, int]] = {window: {} for window in DLQ_WINDOW_S}
-        if not tps:
-            return DeadLetters(counts)
-        consumer.assign(tps)
-        day_ago_ms = int((now_s - DLQ_WINDOW_S["day"]) * 1000)
-        starts = consumer.offsets_for_times({tp: day_ago_ms for tp in tps})
-        ends = read_ends(consumer, tps)
-        remaining = {}
-        for tp in tps:
-            found = starts.get(tp)
-            offset = found.offset if found is not None else ends[tp]
-            consumer.seek(tp, offset)
-            if ends[tp] > offset:
-                remaining[tp] = ends[tp]
-        read = 0
-        while remaining and read < DLQ_SCAN_LIMIT:
-            batch = consumer.poll(timeout_ms=1000, max_records=5000)
-            if not batch:
-                break
-            for tp, records in batch.items():
-                for record in records:
-                    read += 1
-                    _count(counts, record, now_s)
-                    if record.offset + 1 >= remaining.get(tp, 0):
-                        remaining.pop(tp, None)
-        return DeadLetters(counts, capped=bool(remaining))
-    finally:
-        consumer.close()
-
-
-def _count(counts: dict[str, dict[str, int]], record: Any, now_s: float) -> None:
-    headers = {k: v for k, v in record.headers or ()}
-    reason = headers.get("pulse.reason", b"unknown").decode(errors="replace")
-    failed_ms = int(headers.get("pulse.failed_at", str(record.timestamp).encode()))
-    age_s = now_s - failed_ms / 1000
-    for window, span in DLQ_WINDOW_S.items():
-        if age_s <= span:
-            counts[window][reason] = counts[window].get(reason, 0) + 1
+def _dead_letters(settings: Settings, now_s: float) -> tuple[DeadLetters, set[int]]:
+    """Dead letters by reason over the last hour and day, and the partitions stopped at an
+    undecodable batch, from ``indexer.deadletters.stats`` (no consumer group to join)."""
+    found = deadletters.stats(settings, now_ms=int(now_s * 1000), timeout_s=30)
+    windows = {"hour": ("<1h",), "day": ("<1h", "1h-24h")}
+    counts = {
+        window: {
+            reason: n
+            for reason, ages in found.by_reason_age.items()
+            if (n := sum(ages.get(bucket, 0) for bucket in buckets))
+        }
+        for window, buckets in windows.items()
+    }
+    blocked = {int(batch["partition"]) for batch in found.blocked_batches}
+    return DeadLetters(counts), blocked
 
 
 # --- OpenSearch ---------------------------------------------------------------------------

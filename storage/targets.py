@@ -20,8 +20,8 @@ from datetime import date, timedelta
 
 from opensearchpy import OpenSearch
 
-from ilm import templates
 from pulse.naming import Names
+from storage import templates
 
 EPOCH = date(1970, 1, 1)
 LISTING_TTL_S = 5.0

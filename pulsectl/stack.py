@@ -28,7 +28,6 @@ import httpx
 from rich.console import Console
 
 from api.keys import create_key, ensure_keys_index
-from ilm.templates import ensure_templates
 from pulse.clients import Endpoints, ensure_topics, opensearch_client, stack_file
 from pulse.engines import (
     EmbeddedEngines,
@@ -38,8 +37,9 @@ from pulse.engines import (
 )
 from pulse.naming import names_for
 from pulse.settings import Settings
+from storage.templates import ensure_templates
 
-log = logging.getLogger("pulse.stack")
+log = logging.getLogger("pulsectl.stack")
 console = Console(stderr=True)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 STOP_BUDGET_S = 10.0  # components' share of the 15 s in which `pulse up` exits
@@ -59,7 +59,7 @@ class Child:
     next_start: float = 0.0
 
     def start(self) -> None:
-        cmd = [sys.executable, "-m", "pulse.cli", *self.args]
+        cmd = [sys.executable, "-m", "pulsectl.cli", *self.args]
         self.process = subprocess.Popen(
             cmd, env=self.env, preexec_fn=die_with_parent, process_group=0
         )

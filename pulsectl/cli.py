@@ -11,15 +11,15 @@ from rich.console import Console
 
 from api import cli as api_cli
 from api.keys import create_key, list_keys, revoke
-from bench import cli as bench_cli
 from ilm import cli as ilm_cli
 from indexer import cli as indexer_cli
+from indexer import dlq_cli
 from ingest import loadgen
-from pulse import status_view
 from pulse.clients import ensure_topics, opensearch_client, resolve_endpoints
 from pulse.logs import configure_logging
 from pulse.naming import names_for
 from pulse.settings import Settings, get_settings
+from pulsectl import status_view
 from reprocess import cli as reprocess_cli
 from rollups import cli as rollups_cli
 
@@ -39,7 +39,7 @@ def up(
     ),
 ) -> None:
     """Start the embedded engines (unless configured) and every component, in the foreground."""
-    from pulse.stack import run_stack
+    from pulsectl.stack import run_stack
 
     settings = get_settings()
     if state_dir is not None:
@@ -146,8 +146,35 @@ def keys_revoke(key_id: str = typer.Argument(..., help="The key id shown by crea
     console.print(f"revoked {key_id}")
 
 
-for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli, bench_cli, status_view):
-    _module.register(app, bench_app)
+def _register_bench(group: typer.Typer) -> None:
+    """`pulse bench ...`: the benchmarks live in bench/ of a source checkout, not in the wheel.
+
+    An editable install maps only the product packages, so the checkout beside this package is
+    put on the path when it holds bench/; an installed wheel answers with a clear error."""
+    checkout = Path(__file__).resolve().parents[1]
+    if (checkout / "bench" / "__init__.py").is_file() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
+    try:
+        from bench import cli as bench_cli
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench":
+            raise
+
+        @group.callback(invoke_without_command=True)
+        def unavailable() -> None:
+            """Benchmarks run from a source checkout (bench/ is not installed)."""
+            console.print("benchmarks run from a source checkout: bench/ is not installed")
+            raise typer.Exit(2)
+
+        return
+    bench_cli.register(group)
+
+
+for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
+    _module.register(app)
+_register_bench(bench_app)
+dlq_cli.register(app)  # pulse dlq stats|show|redrive|skip-batch
+status_view.register(app)  # pulse status
 
 
 def main() -> None:

@@ -1,0 +1,70 @@
+"""The reprocess replay (its own group-less consumer) reads batches in every codec: events
+shipped by librdkafka as Fluent Bit configures it (lz4) and by kafka-python in gzip, snappy
+and zstd, re-sends included, are rebuilt exactly once into the new generation. A batch it
+cannot decode stops the run (checkpointed) until the operator decides (decision 0110)."""
+
+from __future__ import annotations
+
+import pytest
+
+from indexer.undecodable import BLOCKED, request_skip
+from reprocess import runs
+from reprocess.replay import UndecodableBatch
+from reprocess.service import Context, Resume
+from tests.indexer.rawbatches import corrupt_crc, produce_raw, record_batch
+from tests.ingest.shippers import (
+    fluent_bit_producer,
+    kafka_python_producer,
+    produce_kafka_python,
+    produce_librdkafka,
+)
+from tests.reprocess.conftest import (
+    ALL,
+    DAYS,
+    live_write,
+    make_events,
+    oracle,
+    reprocess,
+    send,
+    served,
+)
+
+
+def test_replay_reads_every_codec(ctx: Context) -> None:
+    bootstrap, topic = ctx.kafka_bootstrap, ctx.names.topic_raw
+    events = make_events(120, ALL, seed=21)
+    chunks = [events[i::4] for i in range(4)]
+    produce_librdkafka(fluent_bit_producer(bootstrap), topic, chunks[0] + chunks[0][:20])
+    for codec, chunk in zip(("gzip", "snappy", "zstd"), chunks[1:], strict=True):
+        producer = kafka_python_producer(bootstrap, codec)
+        produce_kafka_python(producer, topic, chunk + chunk[:20])  # shipper re-sends
+        producer.close()
+    live_write(ctx.client, ctx.settings, ctx.names, events)  # the buggy live generation
+
+    run = reprocess(ctx).apply()
+
+    assert run.phase == runs.SWITCHED, run.report
+    assert run.stats["read"] == len(events) + 80
+    after, expected = served(ctx.client, ctx.names, DAYS), oracle(events, DAYS)
+    assert after.days == expected.days
+
+
+def test_replay_stops_at_an_undecodable_batch_until_the_operator_skips_it(ctx: Context) -> None:
+    bootstrap, topic = ctx.kafka_bootstrap, ctx.names.topic_raw
+    events = make_events(80, ALL, seed=22)
+    send(ctx.settings, ctx.names, events[:120])
+    bad = corrupt_crc(record_batch([b'{"event_id": "lost"}'] * 2))
+    at = produce_raw(bootstrap, topic, 0, bad)
+    send(ctx.settings, ctx.names, events[120:])
+    live_write(ctx.client, ctx.settings, ctx.names, events)
+
+    with pytest.raises(UndecodableBatch) as stopped:
+        reprocess(ctx).apply()
+    assert (stopped.value.bad.partition, stopped.value.bad.offset) == (0, at)
+    assert "pulse dlq skip-batch --partition 0" in str(stopped.value)
+    assert request_skip(ctx.client, ctx.names, topic, 0, at) == BLOCKED  # the operator
+
+    run = Resume(ctx).apply()
+    assert run.phase == runs.SWITCHED, run.report
+    assert run.stats["skipped_batches"] == 1
+    assert served(ctx.client, ctx.names, DAYS).days == oracle(events, DAYS).days
