@@ -12,6 +12,8 @@ from rich.text import Text
 
 from pulsectl.status import Status
 
+MAX_PARTITION_ROWS = 12
+
 
 def register(root: typer.Typer) -> None:
     root.command(name="status")(status_cmd)
@@ -48,16 +50,20 @@ def _ok(good: bool) -> Text:
 
 
 def render(status: Status) -> Group:
-    """Everything on one screen: a few small tables side by side would wrap; stacked they
-    stay readable in 100 columns."""
+    """Everything on one screen: the pipeline table beside the others, problems last."""
     head = Text.assemble(
         ("Pulse status ", "bold"),
         f"{status.taken_at}  generation {status.generation}",
         f" ({status.switched_days} days switched)" if status.switched_days else "",
         "  embedded stack" if status.embedded else "",
     )
-    parts: list[object] = [head, _pipeline(status), _rollups_and_runs(status)]
-    parts += [_dead_letters(status), _lifecycle(status)]
+    # Two columns: the pipeline (one row per component and partition) beside the rest.
+    layout = Table.grid(padding=(0, 2))
+    layout.add_row(
+        _pipeline(status),
+        Group(_rollups_and_runs(status), _dead_letters(status), _lifecycle(status)),
+    )
+    parts: list[object] = [head, layout]
     if status.problems:
         lines = "\n".join(f"- {p}" for p in status.problems)
         parts.append(Panel(lines, title="needs a person", border_style="red"))
@@ -74,10 +80,17 @@ def _pipeline(status: Status) -> Table:
     table.add_column("change", justify="right")
     for c in status.components:
         table.add_row(c.name, _ok(c.alive), "", "", style=None if c.alive else "red")
+    quiet = [p for p in status.lag if not (p.lag or p.change or p.blocked)]
+    if len(status.lag) <= MAX_PARTITION_ROWS:
+        quiet = []  # few partitions: one row each
     for p in status.lag:
+        if p in quiet:
+            continue
         state = Text("BLOCKED", style="bold red") if p.blocked else Text("ok", style="green")
         change = "" if p.change is None else f"{p.change:+d}"
         table.add_row(f"events.raw/{p.partition}", state, str(p.lag), change)
+    if quiet:  # many partitions (prod has 48): the idle ones in one row
+        table.add_row(f"{len(quiet)} more partitions", Text("ok", style="green"), "0", "+0")
     if status.consumed_per_s is not None:
         table.caption = f"indexer consumes {status.consumed_per_s:.0f} messages/s"
     return table

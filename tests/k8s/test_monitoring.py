@@ -262,7 +262,13 @@ def test_a_broken_rule_fails_its_unit_test(prod: list[Manifest], tmp_path: Path)
             if rule["alert"] == "PulseRollupWatermarkBehind":
                 rule["expr"] = rule["expr"].replace("1800", "3600")
     write_rules(tmp_path, broken)
-    shutil.copy(ALERTS_TEST, tmp_path / ALERTS_TEST.name)
+    cases = yaml.safe_load(ALERTS_TEST.read_text())
+    cases["tests"] = [  # only that alert's cases: promtool takes seconds per file
+        case
+        for case in cases["tests"]
+        if {c["alertname"] for c in case["alert_rule_test"]} == {"PulseRollupWatermarkBehind"}
+    ]
+    (tmp_path / ALERTS_TEST.name).write_text(yaml.safe_dump(cases))
     result = run(promtool(), "test", "rules", ALERTS_TEST.name, cwd=tmp_path)
     assert result.returncode != 0 and "PulseRollupWatermarkBehind" in result.stdout + result.stderr
 

@@ -8,6 +8,7 @@ import time
 
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from ingest import loadgen
@@ -15,7 +16,8 @@ from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import Names
 from pulse.settings import Settings
 from pulsectl.cli import app
-from pulsectl.status import collect
+from pulsectl.status import PartitionLag, Status, collect
+from pulsectl.status_view import render
 from reprocess import runs
 from reprocess.plan import Plan
 from rollups import state
@@ -103,3 +105,13 @@ def test_what_needs_a_person_exits_non_zero(
     assert any("watermark is" in p for p in printed["problems"])
     screen = CliRunner().invoke(app, ["status", "--sample", "0"], env=env)
     assert screen.exit_code == 1 and "needs a person" in screen.stdout
+
+
+def test_the_screen_keeps_many_partitions_to_the_ones_that_matter() -> None:
+    lags = [PartitionLag(p, 1200 if p == 3 else 0, 300 if p == 3 else 0) for p in range(48)]
+    status = Status("2026-01-01T00:00:00+00:00", False, "g1", 0, [], lags, 95.0)
+    console = Console(width=120, record=True)
+    console.print(render(status))
+    screen = console.export_text()
+    assert "events.raw/3" in screen and "47 more partitions" in screen
+    assert "events.raw/4 " not in screen and len(screen.splitlines()) < 30
