@@ -23,11 +23,17 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON object on stdout."),
     sample: float = typer.Option(2.0, help="Seconds between the two lag readings (0: one)."),
 ) -> None:
-    """The pipeline on one screen; exit code 1 when something needs a person."""
+    """The pipeline on one screen; exit code 1 when something needs a person, 2 when no
+    engines are configured or running."""
+    from pulse.clients import StackNotFound
     from pulse.settings import get_settings
     from pulsectl.status import collect
 
-    status = collect(get_settings(), sample_s=sample)
+    try:
+        status = collect(get_settings(), sample_s=sample)
+    except StackNotFound as exc:  # nothing to look at: say where we looked
+        Console(stderr=True).print(str(exc))
+        raise typer.Exit(2) from exc
     if as_json:
         print(json.dumps(status.to_json(), indent=1))
     else:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
 from rich.console import Console
@@ -14,7 +17,7 @@ from typer.testing import CliRunner
 from ingest import loadgen
 from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import Names
-from pulse.settings import Settings
+from pulse.settings import Settings, get_settings
 from pulsectl.cli import app
 from pulsectl.status import PartitionLag, Status, collect
 from pulsectl.status_view import render
@@ -24,6 +27,14 @@ from rollups import state
 from rollups.lease import LEASE_ID
 
 HOUR_S = 3600
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """The CLI reads its settings once per process (get_settings): each test's own env."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 def dead_letter(producer: KafkaProducer, names: Names, reason: str, age_s: float) -> None:
@@ -115,3 +126,14 @@ def test_the_screen_keeps_many_partitions_to_the_ones_that_matter() -> None:
     screen = console.export_text()
     assert "events.raw/3" in screen and "47 more partitions" in screen
     assert "events.raw/4 " not in screen and len(screen.splitlines()) < 30
+
+
+def test_no_engines_is_a_clear_error(tmp_path: Path) -> None:
+    env = {
+        "PULSE_STATE_DIR": str(tmp_path),
+        "PULSE_OPENSEARCH_URL": "",
+        "PULSE_KAFKA_BOOTSTRAP": "",
+    }
+    result = CliRunner().invoke(app, ["status"], env=env)
+    assert result.exit_code == 2 and "pulse up" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
