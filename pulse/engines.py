@@ -26,6 +26,10 @@ from dataclasses import dataclass, field
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
 
+# Both engines are in-memory: nothing to flush, so a short grace before SIGKILL (one of them
+# took its whole 5 s to honour SIGTERM under load, pushing `pulse up` past its 15 s).
+ENGINE_GRACE_S = 2.0
+
 
 class EngineError(RuntimeError):
     """An embedded engine could not be started."""
@@ -157,13 +161,13 @@ class EmbeddedEngines:
     kafka: Engine | None = None
     _stopped: bool = field(default=False, repr=False)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = ENGINE_GRACE_S) -> None:
         if self._stopped:
             return
         self._stopped = True
         for engine in (self.kafka, self.opensearch):
             if engine is not None:
-                engine.stop()
+                engine.stop(grace_s)
 
 
 def start_embedded(opensearch_url: str | None, kafka_bootstrap: str | None) -> EmbeddedEngines:

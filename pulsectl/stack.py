@@ -88,15 +88,17 @@ class Child:
 def stop_all(children: list[Child], grace_s: float) -> None:
     """SIGTERM every running child at once, wait up to ``grace_s`` in total, then SIGKILL
     whatever is left: one slow component does not add its grace to everybody else's."""
-    running = [c.process for c in children if c.process is not None and c.process.poll() is None]
-    for process in running:
+    running = [
+        (c.name, c.process) for c in children if c.process is not None and c.process.poll() is None
+    ]
+    for _, process in running:
         process.terminate()
     deadline = time.monotonic() + grace_s
-    for process in running:
+    for name, process in running:
         try:
             process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            log.warning("component did not stop in time; killed", extra={"pid": process.pid})
+            log.warning("component %s did not stop within %.0fs; killed", name, grace_s)
             process.kill()
             process.wait()
 
