@@ -165,9 +165,14 @@ class EmbeddedEngines:
         if self._stopped:
             return
         self._stopped = True
-        for engine in (self.kafka, self.opensearch):
-            if engine is not None:
-                engine.stop(grace_s)
+        # Both at once: neither needs the other to stop, and the graces do not add up.
+        running = [e.process for e in (self.kafka, self.opensearch) if e is not None]
+        for process in running:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            stop_process(process, max(0.0, deadline - time.monotonic()))
 
 
 def start_embedded(opensearch_url: str | None, kafka_bootstrap: str | None) -> EmbeddedEngines:

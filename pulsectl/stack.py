@@ -42,7 +42,9 @@ from storage.templates import ensure_templates
 log = logging.getLogger("pulsectl.stack")
 console = Console(stderr=True)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
-STOP_BUDGET_S = 10.0  # components' share of the 15 s in which `pulse up` exits
+# Components' share of the 15 s in which `pulse up` exits; the engines take up to
+# pulse.engines.ENGINE_GRACE_S after them, and a loaded machine needs some slack.
+STOP_BUDGET_S = 9.0
 DEMO_MERCHANT = "m00000"
 
 
