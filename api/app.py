@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import strawberry
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
@@ -23,10 +24,11 @@ from prometheus_client import (
 from strawberry.fastapi import GraphQLRouter
 
 from api.errors import Code
+from api.executor import KnownDocuments
 from api.masking import CodedErrors
 from api.observability import OperationMetrics
 from api.ratelimit import EngineBuckets, RateLimiter
-from api.schema import Context, KnownDocuments, build_schema
+from api.schema import Backend, Context, build_schema
 from api.sources import Ctx
 from pulse.clients import opensearch_client, resolve_endpoints
 from pulse.naming import names_for
@@ -67,17 +69,26 @@ def _limiter(ctx: Ctx, settings: Settings) -> RateLimiter:
     return RateLimiter(per_minute, EngineBuckets(ctx.client, ctx.names, per_minute))
 
 
-def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
-    """The API for ``settings`` (engine client built from them unless given)."""
+def create_app(
+    settings: Settings,
+    client: OpenSearch | None = None,
+    *,
+    schema: strawberry.Schema | None = None,
+    backend: Backend | None = None,
+) -> FastAPI:
+    """The API for ``settings`` (engine client built from them unless given). ``schema`` and
+    ``backend`` replace the app's schema and engine-facing calls (benchmarks of one layer)."""
     ctx = Ctx(client or _engine(settings), names_for(settings), settings)
     limiter = _limiter(ctx, settings)
     metrics = RequestMetrics()
+    calls = backend or Backend()
 
     async def context(request: Request) -> Context:
-        return Context(ctx, limiter, request.headers.get("authorization"))
+        return Context(ctx, limiter, request.headers.get("authorization"), calls)
 
     router: GraphQLRouter[Context, None] = GraphQLRouter(
-        build_schema([*EXTENSIONS, metrics.graphql.extension()]),
+        # A given schema (a benchmark of one layer) goes without the operation metrics.
+        schema or build_schema([*EXTENSIONS, metrics.graphql.extension()]),
         context_getter=context,
         graphql_ide="graphiql",
     )

@@ -19,11 +19,7 @@ Body = dict[str, Any]
 GroupKey = tuple[str, ...]
 
 TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
-PAID = {
-    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
-}
-FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
-REFUND = {"term": {"event_type": "refund"}}
+PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
 ROLLUP_SUMS = {
     Base.EVENTS: rs.EVENTS,
     Base.PAID: rs.PAYMENTS_SUCCEEDED,

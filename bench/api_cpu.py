@@ -19,11 +19,11 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keys import create_key
 from bench import query as query_bench
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch
+from pulse.keystore import create_key
 from pulse.naming import names_for
 from pulse.settings import get_settings
 

@@ -106,6 +106,7 @@ class Indexer:
         # Batches reported blocked (by any indexer) that this one may find decodable now.
         self.unresolved: dict[int, list[tuple[str, int]]] | None = None
         self._next_blocked_check = 0.0
+        self._next_unresolved_load = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -216,6 +217,8 @@ class Indexer:
         assert self.consumer is not None
         self.consumer.pause(TopicPartition(bad.topic, bad.partition))
         self.blocked[bad.partition] = bad
+        for waiting in (self.unresolved or {}).values():  # not decodable here: not resolved
+            waiting[:] = [(key, offset) for key, offset in waiting if key != bad.key]
         label = str(bad.partition)
         if bad.key not in self._seen_bad:
             self._seen_bad.add(bad.key)
@@ -234,9 +237,12 @@ class Indexer:
         """A batch reported blocked earlier was decoded now (the codec library was installed
         and the indexer restarted): mark it resolved, so no operator acts on it."""
         if self.unresolved is None:
+            if time.monotonic() < self._next_unresolved_load:
+                return
             try:
                 self.unresolved = self.store.open_batches(self.names.topic_raw)
-            except Exception as exc:  # look again at the next poll
+            except Exception as exc:  # the engine is down: look again a little later
+                self._next_unresolved_load = time.monotonic() + BLOCKED_CHECK_S
                 log.warning("blocked batches not readable", extra={"error": repr(exc)})
                 return
         for tp, records in polled.items():

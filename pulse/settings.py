@@ -109,9 +109,19 @@ class Settings(BaseSettings):
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
 
-    # Collector (the embedded stack's Fluent Bit in_http stand-in)
+    # Collector (the authenticated HTTP edge; Fluent Bit in_http formats). docs/operations.md
     collector_host: str = "127.0.0.1"
     collector_port: int = 8888
+    collector_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # in_http's 4M
+    collector_max_records: int = Field(default=10_000, ge=1)  # per request
+    # A record whose Kafka message (event + @timestamp, and its key) is larger is refused
+    # `too_large`: below Kafka's default message.max.bytes (1 MiB incl. batch overhead).
+    collector_max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    collector_ack_timeout_s: float = Field(default=10.0, gt=0)  # Kafka acks, then 503
+    collector_retry_after_s: int = Field(default=5, ge=1)  # the 503's Retry-After
+    # Verified write keys (and unknown ones) are remembered this long per collector process:
+    # the bound on how long a revoked key keeps writing (decision 0120).
+    collector_key_ttl_s: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True

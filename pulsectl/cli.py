@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 
 from api import cli as api_cli
-from api.keys import create_key, list_keys, revoke
 from ilm import cli as ilm_cli
 from indexer import cli as indexer_cli
 from indexer import dlq_cli
 from ingest import loadgen
 from pulse.clients import ensure_topics, opensearch_client, resolve_endpoints
+from pulse.keystore import create_key, list_keys, revoke
 from pulse.logs import configure_logging
 from pulse.naming import names_for
 from pulse.settings import Settings, get_settings
@@ -25,7 +25,10 @@ from rollups import cli as rollups_cli
 
 app = typer.Typer(help="Pulse: analytics backend for merchants.", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that print their figures as JSON.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys (stored hashed).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys: read keys (GraphQL) and write keys (collector), stored hashed.",
+    no_args_is_help=True,
+)
 app.add_typer(bench_app, name="bench")
 app.add_typer(keys_app, name="keys")
 console = Console(stderr=True)
@@ -58,7 +61,7 @@ def collector() -> None:
     endpoints = resolve_endpoints(settings)
     ensure_topics(settings, endpoints.kafka_bootstrap)
     topic = names_for(settings).topic_raw
-    serve(endpoints.kafka_bootstrap, topic, settings.collector_host, settings.collector_port)
+    serve(settings, endpoints.kafka_bootstrap, endpoints.opensearch_url, topic)
 
 
 @app.command(name="loadgen")
@@ -73,6 +76,9 @@ def loadgen_cmd(
     invalid: float = typer.Option(0.0, help="Share of contract-breaking messages (Kafka only)."),
     seed: int = typer.Option(7),
     to: str = typer.Option("kafka", help="kafka or collector"),
+    key: str = typer.Option(
+        "", envvar="PULSE_WRITE_KEY", help="--to collector: an admin write key (--admin --write)."
+    ),
 ) -> None:
     """Generate realistic traffic: Zipf merchants, the lunch-peak day shape, retries, late data."""
     from ingest import sinks
@@ -88,8 +94,11 @@ def loadgen_cmd(
         source = loadgen.paced(gen.event_at, rate, duration)
     stream = gen.stream(source)
     if to == "collector":
+        if not key:
+            raise typer.BadParameter("--to collector needs --key or PULSE_WRITE_KEY (a write key)")
         url = _collector_url(settings)
-        sent = sinks.send_to_collector(url, stream, batch=max(1, min(500, int(rate // 10) or 1)))
+        batch = max(1, min(500, int(rate // 10) or 1))
+        sent = sinks.send_to_collector(url, stream, key, batch=batch)
     else:
         bootstrap = resolve_endpoints(settings).kafka_bootstrap
         ensure_topics(settings, bootstrap)
@@ -109,30 +118,33 @@ def _collector_url(settings: Settings) -> str:
 
 @keys_app.command("create")
 def keys_create(
-    merchant: str | None = typer.Option(None, help="The merchant this key may read."),
-    admin: bool = typer.Option(False, help="A key that may read every merchant."),
+    merchant: str | None = typer.Option(None, help="The merchant this key may read (or write)."),
+    admin: bool = typer.Option(False, help="A key for every merchant."),
+    write: bool = typer.Option(
+        False, help="A write key: sends events to the collector and cannot read the API."
+    ),
     label: str = typer.Option("", help="A note to recognise the key by."),
 ) -> None:
-    """Create an API key; the key is printed once, as the last line."""
+    """Create an API key (read) or write key (--write); the key is printed once, as the last
+    line."""
     if admin == (merchant is not None):
         raise typer.BadParameter("give exactly one of --merchant ID or --admin")
     settings = get_settings()
     client = opensearch_client(resolve_endpoints(settings).opensearch_url)
-    key, principal = create_key(client, names_for(settings), merchant, admin, label)
-    scope = "admin" if principal.admin else f"merchant {principal.merchant_id}"
-    console.print(f"created key {principal.key_id} for {scope}")
+    key, principal = create_key(client, names_for(settings), merchant, admin, label, write)
+    console.print(f"created key {principal.key_id}: {principal.scope}")
     print(key)
 
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List keys (ids and scopes; never the keys themselves)."""
+    """List keys: id, scope (read|write, admin|merchant ID), state, creation, label; never
+    the keys themselves."""
     settings = get_settings()
     client = opensearch_client(resolve_endpoints(settings).opensearch_url)
     for k in list_keys(client, names_for(settings)):
-        scope = "admin" if k["admin"] else k["merchant_id"]
         state = "revoked" if k["revoked"] else "active"
-        print(f"{k['key_id']}\t{scope}\t{state}\t{k['created_at']}\t{k.get('label', '')}")
+        print(f"{k['key_id']}\t{k['scope']}\t{state}\t{k['created_at']}\t{k.get('label', '')}")
 
 
 @keys_app.command("revoke")

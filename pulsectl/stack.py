@@ -27,7 +27,6 @@ from typing import Any
 import httpx
 from rich.console import Console
 
-from api.keys import create_key, ensure_keys_index
 from pulse.clients import Endpoints, ensure_topics, opensearch_client, stack_file
 from pulse.engines import (
     EmbeddedEngines,
@@ -35,6 +34,7 @@ from pulse.engines import (
     free_port,
     start_embedded,
 )
+from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
 from pulse.settings import Settings
 from storage.templates import ensure_templates
@@ -196,18 +196,28 @@ def components(stack: Stack, demo: bool) -> list[Child]:
         Child("ilm", ["ilm", "run", "--loop"], env),
     ]
     if demo:
-        parts += demo_loaders(env)
+        parts += demo_loaders(env, demo_write_key(stack.settings, stack.endpoints))
     return parts
 
 
-def demo_loaders(env: dict[str, str]) -> list[Child]:
-    """A week of history straight to Kafka, then live traffic through the collector."""
+def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
+    """A week of history straight to Kafka, then live traffic through the collector (with an
+    admin write key: the demo sends for all its merchants)."""
     history = ["loadgen", "--days", "7", "--events", "50000", "--merchants", "200"]
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
+    live_env = {**env, "PULSE_WRITE_KEY": write_key}
     return [
         Child("loadgen-history", [*history, "--duplicates", "0.01", "--seed", "1"], env, False),
-        Child("loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], env),
+        Child(
+            "loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], live_env
+        ),
     ]
+
+
+def demo_write_key(settings: Settings, endpoints: Endpoints) -> str:
+    client = opensearch_client(endpoints.opensearch_url)
+    key, _ = create_key(client, names_for(settings), None, True, "demo loadgen", write=True)
+    return key
 
 
 def bootstrap(settings: Settings, endpoints: Endpoints) -> None:
@@ -307,7 +317,7 @@ def write_stack_json(stack: Stack) -> None:
 def announce(stack: Stack, demo: bool, healthy: bool) -> None:
     console.print(f"[bold green]Pulse is up[/bold green] (api healthy: {healthy})")
     console.print(f"  GraphQL (GraphiQL in a browser): {stack.graphql_url}")
-    console.print(f"  Collector (Fluent Bit in_http format): {stack.collector_url}")
+    console.print(f"  Collector (Fluent Bit in_http format, write keys): {stack.collector_url}")
     console.print(f"  OpenSearch: {stack.endpoints.opensearch_url}")
     console.print(f"  Kafka: {stack.endpoints.kafka_bootstrap}")
     console.print(f"  State: {Path(stack.settings.state_dir) / 'stack.json'}")

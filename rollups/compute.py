@@ -30,11 +30,7 @@ from storage import served
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]
 
-PAID = {
-    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
-}
-FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
-REFUND = {"term": {"event_type": "refund"}}
+PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
 SUB_AGGS: dict[str, Any] = {
     "paid": {"filter": PAID, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "failed": {"filter": FAILED},

@@ -92,6 +92,16 @@ DimensionValues = tuple[str, ...]  # one value per DIMENSIONS entry, MISSING whe
 TOTAL: DimensionValues = ()  # the values key of a merchant-hour total (no dimension applies)
 DAY_PACK: DimensionValues = (LEVEL_DAY,)  # the values key of a merchant-day pack
 
+# Which raw events each figure counts, as query clauses: the rollup job sums them into the
+# documents above and the API counts the same events when it reads raw (one definition).
+RAW_PAID = {
+    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
+}
+RAW_FAILED = {
+    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}
+}
+RAW_REFUND = {"term": {"event_type": "refund"}}
+
 # Query clauses choosing one level of documents (a detail clause also matches schema-1 docs).
 TOTALS_ONLY = {"term": {LEVEL: LEVEL_TOTAL}}
 DETAILS_ONLY = {"bool": {"must_not": [{"terms": {LEVEL: [LEVEL_TOTAL, LEVEL_DAY]}}]}}

@@ -94,12 +94,16 @@ def ask(url: str, key: str, variables: dict[str, Any]) -> dict[str, Any]:
     return body["data"]["metrics"]
 
 
-def key_for(env: dict[str, str], merchant: str) -> str:
+def key_for(env: dict[str, str], merchant: str, *flags: str) -> str:
+    return pulse(env, "keys", "create", "--merchant", merchant, *flags).splitlines()[-1]
+
+
+def pulse(env: dict[str, str], *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "pulsectl.cli", "keys", "create", "--merchant", merchant],
+        [sys.executable, "-m", "pulsectl.cli", *args],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip()
 
 
 def test_events_travel_from_kafka_to_graphql(stack: dict[str, Any], settings: Settings) -> None:
@@ -179,3 +183,20 @@ def test_a_dead_component_is_restarted_and_recorded(stack: dict[str, Any], tmp_p
         return bool(pids["collector"] != old and pid_alive(pids["collector"]))
 
     assert wait_until(restarted, 60, 0.5)
+    # The restarted `pulse collector` serves, with a write key made by `pulse keys create`.
+    key = key_for(stack["env"], "m00000", "--write")
+    assert "\twrite merchant m00000\tactive" in pulse(stack["env"], "keys", "list")
+    event = {"event_id": "e2e-w", "merchant_id": "m00000", "event_type": "page_view",
+             "occurred_at": _iso(int(time.time() * 1000))}  # fmt: skip
+
+    def accepted() -> bool:
+        try:
+            response = httpx.post(
+                stack["collector_url"], json=[event], headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.TransportError:
+            return False  # still starting
+        assert response.status_code in (201, 503), response.text
+        return response.status_code == 201
+
+    assert wait_until(accepted, 60, 0.5)

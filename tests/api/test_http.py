@@ -73,6 +73,18 @@ def test_admin_reads_any_merchant_and_keys_are_checked(
     assert code(post(http, key, Q, OK)) == "UNAUTHENTICATED"
 
 
+@pytest.mark.parametrize(("merchant", "admin"), [("m1", False), (None, True)])
+def test_write_keys_cannot_read(
+    http: TestClient, api_client: OpenSearch, api_names: Names, merchant: str | None, admin: bool
+) -> None:
+    """A write key (the collector's) is refused by the API with a code, even for its own
+    merchant: a leaked ingest key exposes no analytics."""
+    key, _ = create_key(api_client, api_names, merchant, admin, write=True)
+    body = post(http, key, Q, OK)
+    assert code(body) == "FORBIDDEN"
+    assert "write key" in body["errors"][0]["message"]
+
+
 def test_force_raw_is_admin_only(http: TestClient, merchant_key: str) -> None:
     q = Q.replace("timezone: $tz)", "timezone: $tz, forceSource: RAW)")
     assert code(post(http, merchant_key, q, OK)) == "FORBIDDEN"

@@ -20,6 +20,7 @@ import pytest
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
 
+from indexer import deadletters as dl
 from indexer.consumer import Indexer
 from indexer.undecodable import BLOCKED, RESOLVED, SKIPPED, BlockedBatches, request_skip
 from ingest.contract import to_kafka_message
@@ -102,6 +103,11 @@ def test_bad_batches_stop_only_their_partition_until_skipped(
         store = BlockedBatches(os_client, topics)
         assert wait_until(lambda: len(store.all()) == 2, 10)
         assert {d["status"] for d in store.all()} == {BLOCKED}
+        waiting = dl.stats(settings).blocked_batches  # what `pulse dlq stats` / status show
+        assert sorted((d["partition"], d["offset"]) for d in waiting) == [
+            (1, crc_at),
+            (2, codec_at),
+        ]
 
         assert request_skip(os_client, topics, topic, 1, crc_at) == BLOCKED  # the operator
         assert wait_until(lambda: ix.settled >= flowing + len(after[1]), 30, 0.1)
