@@ -155,6 +155,7 @@ class Stack:
             "indexer": f"http://{local}:{self.indexer_metrics_port}/metrics",
             "rollups": f"http://{local}:{self.rollups_metrics_port}/metrics",
             "api": self.graphql_url.replace("/graphql", "/metrics"),
+            "collector": self.collector_url.replace("/events", "/metrics"),
         }
 
     def stack_json(self) -> dict[str, Any]:

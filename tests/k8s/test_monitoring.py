@@ -303,7 +303,7 @@ def test_pod_monitors_select_workloads_and_ports(docs: list[Manifest]) -> None:
             ports = {p.get("name") for c in containers(template) for p in c.get("ports", [])}
             for endpoint in monitor["spec"]["podMetricsEndpoints"]:
                 assert endpoint["port"] in ports, f"{doc['metadata']['name']}: {endpoint}"
-    long_running = {"pulse-api", "pulse-indexer", "pulse-rollups"}
+    long_running = {"pulse-api", "pulse-collector", "pulse-indexer", "pulse-rollups"}
     assert long_running | {"pulse-fluent-bit-node", "pulse-fluent-bit-edge"} <= selected
 
 
@@ -361,6 +361,7 @@ def exported_metric_names() -> set[str]:
     """Every sample name the components' registries expose (counters with _total)."""
     from api.app import RequestMetrics
     from indexer.metrics import Metrics
+    from ingest.collector_metrics import CollectorMetrics
     from rollups.metrics import RollupMetrics
 
     names: set[str] = set()
@@ -368,6 +369,7 @@ def exported_metric_names() -> set[str]:
         Metrics().registry,
         RollupMetrics().registry,
         RequestMetrics().registry,
+        CollectorMetrics().registry,
     ]
     for registry in registries:
         for family in registry.collect():

@@ -209,8 +209,10 @@ def test_prometheus_scrapes_every_component_after_traffic(stack: UpStack, promet
     info = stack.info
     send_events(info)
     ask_api(info)
+    anonymous = httpx.post(info["collector_url"], json=[{"event_id": "x"}], timeout=30)
+    assert anonymous.status_code == 401  # the front door wants a write key
     jobs = {f"pulse-{c}" for c in info["metrics_urls"]}
-    assert jobs == {"pulse-indexer", "pulse-rollups", "pulse-api"}
+    assert jobs == {"pulse-indexer", "pulse-rollups", "pulse-api", "pulse-collector"}
 
     def all_up() -> bool:
         up = {r["metric"]["job"]: r["value"][1] for r in query(prometheus, "up")}
@@ -244,6 +246,8 @@ def test_prometheus_scrapes_every_component_after_traffic(stack: UpStack, promet
     assert scalar(prometheus, refused) == 1
     latency = 'pulse_api_graphql_operation_seconds_count{operation="metrics"}'
     assert {r["metric"]["code"] for r in query(prometheus, latency)} == {"OK", "UNAUTHENTICATED"}
+    door = 'pulse_collector_records_total{outcome="refused",reason="unauthenticated"}'
+    assert wait_until(lambda: scalar(prometheus, door) == 1, 10, 0.5), query(prometheus, door)
     merchant_labels = query(prometheus, '{__name__=~"pulse_.*", merchant_id!=""}')
     assert merchant_labels == []
 
