@@ -30,6 +30,7 @@ from api.errors import Code
 from api.executor import KnownDocuments
 from api.http_limits import RequestLimits, refuse_get, too_large
 from api.masking import CodedErrors
+from api.observability import OperationMetrics
 from api.ratelimit import EngineBuckets, RateLimiter
 from api.schema import Backend, Context, build_schema
 from api.sources import Ctx
@@ -58,6 +59,7 @@ class RequestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.graphql = OperationMetrics(self.registry)
 
 
 def _engine(settings: Settings) -> OpenSearch:
@@ -93,7 +95,10 @@ def create_app(
         return Context(ctx, limiter, auth, calls, guard=guard, address=address)
 
     router: GraphQLRouter[Context, None] = GraphQLRouter(
-        schema or build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql"
+        # A given schema (a benchmark of one layer) goes without the operation metrics.
+        schema or build_schema([*EXTENSIONS, metrics.graphql.extension()]),
+        context_getter=context,
+        graphql_ide="graphiql",
     )
     app = FastAPI(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan

@@ -37,6 +37,7 @@ from kafka.errors import KafkaError, MessageSizeTooLargeError
 from opensearchpy.exceptions import OpenSearchException
 from starlette.requests import ClientDisconnect
 
+from ingest.collector_metrics import CollectorMetrics
 from ingest.contract import to_kafka_message
 from ingest.keycache import KeyCache, Resolve, bearer_key, digest_of
 from ingest.sinks import kafka_producer
@@ -248,6 +249,8 @@ def create_app(
     gate = Gate(resolve, key_ttl_s, limits.retry_after_s)
     app = FastAPI(title="Pulse collector (Fluent Bit in_http formats, write keys)")
     app.state.gate = gate
+    metrics = CollectorMetrics()
+    metrics.install(app)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
@@ -265,10 +268,15 @@ def create_app(
         now = datetime.now(tz=UTC)
         verdicts = [judge(i, r, principal, limits, now) for i, r in enumerate(records)]
         await deliver(producer, topic, verdicts, limits)
+        for v in verdicts:
+            if isinstance(v, Refused):
+                metrics.refused(v.reason)
+        metrics.accepted(sum(isinstance(v, Message) for v in verdicts))
         return answer(verdicts)
 
     @app.exception_handler(Refusal)
     async def refused(_: Request, exc: Refusal) -> Response:
+        metrics.refused(exc.reason)  # the whole request, counted once
         body = orjson.dumps({"error": exc.message, "reason": exc.reason})
         headers = dict(exc.headers)
         if exc.status == 401:

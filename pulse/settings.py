@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     rollup_lease_ttl_s: float = Field(default=180.0, gt=0)
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
+    rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
 
     # API
     api_host: str = "127.0.0.1"

@@ -3,7 +3,10 @@
 Starts the engines that have no configured address, bootstraps topics/templates/keys, runs
 every component as a child process (so one crash does not take the others down, and each
 gets its own interpreter and core), restarts a child that dies, writes ``stack.json`` for the
-other commands, and on SIGINT/SIGTERM stops everything it started.
+other commands, and on SIGINT/SIGTERM stops everything it started: the components first (all
+at once, each SIGTERM then its grace), the engines last, while the components can still
+flush to them. Components and engines run in process groups of their own, so a Ctrl-C in the
+terminal reaches only ``pulse up`` (docs/decisions/0150).
 """
 
 from __future__ import annotations
@@ -30,7 +33,6 @@ from pulse.engines import (
     die_with_parent,
     free_port,
     start_embedded,
-    stop_process,
 )
 from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
@@ -40,6 +42,9 @@ from storage.templates import ensure_templates
 log = logging.getLogger("pulsectl.stack")
 console = Console(stderr=True)
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+# Components' share of the 15 s in which `pulse up` exits; the engines take up to
+# pulse.engines.ENGINE_GRACE_S after them, and a loaded machine needs some slack.
+STOP_BUDGET_S = 9.0
 DEMO_MERCHANT = "m00000"
 
 
@@ -57,7 +62,9 @@ class Child:
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", "pulsectl.cli", *self.args]
-        self.process = subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent)
+        self.process = subprocess.Popen(
+            cmd, env=self.env, preexec_fn=die_with_parent, process_group=0
+        )
         log.info("started component", extra={"component": self.name, "pid": self.process.pid})
 
     def poll(self) -> bool:
@@ -79,9 +86,33 @@ class Child:
             return True
         return False
 
-    def stop(self, grace_s: float) -> None:
-        if self.process is not None:
-            stop_process(self.process, grace_s)
+
+def stop_all(children: list[Child], grace_s: float) -> None:
+    """SIGTERM every running child at once, wait up to ``grace_s`` in total, then SIGKILL
+    whatever is left: one slow component does not add its grace to everybody else's."""
+    running = [
+        (c.name, c.process) for c in children if c.process is not None and c.process.poll() is None
+    ]
+    for _, process in running:
+        process.terminate()
+    deadline = time.monotonic() + grace_s
+    for name, process in running:
+        try:
+            process.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            log.warning("component %s did not stop within %.0fs; killed", name, grace_s)
+            process.kill()
+            process.wait()
+
+
+def stop_grace_s(settings: Settings, engines: EmbeddedEngines) -> float:
+    """How long components get to stop. With embedded (in-memory) engines nothing a component
+    flushes outlives the stack, so ``pulse up`` stays within STOP_BUDGET_S; with configured
+    engines each component gets its full shutdown budget (offsets commit after durable writes,
+    so a kill loses nothing either way, it only re-reads)."""
+    if engines.opensearch is None and engines.kafka is None:
+        return settings.shutdown_timeout_s + 5
+    return STOP_BUDGET_S
 
 
 @dataclass
@@ -91,6 +122,8 @@ class Stack:
     engines: EmbeddedEngines
     api_port: int
     collector_port: int
+    indexer_metrics_port: int = 0
+    rollups_metrics_port: int = 0
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -108,10 +141,22 @@ class Stack:
             PULSE_KAFKA_BOOTSTRAP=self.endpoints.kafka_bootstrap,
             PULSE_API_PORT=str(self.api_port),
             PULSE_COLLECTOR_PORT=str(self.collector_port),
+            PULSE_INDEXER_METRICS_PORT=str(self.indexer_metrics_port),
+            PULSE_ROLLUPS_METRICS_PORT=str(self.rollups_metrics_port),
             PULSE_STATE_DIR=self.settings.state_dir,
             PULSE_NAMESPACE=self.settings.namespace,
         )
         return env
+
+    def metrics_urls(self) -> dict[str, str]:
+        """Each component's Prometheus endpoint (`pulse status` and a scraper read them)."""
+        local = "127.0.0.1"
+        return {
+            "indexer": f"http://{local}:{self.indexer_metrics_port}/metrics",
+            "rollups": f"http://{local}:{self.rollups_metrics_port}/metrics",
+            "api": self.graphql_url.replace("/graphql", "/metrics"),
+            "collector": self.collector_url.replace("/events", "/metrics"),
+        }
 
     def stack_json(self) -> dict[str, Any]:
         return {
@@ -121,9 +166,13 @@ class Stack:
             "collector_url": self.collector_url,
             "pid": os.getpid(),
             "components": {c.name: c.process.pid for c in self.children if c.process},
+            "metrics_urls": self.metrics_urls(),
             "embedded": {
                 "opensearch": self.engines.opensearch is not None,
                 "kafka": self.engines.kafka is not None,
+            },
+            "engine_pids": {
+                e.name: e.pid for e in (self.engines.opensearch, self.engines.kafka) if e
             },
         }
 
@@ -213,15 +262,18 @@ def run_stack(settings: Settings, demo: bool) -> int:
         engines,
         api_port=port_or_free(settings.api_host, settings.api_port),
         collector_port=port_or_free(settings.collector_host, settings.collector_port),
+        indexer_metrics_port=settings.indexer_metrics_port or free_port(),
+        rollups_metrics_port=settings.rollups_metrics_port or free_port(),
     )
     try:
         bootstrap(settings, endpoints)
         return supervise(stack, demo)
     finally:
-        for child in reversed(stack.children):
-            child.stop(settings.shutdown_timeout_s + 5)
+        stop_all(stack.children, stop_grace_s(settings, engines))
+        log.info("components stopped")
         stack_file(settings).unlink(missing_ok=True)
         engines.stop()
+        log.info("engines stopped")
 
 
 def _address(engines: EmbeddedEngines, which: str) -> str:
