@@ -49,6 +49,10 @@ class Run:
     stats: dict[str, int] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     times: dict[str, int] = field(default_factory=dict)  # phase -> epoch ms it was reached
+    # Per partition, where the sequential read stopped at the arrival window's end (the first
+    # message stamped past it); later positions are fetched from the serving generation.
+    stops: dict[str, int] = field(default_factory=dict)
+    late_until: int = 0  # the late fetch took positions ingested before this (epoch ms)
     _doc: store.Versioned | None = None
 
     @property
@@ -68,6 +72,8 @@ class Run:
             "stats": self.stats,
             "report": self.report,
             "times": self.times,
+            "stops": self.stops,
+            "late_until": self.late_until,
         }
 
     @classmethod
@@ -84,6 +90,8 @@ class Run:
             dict(s.get("stats", {})),
             dict(s.get("report", {})),
             dict(s.get("times", {})),
+            dict(s.get("stops", {})),
+            int(s.get("late_until", 0)),
             doc,
         )
 
