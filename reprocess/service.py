@@ -199,7 +199,8 @@ def _fetch_late(ctx: Context, run: Run, replayer: Replayer, pre_verify: bool) ->
         window = late.Window(floors, until_ms=run.late_until)
     else:
         margin = ctx.settings.reprocess_lateness_s * 1000
-        window = late.Window(floors, after=dict(run.offsets), since_ms=run.late_until - margin)
+        after = {p: min(o, run.pending_from.get(p, o)) for p, o in run.offsets.items()}
+        window = late.Window(floors, after=after, since_ms=run.late_until - margin)
     consumer = targeted_consumer(ctx.kafka_bootstrap, ctx.names)
     try:
         replayer.fetch_late(consumer, window)
