@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # Before the final catch-up, how long to wait for the live indexer's committed offsets to
     # pass the head taken after the fence (it commits only what is durable).
     reprocess_indexer_wait_s: float = Field(default=300.0, gt=0)
+    # Replay worker processes per run (partitions divided among them) and how long a worker's
+    # claim on its partitions lasts without a checkpoint before another may take them over.
+    reprocess_workers: int = Field(default=1, ge=1)
+    reprocess_worker_lease_s: float = Field(default=30.0, gt=0)
 
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)

@@ -142,14 +142,30 @@ def _build(ctx: Context, run: Run) -> None:
     run.save(ctx.client, ctx.names, runs.REPLAYING)
     if run.plan.kind == "reindex":
         reindex.copy_days(ctx.client, ctx.names, run)
-    else:
-        with _replayer(ctx, run) as replayer, _progress(ctx) as progress:
+    elif ctx.settings.reprocess_workers > 1:
+        from reprocess import workers  # the workers import this module
+
+        with _replayer(ctx, run) as replayer:
             replayer.prepare()
-            window_end = run.plan.window_end_ms
-            replayer.catch_up(run.plan.end_offsets, progress, window_end)  # head when planned
-            if window_end:
-                _fetch_late(ctx, run, replayer, pre_verify=True)
+        workers.drive_workers(ctx, run, ctx.settings.reprocess_workers)
+    else:
+        with _progress(ctx) as progress:
+            replay_phase(ctx, run, progress, prepare=True)
     run.save(ctx.client, ctx.names, runs.REPLAYED)
+
+
+def replay_phase(
+    ctx: Context, run: Run, progress: Progress | None = None, prepare: bool = False
+) -> None:
+    """The replay of ``run``'s partitions (a whole run, or a slice of one): the arrival
+    window sequentially, then the later arrivals by position (docs/decisions/0131)."""
+    with _replayer(ctx, run) as replayer:
+        if prepare:
+            replayer.prepare()
+        window_end = run.plan.window_end_ms
+        replayer.catch_up(run.plan.end_offsets, progress, window_end)  # head when planned
+        if window_end:
+            _fetch_late(ctx, run, replayer, pre_verify=True)
 
 
 def _switch(ctx: Context, run: Run) -> None:
