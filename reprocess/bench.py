@@ -72,7 +72,7 @@ def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str,
         "replay_events_per_s": round(replay_rate, 1),
         "ratio": round(replay_rate / live_rate, 3),
         "batch_docs": mine.reprocess_batch_docs,
-        "workers": 1,
+        "workers": mine.reprocess_workers,
         "all_days": _rounded(replay),
         "one_day": _rounded(one_day),
     }
@@ -126,6 +126,7 @@ def _replay(ctx: Context, start_ms: int, end_ms: int) -> dict[str, Any]:
         "fetched_per_event_rebuilt": stats.get("fetched", 0) / max(1, stats["tallied"]),
         "log_messages": sum(run.plan.end_offsets.values()),
         "replay_s": replay_ms / 1000,
+        "workers_spawned": stats.get("workers_spawned", 1),
         "end_to_end_s": total_s,
         "verified": run.report["verify"]["ok"],
     }
