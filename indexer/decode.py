@@ -58,6 +58,9 @@ def decode(
         return DeadLetter(origin, "bounds", *out_of_bounds)
     doc = parsed.to_doc(0) if mapping is None else mapping(parsed, 0)
     doc.pop("ingested_at", None)  # stamped right before each bulk attempt, see stamp()
+    # Where the message lies in Kafka: a reprocessing run fetches a range's later arrivals by
+    # these instead of scanning the log (docs/decisions/0131).
+    doc["kafka_partition"], doc["kafka_offset"] = origin.partition, origin.offset
     return IndexItem(origin, parsed.doc_id, parsed.occurred_at_ms // DAY_MS, orjson.dumps(doc))
 
 

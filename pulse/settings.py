@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     # indices are swapped: longer than any API report takes, so none reads rollups judged
     # before the hold and raw read after the swap (docs/decisions/0046).
     reprocess_hold_grace_s: float = Field(default=60.0, ge=0)
+    # The sequential read stops at range end + this; later arrivals of the range are fetched
+    # by their Kafka position (docs/decisions/0131). Negative: read to the head instead.
+    reprocess_late_window_s: int = 3600
+    # Before the final catch-up, how long to wait for the live indexer's committed offsets to
+    # pass the head taken after the fence (it commits only what is durable).
+    reprocess_indexer_wait_s: float = Field(default=300.0, gt=0)
+    # Replay worker processes per run (partitions divided among them) and how long a worker's
+    # claim on its partitions lasts without a checkpoint before another may take them over.
+    reprocess_workers: int = Field(default=1, ge=1)
+    reprocess_worker_lease_s: float = Field(default=30.0, gt=0)
 
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)

@@ -39,7 +39,9 @@ def parse_time(value: str) -> int:
 
 
 def context() -> Context:
-    settings = get_settings()
+    from reprocess.workers import worker_settings
+
+    settings = worker_settings() or get_settings()
     endpoints = resolve_endpoints(settings)
     client = opensearch_client(endpoints.opensearch_url, settings.engine_timeout_s)
     names = names_for(settings)
@@ -145,6 +147,18 @@ def register(root: typer.Typer) -> None:
             console.print(line)
         if yes or typer.confirm("Delete?"):
             console.print(f"deleted {len(action.apply())} indices")
+
+    @app.command()
+    def worker(
+        run_id: str = typer.Option(..., "--run"),
+        workers: int = typer.Option(..., "--workers", help="How many slices the run has."),
+    ) -> None:
+        """A replay worker (started by the run's driver): replays slices of the run."""
+        from reprocess.workers import work
+
+        ctx = context()
+        ctx.progress = False
+        work(ctx, run_id, workers)
 
     @app.command()
     def status() -> None:

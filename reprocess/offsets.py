@@ -42,3 +42,34 @@ def heads(consumer: KafkaConsumer, tps: list[TopicPartition]) -> dict[TopicParti
     # is exact there.
     consumer.unsubscribe()
     return out
+
+
+class IndexerBehind(RuntimeError):
+    """The live indexer did not commit past the head in time (is it running?)."""
+
+
+def wait_for_commits(
+    bootstrap: str, topic: str, group: str, head: dict[str, int], timeout_s: float
+) -> None:
+    """Return once ``group`` has committed at least ``head`` on every partition. The live
+    indexer commits an offset only when everything below it is durable (decision 0010). A
+    group that has committed nothing on the topic has no live indexer behind it: nothing to
+    wait for."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            committed = {p: consumer.committed(TopicPartition(topic, int(p))) for p in head}
+            if all(c is None for c in committed.values()):
+                return
+            behind = {p: o for p, o in head.items() if (committed[p] or 0) < o}
+            if not behind:
+                return
+            if time.monotonic() > deadline:
+                raise IndexerBehind(
+                    f"live indexer group {group} has not committed up to {behind} after "
+                    f"{timeout_s:.0f} s; `pulse reprocess resume` once it has caught up"
+                )
+            time.sleep(0.5)
+    finally:
+        consumer.close()

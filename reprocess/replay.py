@@ -35,6 +35,7 @@ from indexer.undecodable import SKIP_REQUESTED, SKIPPED, BadBatch, BlockedBatche
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
+from reprocess import late
 from reprocess.firstcopy import FirstCopies
 from reprocess.offsets import heads
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
@@ -98,14 +99,22 @@ class Replayer:
         for day in sorted(self._dates):
             gens.ensure_unaliased_day(self.client, self.names, self.run.plan.new_generation, day)
 
-    def catch_up(self, bound: Offsets, progress: Progress | None = None) -> None:
+    def catch_up(
+        self, bound: Offsets, progress: Progress | None = None, window_end_ms: int = 0
+    ) -> None:
         """Read from the checkpoint up to ``bound`` (per partition, exclusive), then wait until
         the writer thread has made every batch durable.
 
         The bound is fixed before reading starts, so the read ends however fast producers keep
         appending (reading "to the head" never ends under live traffic, issue 21). What arrives
         after it reaches the new generation through the switch protocol (docs/decisions/0050):
-        the final catch-up after the fence reads to a bound taken after the fence."""
+        the final catch-up after the fence reads to a bound taken after the fence.
+
+        With ``window_end_ms``, a partition also stops at its first message stamped at or
+        after it (saved in ``run.stops``): the range's later arrivals are fetched by position
+        (``fetch_late``, docs/decisions/0131)."""
+        if window_end_ms:
+            bound = self.sequential_bound(bound)
         tps = list(self._tps.values())
         self.consumer.assign(tps)
         for p, tp in self._tps.items():
@@ -119,6 +128,8 @@ class Replayer:
             while open_:
                 polled = self._poll()
                 fetched = [r for batch in polled.values() for r in batch]
+                if window_end_ms:
+                    bound = self._stop_at_window(fetched, bound, window_end_ms)
                 records: list[Record] = [r for r in fetched if r.offset < bound[str(r.partition)]]
                 self.run.count(fetched=len(fetched))
                 if records:
@@ -161,10 +172,52 @@ class Replayer:
         self.run.offsets[p] = max(self.run.offsets[p], bad.next_offset)
         self.run.count(skipped_batches=1)
 
+    def sequential_bound(self, bound: Offsets) -> Offsets:
+        """``bound`` lowered to the window stops found so far."""
+        return {p: min(o, self.run.stops.get(p, o)) for p, o in bound.items()}
+
+    def _stop_at_window(self, records: list[Record], bound: Offsets, end_ms: int) -> Offsets:
+        """Lower each partition's bound to its first record stamped at or after ``end_ms``.
+        Records before a stop never change, so a resumed run finds the same stops."""
+        out = dict(bound)
+        for r in records:
+            p = str(r.partition)
+            if r.timestamp >= end_ms and r.offset < out[p]:
+                out[p] = r.offset
+                self.run.stops[p] = r.offset
+        return out
+
+    def fetch_late(self, consumer: KafkaConsumer, window: late.Window) -> int:
+        """Replay the range's messages at the positions the serving generation holds inside
+        ``window``, through the same decode -> select -> checkpoint -> write steps; returns
+        how many were asked for. Positions below ``run.offsets`` are re-written, never tallied
+        again (a resumed fetch asks the same search, docs/decisions/0131)."""
+        wanted: late.Positions = {}
+        for day in self.run.plan.days:
+            indices = late.serving_indices(
+                self.client, self.names, day.old_generation, gens.parse_day(day.day)
+            )
+            late.merge(wanted, late.positions(self.client, indices, window))
+        asked = sum(len(o) for o in wanted.values())
+        generation = self.run.plan.new_generation
+        confirm = self._copies.confirmed
+        batch_docs = self.settings.reprocess_batch_docs
+        topic = self.names.topic_raw
+        with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
+            for records, fetched in late.read_positions(consumer, topic, wanted, batch_docs):
+                self.run.count(fetched=fetched)
+                if records:
+                    self.batch(records, writing)
+                self._count(writing.collect())
+            self._count(writing.drain())
+        self.run.count(late_asked=asked)
+        self.run.pending_from = dict(self.run.offsets)
+        return asked
+
     def _done(self, p: str, bound: Offsets) -> bool:
-        """Every record of partition ``p`` below the bound has been handed to ``batch``."""
-        if self.run.offsets[p] >= bound[p]:
-            return True
+        """Every record of partition ``p`` below the bound has been handed to ``batch``. The
+        position, not ``run.offsets``: a resumed run re-reads from ``pending_from`` below the
+        offsets already checkpointed, and must get there again."""
         return bool(self.consumer.position(self._tps[p]) >= bound[p])
 
     def head(self) -> Offsets:
@@ -251,4 +304,16 @@ def consumer_for(bootstrap: str, settings: Settings, names: Names) -> KafkaConsu
         max_poll_records=settings.reprocess_batch_docs,
         fetch_max_bytes=32 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+
+
+def targeted_consumer(bootstrap: str, names: Names) -> KafkaConsumer:
+    """For fetches by position: small fetches, since one seek wants a few records, not 8 MiB
+    (a broker still returns at least one whole record batch)."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=names.group("pulse-reprocess"),
+        max_partition_fetch_bytes=64 * 1024,
     )

@@ -47,7 +47,12 @@ RAW_PROPERTIES: dict[str, Any] = {
     "channel": KEYWORD,
     "device": KEYWORD,
     "attributes": {"type": "flat_object"},
+    # The message a document came from (docs/decisions/0131: reprocessing fetches by these).
+    "kafka_partition": LONG,
+    "kafka_offset": LONG,
 }
+
+POSITION_FIELDS = ("kafka_partition", "kafka_offset")
 
 ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.MERCHANT: KEYWORD,
@@ -125,6 +130,14 @@ def ensure_templates(client: OpenSearch, settings: Settings, names: Names) -> No
     this at startup, so it stays cheap and never touches data indices."""
     for name, body in desired_templates(settings, names).items():
         client.indices.put_index_template(name=name, body=body)
+    # Raw indices created before the Kafka position fields existed take them too (an additive
+    # mapping update: strict mappings would otherwise refuse the documents that carry them).
+    client.indices.put_mapping(
+        index=names.raw_pattern,
+        body={"properties": {f: RAW_PROPERTIES[f] for f in POSITION_FIELDS}},
+        allow_no_indices=True,
+        ignore_unavailable=True,
+    )
 
 
 def ensure_index(client: OpenSearch, index: str, aliases: dict[str, Any] | None = None) -> bool:
