@@ -8,6 +8,7 @@ with a chosen codec. Both key messages by ``event_id`` (``message_key_field: eve
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -62,24 +63,29 @@ def fluent_bit_producer(bootstrap: str, codec: str | None = None) -> Producer:
 
 def produce_librdkafka(
     producer: Producer, topic: str, events: list[dict[str, Any]], partition: int | None = None
-) -> None:
+) -> list[tuple[int, int]]:
     """Produce every event (key = event_id, value = what out_kafka writes) and wait for every
     delivery report; any delivery error fails the test. ``partition`` None: librdkafka's own
-    partitioner chooses, as in Fluent Bit."""
+    partitioner chooses, as in Fluent Bit. Returns each event's (partition, offset)."""
     where = {} if partition is None else {"partition": partition}
     errors: list[KafkaError] = []
+    positions: dict[int, tuple[int, int]] = {}
 
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
+    def delivered(i: int, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             errors.append(err)
+        else:
+            positions[i] = (msg.partition(), msg.offset())
 
-    for event in events:
+    for i, event in enumerate(events):
         key = str(event["event_id"]).encode()
         value = to_kafka_message(event)
-        producer.produce(topic, key=key, value=value, on_delivery=delivered, **where)
+        report = functools.partial(delivered, i)
+        producer.produce(topic, key=key, value=value, on_delivery=report, **where)
         producer.poll(0)
     assert producer.flush(60) == 0, "librdkafka did not deliver everything in time"
     assert not errors, errors
+    return [positions[i] for i in range(len(events))]
 
 
 def kafka_python_producer(bootstrap: str, codec: str, idempotent: bool = True) -> KafkaProducer:
@@ -93,11 +99,14 @@ def kafka_python_producer(bootstrap: str, codec: str, idempotent: bool = True) -
     )
 
 
-def produce_kafka_python(producer: KafkaProducer, topic: str, events: list[dict[str, Any]]) -> None:
+def produce_kafka_python(
+    producer: KafkaProducer, topic: str, events: list[dict[str, Any]]
+) -> list[tuple[int, int]]:
+    """Produce every event and wait for its acknowledgement; each event's (partition, offset)."""
     futures = [
         producer.send(topic, key=str(e["event_id"]).encode(), value=to_kafka_message(e))
         for e in events
     ]
     producer.flush(60)
-    for future in futures:
-        future.get(timeout=30)
+    acked = [future.get(timeout=30) for future in futures]
+    return [(meta.partition, meta.offset) for meta in acked]

@@ -5,6 +5,7 @@ cannot decode stops the run (checkpointed) until the operator decides (decision 
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -36,15 +37,25 @@ from tests.reprocess.conftest import (
 
 
 def test_replay_reads_every_codec(ctx: Context) -> None:
+    # The producers stamp messages with the wall clock, after the range's arrival window:
+    # read the log to the head (window -1) so every batch goes through the sequential read.
+    wide = ctx.settings.model_copy(update={"reprocess_late_window_s": -1})
+    ctx = dataclasses.replace(ctx, settings=wide)
     bootstrap, topic = ctx.kafka_bootstrap, ctx.names.topic_raw
     events = make_events(120, ALL, seed=21)
     chunks = [events[i::4] for i in range(4)]
-    produce_librdkafka(fluent_bit_producer(bootstrap), topic, chunks[0] + chunks[0][:20])
+    shipped = chunks[0] + chunks[0][:20]
+    at = produce_librdkafka(fluent_bit_producer(bootstrap), topic, shipped)
     for codec, chunk in zip(("gzip", "snappy", "zstd"), chunks[1:], strict=True):
         producer = kafka_python_producer(bootstrap, codec)
-        produce_kafka_python(producer, topic, chunk + chunk[:20])  # shipper re-sends
+        shipped += chunk + chunk[:20]  # shipper re-sends
+        at += produce_kafka_python(producer, topic, chunk + chunk[:20])
         producer.close()
-    live_write(ctx.client, ctx.settings, ctx.names, events)  # the buggy live generation
+    first = {}  # the live indexer keeps each event's first copy, with its position
+    for event, position in zip(shipped, at, strict=True):
+        first.setdefault(event["event_id"], position)
+    positions = [first[e["event_id"]] for e in events]
+    live_write(ctx.client, ctx.settings, ctx.names, events, positions)  # the buggy generation
 
     run = reprocess(ctx).apply()
 
@@ -57,11 +68,11 @@ def test_replay_reads_every_codec(ctx: Context) -> None:
 def test_replay_stops_at_an_undecodable_batch_until_the_operator_skips_it(ctx: Context) -> None:
     bootstrap, topic = ctx.kafka_bootstrap, ctx.names.topic_raw
     events = make_events(80, ALL, seed=22)
-    send(ctx.settings, ctx.names, events[:120])
+    positions = send(ctx.settings, ctx.names, events[:40])
     bad = corrupt_crc(record_batch([b'{"event_id": "lost"}'] * 2))
     at = produce_raw(bootstrap, topic, 0, bad)
-    send(ctx.settings, ctx.names, events[120:])
-    live_write(ctx.client, ctx.settings, ctx.names, events)
+    positions += send(ctx.settings, ctx.names, events[40:])
+    live_write(ctx.client, ctx.settings, ctx.names, events, positions)
 
     with pytest.raises(UndecodableBatch) as stopped:
         reprocess(ctx).apply()
