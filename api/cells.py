@@ -15,7 +15,7 @@ from typing import Any
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
 from api.model import Base
-from rollups.schema import SKETCH_LG_K
+from storage.rollup_schema import SKETCH_LG_K
 
 HLL_LG_K = SKETCH_LG_K  # the rollup writer's lg_k, so unions keep their precision
 CONFIDENCE_SIGMAS = 2  # error bounds are ~95% intervals

@@ -1,14 +1,17 @@
-"""The `pulse` commands of the api package (registered by pulse.cli)."""
+"""The `pulse` commands of the api package (registered by pulsectl.cli)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
+from pulse.settings import Settings
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     root.command(name="api")(api_command)
-    bench.command(name="query")(bench_query)
 
 
 def api_command() -> None:
@@ -23,24 +26,26 @@ def api_command() -> None:
     configure_logging(settings.log_level, settings.log_json)
     app = create_app(settings)
     # uvicorn handles SIGTERM/SIGINT itself: it stops accepting, drains, then returns.
-    uvicorn.run(
-        app,
-        host=settings.api_host,
-        port=settings.api_port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.shutdown_timeout_s),
-    )
+    uvicorn.run(app, **server_options(settings))
 
 
-def bench_query(
-    events: int = typer.Option(5_000_000, help="Raw events to generate (skipped if present)."),
-    requests: int = typer.Option(200, help="Requests per report and source."),
-    merchants: int = typer.Option(200),
-    seed: int = typer.Option(7),
-    namespace: str = typer.Option("benchq", help="Namespace of the bench's indices."),
-) -> None:
-    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw (JSON)."""
-    from api.bench import run
+def server_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's configuration, every limit explicit (docs/api.md "Limits"): h11 with a
+    deadline for request headers (``HeaderDeadline``), its buffer limit for headers split over
+    reads, keep-alive timeout, concurrency cap (503 past it), graceful-shutdown timeout.
+    Body and header-total limits: api.http_limits.RequestLimits."""
+    from api.http_limits import HeaderDeadline
 
-    run(events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace)
+    deadline = {"header_timeout_s": settings.api_header_timeout_s}
+    return {
+        "host": settings.api_host,
+        "port": settings.api_port,
+        "http": type("PulseH11", (HeaderDeadline,), deadline),
+        "h11_max_incomplete_event_size": settings.api_max_header_bytes,
+        "timeout_keep_alive": int(max(1, settings.api_keepalive_timeout_s)),
+        "limit_concurrency": settings.api_max_concurrency,
+        "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+    }

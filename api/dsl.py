@@ -2,7 +2,7 @@
 
 Nothing here talks to the engine. Raw documents keep each event's fields; rollup documents
 are per merchant x UTC hour x dimension combination, plus one total per merchant x hour
-(rollups.schema), and store absent dimension values as MISSING, so the two sources need
+(storage.rollup_schema), and store absent dimension values as MISSING, so the two sources need
 different filters for "no value".
 """
 
@@ -13,17 +13,13 @@ from typing import Any
 
 from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
 from api.timebuckets import ENGINE_INTERVAL
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 Body = dict[str, Any]
 GroupKey = tuple[str, ...]
 
 TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
-PAID = {
-    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
-}
-FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
-REFUND = {"term": {"event_type": "refund"}}
+PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
 ROLLUP_SUMS = {
     Base.EVENTS: rs.EVENTS,
     Base.PAID: rs.PAYMENTS_SUCCEEDED,

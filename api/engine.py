@@ -1,4 +1,5 @@
-"""Execution: send a DSL body to the engine with a timeout, mapping failures to SystemFailures."""
+"""The API's only engine access: searches, gets, and the one mapping of engine failures to
+SystemFailures (``engine_errors``, also around the key lookup and the rollup-state reads)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,12 @@ from opensearchpy.exceptions import (
 from opensearchpy.exceptions import (
     ConnectionTimeout,
     NotFoundError,
+    OpenSearchException,
     TransportError,
 )
 
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
-from ilm import served
+from storage import served
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +38,9 @@ def search(
     """Run one search; a missing index (nothing written yet) is an empty answer, not an error.
 
     ``span`` (epoch ms [start, end) of every instant the body can match) sends the search to
-    the members of the alias ``index`` that can hold it (``ilm.served``) instead of all.
+    the members of the alias ``index`` that can hold it (``storage.served``) instead of all.
     """
-    with _engine_errors("query"):
+    with engine_errors("query"):
         try:
             if span is not None:
                 routed = served.indices_for(client, index, *span)
@@ -58,7 +60,7 @@ def search(
 def mget(client: OpenSearch, docs: list[dict[str, Any]], timeout_s: float) -> list[dict[str, Any]]:
     """Fetch documents by index and id, in order; one in an index that does not exist (nothing
     written there yet) reads as not found. Failures map like ``search``'s."""
-    with _engine_errors("get"):
+    with engine_errors("get"):
         answer = client.mget(body={"docs": docs}, request_timeout=timeout_s)
     found: list[dict[str, Any]] = answer["docs"]
     for doc in found:
@@ -70,9 +72,9 @@ def mget(client: OpenSearch, docs: list[dict[str, Any]], timeout_s: float) -> li
 
 
 @contextmanager
-def _engine_errors(what: str) -> Iterator[None]:
-    """Engine failures as the API's errors; the engine's words go to our logs, never to the
-    response."""
+def engine_errors(what: str) -> Iterator[None]:
+    """Engine failures as the API's errors, the one mapping every engine call of the API goes
+    through; the engine's words go to our logs, never to the response."""
     try:
         yield
     except ConnectionTimeout:
@@ -82,3 +84,6 @@ def _engine_errors(what: str) -> Iterator[None]:
     except TransportError as exc:
         log.error("engine refused a %s: %s %s", what, exc.status_code, str(exc)[:500])
         raise UnexpectedAnswer() from None
+    except OpenSearchException as exc:  # the client's own failures (serialization, config)
+        log.error("engine client failed a %s: %s", what, str(exc)[:500])
+        raise EngineUnavailable() from None

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from rollups import schema as rs
+from pulse.clock import HOUR_MS as HOUR_MS
+from storage import rollup_schema as rs
 
-HOUR_MS = 3_600_000
 MISSING = rs.MISSING  # the value that stands for "the event did not carry this dimension"
 
 

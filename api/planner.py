@@ -26,9 +26,9 @@ from api.model import (
     Split,
 )
 from api.timebuckets import boundaries, hour_inside_one_bucket, zone
+from pulse.clock import DAY_MS
 from pulse.settings import Settings
 
-DAY_MS = 24 * HOUR_MS
 MERCHANT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 MAX_FILTER_VALUES = 100
 MAX_VALUE_LEN = 128

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import ModuleType
 from typing import Any
 
-from opensearchpy.exceptions import OpenSearchException
-
 from api import planner
-from api.errors import EngineUnavailable
+from api.engine import engine_errors
 from api.keys import Principal
 from api.model import HOUR_MS, Base, Interval, QueryPlan, Source
 from api.report import Report, rank, shape
@@ -25,23 +21,15 @@ from api.sources import (
     sketch_cells,
     total_doc_cells,
 )
+from rollups import state  # the named seam: which hours the rollups serve (.importlinter)
 
 _POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pulse-query")
 
 
-def rollup_state() -> ModuleType | None:
-    """rollups.state (the rollup job's published progress), when that package provides it."""
-    try:
-        return importlib.import_module("rollups.state")
-    except ImportError:
-        return None
-
-
 def _state_call(fn: Any, *args: Any) -> Any:
-    try:
+    """A read of the rollup state, its failures mapped like every engine call's."""
+    with engine_errors("rollup state read"):
         return fn(*args)
-    except OpenSearchException:
-        raise EngineUnavailable() from None
 
 
 def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
@@ -54,8 +42,7 @@ def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
 def split(ctx: Ctx, plan: QueryPlan) -> tuple[QueryPlan, Future[set[int]] | None]:
     """Plan the sources from the rollup state's candidate hours (one ``mget``), and start the
     search for late events in the hours given to rollups; it runs alongside the reads."""
-    state = rollup_state()
-    if state is None or plan.force_source is Source.RAW:
+    if plan.force_source is Source.RAW:
         return planner.split_sources(plan, set(), None), None
     found = _state_call(
         state.candidates,
@@ -144,17 +131,7 @@ def report(ctx: Ctx, plan: QueryPlan) -> Report:
 
 def freshness(ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:
     """(ingested through, rolled up through) for a merchant, epoch ms or None."""
-    state = rollup_state()
-    if state is not None:
-        result: tuple[int | None, int | None] = _state_call(
-            state.freshness, ctx.client, ctx.names, merchant_id
-        )
-        return result
-    body = {
-        "size": 0,
-        "query": {"term": {"merchant_id": merchant_id}},
-        "aggs": {"newest": {"max": {"field": "ingested_at"}}},
-    }
-    newest = (ctx.search(Source.RAW, body).get("aggregations") or {}).get("newest", {})
-    value = newest.get("value")
-    return (int(value) if value is not None else None), None
+    result: tuple[int | None, int | None] = _state_call(
+        state.freshness, ctx.client, ctx.names, merchant_id
+    )
+    return result

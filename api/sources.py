@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -19,9 +18,10 @@ from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
 from api.engine import mget, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import HOUR_MS, MISSING, Granularity, Interval, QueryPlan, Source
+from pulse.clock import parse_instant
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 GroupKey = tuple[str, ...]
 CellKey = tuple[GroupKey | None, int | None]
@@ -206,7 +206,7 @@ def _place_total(plan: QueryPlan, hour: int, pack: dict[str, list[int]], out: Ce
 
 def _hour(doc: dict[str, Any]) -> int:
     value = doc[rs.HOUR]
-    return _parse(value) if isinstance(value, str) else int(value)
+    return parse_instant(value) if isinstance(value, str) else int(value)
 
 
 def _bucket_of(plan: QueryPlan, hour: int) -> int:
@@ -220,7 +220,3 @@ def _place_sketch(plan: QueryPlan, doc: dict[str, Any], out: Cells) -> None:
     group = tuple(str(doc.get(d.field, MISSING)) for d in plan.group_by)
     for key in ((None, None), (group, None), (group, i)):
         out.setdefault(key, Cell()).uniques.add_sketch(sketch)
-
-
-def _parse(value: str) -> int:
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)

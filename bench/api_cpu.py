@@ -1,7 +1,7 @@
 """API-side CPU per report, for the capacity model (`api_ms_per_query`, bench/capacity.py).
 
-Starts an embedded osmem, loads N loadgen events (api.bench's loader), builds rollups, then
-asks api.bench's 30-day hourly and 90-day daily reports through the app (startup included,
+Starts an embedded osmem, loads N loadgen events (bench.query's loader), builds rollups, then
+asks bench.query's 30-day hourly and 90-day daily reports through the app (startup included,
 as a server runs it) and prints the API process's CPU time per request (all threads: HTTP,
 GraphQL, planning, parsing engine answers; the engine runs in its own process).
 
@@ -18,12 +18,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from api import bench as query_bench
 from api.app import create_app
-from api.keys import create_key
+from bench import query as query_bench
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch
+from pulse.keystore import create_key
 from pulse.naming import names_for
 from pulse.settings import get_settings
 

@@ -32,7 +32,7 @@ METRICS = [
     Metric.GROSS_SALES,
     Metric.NET_SALES,
     Metric.PAYMENT_SUCCESS_RATE,
-]  # api.bench's report
+]  # bench.query's report
 START = datetime(2024, 5, 2, tzinfo=UTC)
 END = datetime(2024, 6, 1, tzinfo=UTC)
 CALLS_PER_RUN = 50

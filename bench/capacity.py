@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,27 @@ def measured_message_bytes(samples: int = 20_000) -> float:
     gen = Generator(LoadSpec(merchants=10_000, seed=3))
     total = sum(len(to_kafka_message(gen.event_at(1_790_000_000_000))) for _ in range(samples))
     return total / samples
+
+
+def measured_skip_ratio(samples: int = 2_000) -> float:
+    """CPU of skipping another day's message (``reprocess.pipeline.event_day``) relative to
+    its full decode (``indexer.decode.decode``), on loadgen's mix, in this process."""
+    from indexer.decode import Bounds, decode
+    from indexer.model import Origin
+    from reprocess.pipeline import event_day
+
+    gen = Generator(LoadSpec(merchants=10_000, seed=3))
+    now = 1_790_000_000_000
+    messages = [to_kafka_message(gen.event_at(now)) for _ in range(samples)]
+    bounds = Bounds(10**12, 10**12)
+    started = time.process_time()
+    for m in messages:
+        decode(Origin("t", 0, 0, now, None, m), bounds, now)
+    full = time.process_time() - started
+    started = time.process_time()
+    for m in messages:
+        event_day(m)
+    return (time.process_time() - started) / full
 
 
 def e2e_doc_bytes(path: Path) -> float | None:
@@ -169,6 +191,28 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             7, "days in broker storage", "docs/reprocessing.md: longer horizons via tiering"
         ),
         "kafka_replication": Input(3, "copies", "Kafka production default"),
+        "replay_skip_ratio": Input(
+            round(measured_skip_ratio(), 3),
+            "x a full decode, per message of another day skipped",
+            "measured here: reprocess.pipeline.event_day vs indexer.decode.decode, loadgen mix",
+        ),
+        "replay_window_h": Input(
+            2.0,
+            "h of other days' traffic read with a day",
+            "Settings: reprocess_lateness_s + reprocess_late_window_s (1 h + 1 h)",
+        ),
+        "late_share": Input(
+            0.02,
+            "of a day's events arriving after the window",
+            "ASSUMPTION (the bench's mix); measure on production arrivals",
+            provisional=True,
+        ),
+        "late_fetch_ms": Input(
+            1.0,
+            "ms per late arrival fetched by position",
+            "ASSUMPTION: one fetch round trip per isolated offset in-cluster; re-measure",
+            provisional=True,
+        ),
     }
 
 
@@ -329,11 +373,63 @@ def backlog_table(inp: dict[str, Input]) -> list[str]:
     return rows
 
 
+REBUILD_WORKERS = (1, 8, 24)
+
+
+def rebuild(
+    events_per_day: float, found_after_days: int, inp: dict[str, Input]
+) -> dict[str, float]:
+    """Rebuilding one day found ``found_after_days`` later (docs/decisions/0131, 0132).
+
+    Now: the day plus ``replay_window_h`` of other traffic read sequentially (other days
+    skipped at ``replay_skip_ratio`` of a decode), the late share fetched by position. Before:
+    every message from the day to the head, decoded, in one process. Workers divide the CPU;
+    the engine writes the day's events with the cluster's headroom (capacity minus the day's
+    average arrival rate)."""
+    v: Callable[[str], float] = lambda name: inp[name].value  # noqa: E731
+    day, us = events_per_day, v("indexer_us")  # the replay runs the indexer's decode + writer
+    other = day * v("replay_window_h") / 24
+    late = day * v("late_share")
+    cpu_s = (day * us + other * us * v("replay_skip_ratio")) / 1e6 + late * v("late_fetch_ms") / 1e3
+    p = plan(events_per_day, inp)
+    engine_docs_s = p["data_nodes"] * v("node_vcpu") * v("engine_docs_per_vcpu")
+    headroom = engine_docs_s - events_per_day / 86_400
+    out = {
+        "read_now": day + other + late,
+        "read_before": day * (found_after_days + 1),
+        "before_h": day * (found_after_days + 1) * us / 1e6 / HOUR_S,
+        "engine_h": day / headroom / HOUR_S,
+    }
+    for k in REBUILD_WORKERS:
+        out[f"k{k}_h"] = max(cpu_s / k / HOUR_S, out["engine_h"])
+    return out
+
+
+def rebuild_table(inp: dict[str, Input]) -> list[str]:
+    ks = " | ".join(f"hours, {k} worker{'s' if k > 1 else ''}" for k in REBUILD_WORKERS)
+    rows = [
+        f"| volume | found after | messages read (now) | read to the head (before) | "
+        f"before, hours (1 process) | {ks} | engine-bound hours |",
+        "|---|---|---|---|---|" + "---|" * len(REBUILD_WORKERS) + "---|",
+    ]
+    for volume in VOLUMES:
+        for after in (1, 7):
+            r = rebuild(volume, after, inp)
+            hours = " | ".join(_n(r[f"k{k}_h"], 1) for k in REBUILD_WORKERS)
+            rows.append(
+                f"| {volume / 1e9:.0f} B/day | {after} d | {r['read_now'] / 1e9:.2f} B | "
+                f"{r['read_before'] / 1e9:.0f} B | {_n(r['before_h'], 1)} | {hours} | "
+                f"{_n(r['engine_h'], 1)} |"
+            )
+    return rows
+
+
 def render(inp: dict[str, Input]) -> str:
     parts = [
         "### Inputs", "", *inputs_table(inp), "",
         "### Plan per volume", "", *plan_table(inp), "",
-        "### Backlog drain when the lunch peak overshoots", "", *backlog_table(inp),
+        "### Backlog drain when the lunch peak overshoots", "", *backlog_table(inp), "",
+        "### Rebuilding one day (reprocess)", "", *rebuild_table(inp),
     ]  # fmt: skip
     return "\n".join(parts)
 

@@ -1,4 +1,8 @@
-"""The `pulse bench e2e` command (registered by pulse.cli)."""
+"""`pulse bench ...`: every benchmark's command (registered by pulsectl.cli).
+
+Benchmarks live here, outside the product packages and the wheel; they drive the product
+through its public functions. Each command imports its benchmark when it runs.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,15 @@ from pathlib import Path
 import typer
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add `pulse bench e2e` to the `pulse bench` group."""
+def register(bench: typer.Typer) -> None:
+    """Add every benchmark to the `pulse bench` group."""
     bench.command("e2e")(e2e)
+    bench.command("indexer")(indexer)
+    bench.command("query")(query)
+    bench.command("rollups")(rollups)
+    from bench.reprocess import register_bench
+
+    register_bench(bench)
 
 
 def e2e(
@@ -32,3 +42,58 @@ def e2e(
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     config = E2EConfig.from_options(quick, rates, step_seconds, paths, rollup_interval_s)
     run_and_write(config, out)
+
+
+def indexer(
+    events: int = typer.Option(50_000, help="How many events to produce and index."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    days: int = typer.Option(2, help="Spread the events over this many recent days."),
+    seed: int = typer.Option(7),
+) -> None:
+    """Produce N events to Kafka, index them, and compare with a raw _bulk load."""
+    import orjson
+
+    from bench.indexer import run_bench
+    from pulse.logs import configure_logging
+    from pulse.settings import get_settings
+
+    settings = get_settings()
+    configure_logging("WARNING", settings.log_json)
+    result = run_bench(settings, events, days, seed)
+    if as_json:
+        print(orjson.dumps(result).decode())
+    else:
+        for key, value in result.items():
+            print(f"{key}: {value}")
+
+
+def query(
+    events: int = typer.Option(5_000_000, help="Raw events to generate (skipped if present)."),
+    requests: int = typer.Option(200, help="Requests per report and source."),
+    merchants: int = typer.Option(200),
+    seed: int = typer.Option(7),
+    namespace: str = typer.Option("benchq", help="Namespace of the bench's indices."),
+) -> None:
+    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw (JSON)."""
+    from bench.query import run
+
+    run(events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace)
+
+
+def rollups(
+    events: int = typer.Option(50_000, help="Raw events for the cost measurement."),
+    merchants: int = typer.Option(200),
+    rate: float = typer.Option(100.0, help="Live events/s during the latency measurement."),
+    interval: int = typer.Option(0, help="Job interval for the latency part [settings]."),
+    margin: float = typer.Option(-1.0, help="Visibility margin, s [settings' derived value]."),
+    skip_latency: bool = typer.Option(False, help="Only measure cost and reduction."),
+    reduction: str = typer.Option("100000,1000000", help="Events/day for the offline factor."),
+) -> None:
+    """Rollup job cost per million raw events, rollup docs per raw event, and latencies."""
+    from bench.rollups import BenchConfig, run
+
+    levels = tuple(int(n) for n in reduction.split(",") if n.strip())
+    config = BenchConfig(
+        events, merchants, rate, interval or None, margin, not skip_latency, levels
+    )
+    run(config)

@@ -25,7 +25,6 @@ from bench.machine import describe, load_average
 from pulse.clients import opensearch_client
 from pulse.naming import names_for
 from pulse.settings import Settings
-from pulse.stack import DEMO_MERCHANT
 
 RENDERED = "return (performance.getEntriesByName('pulse:rendered')[0] || {}).startTime ?? null"
 FETCHED = "return performance.getEntriesByName('pulse:fetched')[0].startTime"
@@ -64,11 +63,11 @@ def first_render_ms(driver: Any, url: str, timeout_s: float = 30.0) -> dict[str,
     }
 
 
-def run(state_dir: Path, runs: int, days: int) -> dict[str, Any]:
+def run(state_dir: Path, runs: int, days: int, merchant: str = "m00000") -> dict[str, Any]:
     stack = json.loads((state_dir / "stack.json").read_text())
     settings = Settings()
     client = opensearch_client(stack["opensearch_url"])
-    key, _ = create_key(client, names_for(settings), DEMO_MERCHANT, False, "bench dashboard")
+    key, _ = create_key(client, names_for(settings), merchant, False, "bench dashboard")
     url = f"{stack['dashboard_url']}#range={days}&zone=UTC"
     with tempfile.TemporaryDirectory() as profile:
         driver = launch(Path(profile))
@@ -99,8 +98,9 @@ def main() -> None:
     parser.add_argument("--state-dir", type=Path, default=Path(".pulse"))
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--days", type=int, default=30, choices=(7, 30, 90))
+    parser.add_argument("--merchant", default="m00000", help="whose dashboard (the demo's)")
     args = parser.parse_args()
-    print(json.dumps(run(args.state_dir, args.runs, args.days), indent=2))
+    print(json.dumps(run(args.state_dir, args.runs, args.days, args.merchant), indent=2))
 
 
 if __name__ == "__main__":

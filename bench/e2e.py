@@ -24,7 +24,6 @@ from typing import Any
 from opensearchpy import OpenSearch
 from rich.console import Console
 
-from api.keys import create_key
 from bench import machine
 from bench.monitor import CpuSampler, LagSampler
 from bench.probes import (
@@ -45,6 +44,7 @@ from bench.report import step_figures, targets
 from bench.stackrun import RunningStack, pulse_up
 from ingest.sinks import kafka_producer
 from pulse.clients import opensearch_client
+from pulse.keystore import create_key
 from pulse.naming import Names
 from pulse.settings import Settings
 
@@ -249,7 +249,8 @@ def run_step(run: Run, path: str, rate: float, last: bool) -> Step:
         "--topic", run.lag.topic, "--rate", str(rate),
         "--duration", str(run.config.step_seconds), "--seed", str(len(run.steps)),
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PULSE_WRITE_KEY": run.transport.write_key}  # not on the command line
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     run.cpu.add("loadgen", proc.pid)
     run.sending.set()
     out, _ = proc.communicate(timeout=run.config.step_seconds * 3 + 60)
@@ -350,7 +351,10 @@ def execute(config: E2EConfig) -> dict[str, Any]:
             stack=stack,
             gql=GraphQL(stack.graphql_url, key),
             transport=Transport(
-                stack.collector_url, kafka_producer(stack.kafka_bootstrap), names.topic_raw
+                stack.collector_url,
+                kafka_producer(stack.kafka_bootstrap),
+                names.topic_raw,
+                create_key(client, names, None, True, "bench e2e load", write=True)[0],
             ),
             cpu=CpuSampler(stack.pids),
             lag=LagSampler(

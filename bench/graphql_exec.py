@@ -1,12 +1,12 @@
 """GraphQL execution cost of one large answer, without any engine.
 
 ``python -m bench.graphql_exec [--runs N] [--profile CASE]`` times the query documents of
-api.bench (and a fuller one that asks every field of a Point) through the real schema — the
+bench.query (and a fuller one that asks every field of a Point) through the real schema — the
 resolver, planning, shaping into GraphQL types, graphql-core execution and error masking —
-with only the engine-facing calls stubbed: the API key lookup answers an admin and
-``service.report`` returns a report built once per plan (720 hourly points x 5 metrics, or 90
-daily points). ``http`` cases go through the FastAPI app with TestClient (JSON encoding and
-the ASGI stack included).
+with only the engine-facing calls stubbed (``StubbedEngine``, given to the app as its public
+``backend``): the API key lookup answers an admin and the report is one built once per plan
+(720 hourly points x 5 metrics, or 90 daily points). ``http`` cases go through the FastAPI
+app with TestClient (JSON encoding and the ASGI stack included).
 
 Each case runs *before* (graphql-core's executor, masking only: the configuration before
 issue 6) and *after* (api.app's schema: plain-data executor, remembered valid documents)
@@ -25,19 +25,14 @@ import os
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from typing import Any
-from unittest import mock
 
 import strawberry
 from fastapi.testclient import TestClient
 
-from api import bench as query_bench
 from api import schema as api_schema
-from api import service
 from api.app import EXTENSIONS, create_app
 from api.keys import Principal
 from api.masking import CodedErrors
@@ -45,6 +40,7 @@ from api.model import Metric, QueryPlan
 from api.ratelimit import RateLimiter
 from api.report import MetricValue, Point, Report, Series
 from api.sources import Ctx
+from bench import query as query_bench
 from pulse.clients import opensearch_client
 from pulse.naming import names_for
 from pulse.settings import Settings
@@ -109,22 +105,25 @@ def fake_report(plan: QueryPlan, seed: int = 7) -> Report:
     return rep
 
 
-@contextmanager
-def stubbed_engine() -> Iterator[None]:
-    """Key lookups answer an admin; service.report answers a report built once per plan."""
-    built: dict[QueryPlan, Report] = {}
+class StubbedEngine(api_schema.Backend):
+    """The engine-facing calls answered without an engine (passed to the app through its
+    public ``backend`` argument): key lookups answer an admin; a report is built once per
+    plan."""
 
-    def report(ctx: Ctx, plan: QueryPlan) -> Report:
+    def __init__(self) -> None:
+        self.built: dict[QueryPlan, Report] = {}
+
+    def principal(self, ctx: Ctx, key: str) -> Principal | None:
+        return ADMIN
+
+    def report(self, ctx: Ctx, plan: QueryPlan) -> Report:
         key = replace(plan, now_ms=0)  # the plan carries the request's clock
-        if key not in built:
-            built[key] = fake_report(plan)
-        return built[key]
+        if key not in self.built:
+            self.built[key] = fake_report(plan)
+        return self.built[key]
 
-    with (
-        mock.patch("api.schema.lookup", lambda *_args: ADMIN),
-        mock.patch.object(service, "report", report),
-    ):
-        yield
+
+STUB = StubbedEngine()
 
 
 def bench_settings() -> Settings:
@@ -158,7 +157,7 @@ def schema_runner(settings: Settings, query: str, case: str, new: bool) -> Runne
     values = variables(case)
 
     def run() -> Any:
-        context = api_schema.Context(ctx, limiter, "Bearer bench")
+        context = api_schema.Context(ctx, limiter, "Bearer bench", STUB)
         result = loop.run_until_complete(schema.execute(query, values, context_value=context))
         assert not result.errors, result.errors
         return result.data
@@ -168,8 +167,8 @@ def schema_runner(settings: Settings, query: str, case: str, new: bool) -> Runne
 
 def http_runner(settings: Settings, query: str, case: str, new: bool) -> Runner:
     """One POST /graphql through the ASGI app (router, JSON encoding, middleware)."""
-    with mock.patch("api.app.build_schema", partial(build, new=new)):
-        app = create_app(settings, opensearch_client(settings.opensearch_url or ""))
+    engine = opensearch_client(settings.opensearch_url or "")
+    app = create_app(settings, engine, schema=build(EXTENSIONS, new=new), backend=STUB)
     client = TestClient(app)  # not entered: the app's startup (gc.freeze) is the bench's call
     body = {"query": query, "variables": variables(case)}
     headers = {"Authorization": "Bearer bench"}
@@ -273,19 +272,18 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="profile the before side")
     args = parser.parse_args()
     settings = bench_settings()
-    with stubbed_engine():
-        cases = pairs(settings)
-        if args.profile:
-            profile(cases[args.profile][0 if args.before else 1], args.runs)
-            return
-        report: dict[str, Any] = {"cpus": os.cpu_count(), "runs": args.runs}
-        report["gc_default"] = phase(cases, args.runs)
-        gc.collect()
-        gc.freeze()  # what the app's startup does (api.app._lifespan)
-        try:
-            report["gc_frozen"] = phase(cases, args.runs)
-        finally:
-            gc.unfreeze()
+    cases = pairs(settings)
+    if args.profile:
+        profile(cases[args.profile][0 if args.before else 1], args.runs)
+        return
+    report: dict[str, Any] = {"cpus": os.cpu_count(), "runs": args.runs}
+    report["gc_default"] = phase(cases, args.runs)
+    gc.collect()
+    gc.freeze()  # what the app's startup does (api.app._lifespan)
+    try:
+        report["gc_frozen"] = phase(cases, args.runs)
+    finally:
+        gc.unfreeze()
     print(json.dumps(report, indent=2))
 
 

@@ -26,7 +26,7 @@ from kafka.partitioner import murmur2
 from opensearchpy import OpenSearch
 
 from ingest.contract import to_kafka_message
-from rollups import schema as rollup_schema
+from storage import rollup_schema
 
 RAW_MERCHANT = "bench-probe-raw"
 ROLLUP_MERCHANT = "bench-probe-rollup"
@@ -105,13 +105,17 @@ class Transport:
     collector_url: str
     producer: KafkaProducer
     topic: str
+    write_key: str  # an admin write key: the collector authenticates every request
     path: str = "collector"
     http: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=10))
 
     def send(self, event: dict[str, Any]) -> None:
         if self.path == "collector":
             body = orjson.dumps([event])
-            headers = {"Content-Type": "application/json"}
+            headers = {
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {self.write_key}",
+            }
             self.http.post(self.collector_url, content=body, headers=headers).raise_for_status()
         else:
             key = str(event["event_id"]).encode()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from typing import Any
 
@@ -25,7 +26,8 @@ def send(to: str, target: str, topic: str, rate: float, duration_s: float, seed:
     stream = paced(gen.event_at, rate, duration_s)
     if to == "collector":
         # Ten requests a second, as `pulse loadgen --to collector` batches.
-        return sinks.send_to_collector(target, stream, batch=max(1, min(500, int(rate // 10))))
+        key = os.environ["PULSE_WRITE_KEY"]  # an admin write key, from bench.e2e
+        return sinks.send_to_collector(target, stream, key, batch=max(1, min(500, int(rate // 10))))
     producer = sinks.kafka_producer(target, client_id="pulse-bench-load")
     try:
         return sinks.send_to_kafka(producer, topic, stream)

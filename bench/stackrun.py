@@ -81,7 +81,7 @@ def pulse_up(overrides: dict[str, str]) -> Iterator[RunningStack]:
     with tempfile.TemporaryDirectory(prefix="pulse-bench-") as tmp:
         env = stack_env(overrides, Path(tmp))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pulse.cli", "up", "--state-dir", tmp],
+            [sys.executable, "-m", "pulsectl.cli", "up", "--state-dir", tmp],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

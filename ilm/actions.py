@@ -20,7 +20,7 @@ from opensearchpy.exceptions import ConnectionTimeout, NotFoundError
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from ilm.inventory import RAW, IndexInfo
-from ilm.templates import desired_templates, ensure_raw_day
+from storage.templates import desired_templates, ensure_raw_day
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The `pulse ilm` commands (registered by pulse.cli): plan, apply, status, run."""
+"""The `pulse ilm` commands (registered by pulsectl.cli): plan, apply, status, run."""
 
 from __future__ import annotations
 
@@ -96,6 +96,6 @@ def run_cmd(
     run_loop(client, settings, names, stop)
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
+def register(root: typer.Typer) -> None:
     """Add `pulse ilm plan|apply|status|run` to the root CLI."""
     root.add_typer(ilm_app, name="ilm")

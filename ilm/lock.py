@@ -17,7 +17,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
-from ilm.templates import create_index
+from storage.templates import create_index
 
 log = logging.getLogger(__name__)
 

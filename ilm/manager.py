@@ -35,10 +35,10 @@ from ilm.inventory import RAW, ROLLUP, IndexInfo, day_groups, load_inventory
 from ilm.ism_actions import AttachIsmPolicy, PutIsmPolicy, SetRolloverAlias
 from ilm.lock import ManagerLock, ensure_state_index
 from ilm.rollover import Reconcile, Rollover
-from ilm.templates import GIB, raw_shard_count
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
+from storage.templates import GIB, raw_shard_count
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from opensearchpy import OpenSearch, helpers
@@ -25,8 +24,9 @@ from opensearchpy.exceptions import NotFoundError
 
 from ilm.actions import Action, Refused
 from ilm.inventory import IndexInfo
-from ilm.templates import create_index, day_alias_members
+from pulse.clock import now_ms
 from pulse.naming import Names
+from storage.templates import create_index, day_alias_members
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class Reconcile(Action):
             body={
                 "kind": "reconciled",
                 "index": self.target,
-                "at": _now_ms(),
+                "at": now_ms(),
                 "removed": self.removed,
             },
             refresh=True,
@@ -185,7 +185,3 @@ def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-def _now_ms() -> int:
-    return int(datetime.now(tz=UTC).timestamp() * 1000)

@@ -21,23 +21,33 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from opensearchpy import OpenSearch
 
-from ilm.arrivals import Arrivals
-from ilm.templates import ensure_templates
 from indexer.batching import Batcher, Limits
+from indexer.codecs import missing_codecs
 from indexer.decode import Bounds, decode, now_ms
 from indexer.dlq import DlqWriter, dlq_producer
 from indexer.metrics import Metrics
 from indexer.model import Batch, Origin
-from indexer.targets import Targets
+from indexer.undecodable import (
+    RESOLVED,
+    SKIP_REQUESTED,
+    SKIPPED,
+    BadBatch,
+    BlockedBatches,
+    locate,
+)
 from indexer.worker import Worker
 from indexer.writer import BatchWriter
 from pulse.clients import ensure_topics, opensearch_client
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
+from storage.arrivals import Arrivals
+from storage.targets import Targets
+from storage.templates import ensure_templates
 
 log = logging.getLogger("pulse.indexer")
 POLL_S = 0.05
 LAG_EVERY_S = 1.0
+BLOCKED_CHECK_S = 2.0  # how often a blocked partition looks for the operator's decision
 
 
 def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsumer:
@@ -59,7 +69,7 @@ def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsu
 def generation_resolver(client: OpenSearch, settings: Settings) -> Callable[[date], str]:
     """Which generation receives a day's events: the reprocess registry (docs/decisions/0050)
     maps switched days to their new generation; every other day uses settings.generation."""
-    from reprocess.registry import GenerationResolver
+    from storage.registry import GenerationResolver
 
     resolver = GenerationResolver(
         client, names_for(settings), settings.generation, settings.generation_registry_ttl_s
@@ -90,6 +100,13 @@ class Indexer:
         self.closing = False
         self.dlq: DlqWriter | None = None
         self.worker: Worker | None = None
+        self.blocked: dict[int, BadBatch] = {}  # partition -> the batch it is stopped at
+        self.store = BlockedBatches(self.client, self.names)
+        self._seen_bad: set[str] = set()
+        # Batches reported blocked (by any indexer) that this one may find decodable now.
+        self.unresolved: dict[int, list[tuple[str, int]]] | None = None
+        self._next_blocked_check = 0.0
+        self._next_unresolved_load = 0.0
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -106,6 +123,8 @@ class Indexer:
         self.metrics.serve(self.settings.indexer_metrics_port)
         consumer.subscribe([self.names.topic_raw], listener=RebalanceBridge(self, consumer))
         log.info("indexer started", extra={"topic": self.names.topic_raw})
+        if missing := missing_codecs():  # batches in these codecs block their partition
+            log.error("kafka codec libraries missing", extra={"codecs": missing})
         try:
             while not stop.is_set() and self.worker.alive:
                 self._step()
@@ -119,6 +138,7 @@ class Indexer:
             try:
                 ensure_topics(self.settings, self.bootstrap, self.names)
                 ensure_templates(self.client, self.settings, self.names)
+                self.store.ensure()
                 return True
             except Exception as exc:  # engines not up yet: keep trying until told to stop
                 log.warning("bootstrap failed; retrying", extra={"error": repr(exc)})
@@ -158,8 +178,8 @@ class Indexer:
     # --- the loop --------------------------------------------------------------------------
 
     def _step(self) -> None:
-        assert self.consumer is not None
-        polled = self.consumer.poll(timeout_ms=int(POLL_S * 1000), update_offsets=True)
+        polled = self._poll()
+        self._resolve(polled)
         for records in polled.values():
             self.backlog.extend(records)
             self.metrics.consumed.inc(len(records))
@@ -173,6 +193,109 @@ class Indexer:
         self._commit_pending()
         self._backpressure()
         self._report_lag()
+        self._check_blocked()
+
+    def _poll(self) -> dict[Any, list[Any]]:
+        """One poll; an undecodable batch stops its own partition instead of the consumer."""
+        assert self.consumer is not None
+        try:
+            polled: dict[Any, list[Any]] = self.consumer.poll(
+                timeout_ms=int(POLL_S * 1000), update_offsets=True
+            )
+        except Exception as exc:
+            bad = locate(exc)
+            if bad is None or bad.topic != self.names.topic_raw:
+                raise
+            self._block(bad)
+            return {}
+        return polled
+
+    # --- undecodable batches (docs/decisions/0110) -----------------------------------------
+
+    def _block(self, bad: BadBatch) -> None:
+        """Stop ``bad``'s partition at it (paused; nothing past it is ever committed)."""
+        assert self.consumer is not None
+        self.consumer.pause(TopicPartition(bad.topic, bad.partition))
+        self.blocked[bad.partition] = bad
+        for waiting in (self.unresolved or {}).values():  # not decodable here: not resolved
+            waiting[:] = [(key, offset) for key, offset in waiting if key != bad.key]
+        label = str(bad.partition)
+        if bad.key not in self._seen_bad:
+            self._seen_bad.add(bad.key)
+            self.metrics.undecodable.labels(label).inc()
+        self.metrics.blocked.labels(label).set(1)
+        log.error(
+            "undecodable record batch: partition stopped",
+            extra={
+                "topic": bad.topic, "partition": bad.partition, "offset": bad.offset,
+                "next_offset": bad.next_offset, "error": bad.error, "size": len(bad.raw),
+            },
+        )  # fmt: skip
+        self._next_blocked_check = 0.0  # report it (and find a standing decision) at once
+
+    def _resolve(self, polled: dict[Any, list[Any]]) -> None:
+        """A batch reported blocked earlier was decoded now (the codec library was installed
+        and the indexer restarted): mark it resolved, so no operator acts on it."""
+        if self.unresolved is None:
+            if time.monotonic() < self._next_unresolved_load:
+                return
+            try:
+                self.unresolved = self.store.open_batches(self.names.topic_raw)
+            except Exception as exc:  # the engine is down: look again a little later
+                self._next_unresolved_load = time.monotonic() + BLOCKED_CHECK_S
+                log.warning("blocked batches not readable", extra={"error": repr(exc)})
+                return
+        for tp, records in polled.items():
+            waiting = self.unresolved.get(tp.partition)
+            for key, offset in list(waiting or ()):
+                if records[-1].offset < offset or tp.partition in self.blocked:
+                    continue
+                try:
+                    self.store.set_status(key, RESOLVED)
+                except Exception as exc:  # stays listed; the next indexer start tries again
+                    log.warning("blocked batch not marked resolved", extra={"error": repr(exc)})
+                waiting.remove((key, offset))  # type: ignore[union-attr]
+                log.info("blocked batch decoded after all", extra={"key": key})
+
+    def _check_blocked(self) -> None:
+        if not self.blocked or time.monotonic() < self._next_blocked_check:
+            return
+        self._next_blocked_check = time.monotonic() + BLOCKED_CHECK_S
+        for bad in list(self.blocked.values()):
+            try:
+                status = self.store.report(bad)
+                if status == SKIP_REQUESTED:
+                    status = self._dead_letter(bad)
+            except Exception as exc:  # the engine is down: stay blocked, look again later
+                log.warning("blocked batch check failed", extra={"error": repr(exc)})
+                continue
+            if status == SKIPPED:
+                self._skip(bad)
+
+    def _dead_letter(self, bad: BadBatch) -> str:
+        """The operator asked to skip: the batch's bytes go to events.dlq first."""
+        assert self.dlq is not None
+        if self.dlq.send([bad.dead_letter()]):
+            return SKIP_REQUESTED  # not durable in the DLQ yet: try again next check
+        self.metrics.dlq.labels(bad.dead_letter().reason).inc()
+        self.store.set_status(bad.key, SKIPPED)
+        return SKIPPED
+
+    def _skip(self, bad: BadBatch) -> None:
+        assert self.consumer is not None
+        if bad.next_offset is None:
+            log.error("cannot skip: the batch's end is unknown", extra={"key": bad.key})
+            return
+        tp = TopicPartition(bad.topic, bad.partition)
+        self.consumer.seek(tp, bad.next_offset)
+        if not self.paused:
+            self.consumer.resume(tp)
+        del self.blocked[bad.partition]
+        self.metrics.blocked.labels(str(bad.partition)).set(0)
+        log.warning(
+            "undecodable record batch skipped (dead-lettered)",
+            extra={"partition": bad.partition, "offset": bad.offset, "next": bad.next_offset},
+        )
 
     def _feed(self) -> None:
         """Decode the backlog into the open batch, handing full batches to the writer."""
@@ -223,7 +346,7 @@ class Indexer:
         want = bool(self.backlog) or self.batcher.full()
         if want == self.paused:
             return
-        assignment = self.consumer.assignment()
+        assignment = [tp for tp in self.consumer.assignment() if tp.partition not in self.blocked]
         if want:
             self.consumer.pause(*assignment)
         else:
@@ -256,6 +379,13 @@ class Indexer:
         self.metrics.paused.set(0)
         self.last_offset.clear()
         self.backlog.clear()
+        # Partitions still ours are fetched again from the committed offset and stop again at
+        # the same batch (kafka-python resets pauses on assignment); the others are not ours.
+        self.unresolved = None  # reloaded at the next poll, for the new assignment
+        owned = {tp.partition for tp in assigned}
+        for partition in [p for p in self.blocked if p not in owned]:
+            del self.blocked[partition]
+            self.metrics.blocked.labels(str(partition)).set(0)
         log.info(
             "partitions assigned", extra={"partitions": sorted(tp.partition for tp in assigned)}
         )

@@ -6,7 +6,6 @@ input, so one poison pill can never stall its partition.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +14,7 @@ import orjson
 
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
 from ingest.contract import Event, Rejection, parse_message
+from pulse.clock import now_ms as now_ms
 from pulse.settings import Settings
 
 # A version of the document mapping: (event, ingested_at_ms) -> raw document.
@@ -58,6 +58,9 @@ def decode(
         return DeadLetter(origin, "bounds", *out_of_bounds)
     doc = parsed.to_doc(0) if mapping is None else mapping(parsed, 0)
     doc.pop("ingested_at", None)  # stamped right before each bulk attempt, see stamp()
+    # Where the message lies in Kafka: a reprocessing run fetches a range's later arrivals by
+    # these instead of scanning the log (docs/decisions/0131).
+    doc["kafka_partition"], doc["kafka_offset"] = origin.partition, origin.offset
     return IndexItem(origin, parsed.doc_id, parsed.occurred_at_ms // DAY_MS, orjson.dumps(doc))
 
 
@@ -66,7 +69,3 @@ def stamp(body: bytes, ingested_at_ms: int) -> bytes:
     body is an orjson-encoded non-empty object. Done per attempt so a retried document carries
     the time it actually became durable (the rollup job's freshness bound relies on it)."""
     return b'%s,"ingested_at":%d}' % (body[:-1], ingested_at_ms)
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -3,10 +3,12 @@
 Format (docs/decisions/0010): key = the original key; value = the original message bytes,
 unchanged (cut to ``MAX_DLQ_VALUE`` bytes when larger, flagged in ``pulse.truncated``);
 headers (all UTF-8): ``pulse.reason`` (machine-readable code), ``pulse.detail`` (the engine's or
-validator's message), ``pulse.stage`` (validate | bounds | index | conflict), ``pulse.topic``,
-``pulse.partition``, ``pulse.offset``, ``pulse.timestamp`` (the original record's, epoch ms),
-``pulse.failed_at`` (epoch ms), ``pulse.size`` (original value length), ``pulse.sha256`` (of the
-original value), ``pulse.truncated`` ("1" or "0"); the original record's headers follow.
+validator's message), ``pulse.stage`` (validate | bounds | index | conflict | fetch),
+``pulse.topic``, ``pulse.partition``, ``pulse.offset``, ``pulse.timestamp`` (the original
+record's, epoch ms), ``pulse.failed_at`` (epoch ms), ``pulse.size`` (original value length),
+``pulse.sha256`` (of the original value), ``pulse.truncated`` ("1" or "0"); the original
+record's headers follow. A skipped undecodable batch (stage fetch, reason
+``undecodable_batch``) also has ``pulse.next_offset`` (docs/decisions/0110).
 """
 
 from __future__ import annotations

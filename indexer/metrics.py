@@ -9,6 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 BULK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 SIZE_BUCKETS = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10_000, 20_000)
 BYTES_BUCKETS = (1e3, 1e4, 1e5, 1e6, 2.5e6, 5e6, 10e6, 15e6, 25e6)
+# Seconds from produced to searchable: sub-second when healthy, minutes to hours when behind.
+FRESHNESS_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
 class Metrics:
@@ -34,6 +36,28 @@ class Metrics:
         self.lag = Gauge(p + "lag", "Messages behind the partition end", ["partition"], registry=r)
         self.committed = Counter(p + "commits", "Offset commits", ["result"], registry=r)
         self.paused = Gauge(p + "paused", "1 while fetching is paused (backpressure)", registry=r)
+        # Kafka record timestamp (when the shipper produced the event) -> document created.
+        # Not occurred_at: late events (hours, days) are by design and would measure the
+        # senders' lateness rather than the pipeline's delay.
+        self.freshness = Histogram(
+            p + "freshness_seconds",
+            "Seconds from the Kafka record timestamp to the document being indexed",
+            buckets=FRESHNESS_BUCKETS,
+            registry=r,
+        )
+        # Names fixed: alert rules (k8s, docs/operations.md) are written against them.
+        self.undecodable = Counter(
+            p + "undecodable_batches",
+            "Record batches that could not be decoded (distinct batches; decision 0110)",
+            ["partition"],
+            registry=r,
+        )
+        self.blocked = Gauge(
+            p + "partition_blocked",
+            "1 while the partition is stopped at an undecodable batch",
+            ["partition"],
+            registry=r,
+        )
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         if port > 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-DAY_MS = 86_400_000
+from pulse.clock import DAY_MS as DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,7 @@ class DeadLetter:
     """A message bound for events.dlq; ``stage`` says which step refused it."""
 
     origin: Origin
-    stage: str  # validate | bounds | index | conflict
+    stage: str  # validate | bounds | index | conflict | fetch (an undecodable batch)
     reason: str
     detail: str
 

@@ -25,12 +25,12 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from ilm.arrivals import Arrivals
 from indexer.bulk import BadResponse, Verdict, bulk_body, send_bulk, verdicts
 from indexer.decode import now_ms
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
-from indexer.targets import Targets, day_of_index
+from storage.arrivals import Arrivals
+from storage.targets import Targets, day_of_index
 
 log = logging.getLogger("pulse.indexer.writer")
 CONFLICT_REASON = "conflict:occurred_at"
@@ -208,15 +208,17 @@ class _BulkRun:
         started = time.perf_counter()
         response = send_bulk(w.client, body, w.timeout_s)
         w.metrics.bulk_seconds.observe(time.perf_counter() - started)
-        self._settle(verdicts(response, len(self.pending)))
+        self._settle(verdicts(response, len(self.pending)), stamp)
         if self.pending:
             raise Retry("bulk_item")
 
-    def _settle(self, results: list[Any]) -> None:
+    def _settle(self, results: list[Any], stamp: int) -> None:
         w, retry, created = self.writer, [], 0
+        freshness = w.metrics.freshness
         for item, result in zip(self.pending, results, strict=True):
             if result.verdict is Verdict.CREATED:
                 created += 1
+                freshness.observe(max(0, stamp - item.origin.timestamp) / 1000)
             elif result.verdict is Verdict.DUPLICATE:
                 self.outcome.duplicates += 1
                 w.metrics.duplicates.labels("exists").inc()

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-HOUR_MS = 3_600_000
-DAY_MS = 24 * HOUR_MS
+from pulse.clock import DAY_MS as DAY_MS
+from pulse.clock import HOUR_MS as HOUR_MS
+from pulse.clock import now_ms as now_ms
+from pulse.clock import parse_instant
+
 MORNING_HOUR = 9
 LUNCH_HOUR = 12
 
@@ -96,7 +99,7 @@ class Generator:
         for event in events:
             if self.rng.random() < self.spec.late_rate:
                 back = self.rng.choice((2 * HOUR_MS, 26 * HOUR_MS, 3 * DAY_MS))
-                event["occurred_at"] = _rfc3339(_parse_ms(event["occurred_at"]) - back)
+                event["occurred_at"] = _rfc3339(parse_instant(event["occurred_at"]) - back)
             yield event
             if self.rng.random() < self.spec.duplicate_rate:
                 yield dict(event)
@@ -149,10 +152,6 @@ def _rfc3339(ts_ms: int) -> str:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _parse_ms(value: str) -> int:
-    return int(datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() * 1000)
-
-
 def paced(
     make: Callable[[int], dict[str, Any]], rate: float, duration_s: float
 ) -> Iterator[dict[str, Any]]:
@@ -165,10 +164,6 @@ def paced(
             yield make(int(time.time() * 1000))
             sent += 1
         time.sleep(min(0.05, max(0.0, (sent / rate) - (time.monotonic() - start))))
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def days_ago_ms(days: int) -> int:

@@ -55,12 +55,18 @@ def send_to_kafka(
 
 
 def send_to_collector(
-    url: str, events: Iterable[dict[str, Any]], batch: int = 500, timeout_s: float = 30.0
+    url: str,
+    events: Iterable[dict[str, Any]],
+    key: str,
+    batch: int = 500,
+    timeout_s: float = 30.0,
 ) -> int:
-    """POST events to the collector (in_http format: a JSON array per request)."""
+    """POST events to the collector with a write key (in_http format: a JSON array per
+    request); returns how many the collector accepted."""
     count = 0
     chunk: list[dict[str, Any]] = []
-    with httpx.Client(timeout=timeout_s) as client:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=timeout_s, headers=headers) as client:
         for event in events:
             chunk.append(event)
             if len(chunk) >= batch:
@@ -72,7 +78,11 @@ def send_to_collector(
 
 
 class CollectorBusy(RuntimeError):
-    """The collector answered 503 (Kafka unavailable): the request is safe to resend."""
+    """The collector answered 5xx (Kafka unavailable): the request is safe to resend."""
+
+
+class CollectorRefused(RuntimeError):
+    """The collector refused the request (4xx: key, size, body): a resend cannot succeed."""
 
 
 @retry(
@@ -83,11 +93,13 @@ class CollectorBusy(RuntimeError):
 )
 def _post(client: httpx.Client, url: str, chunk: list[dict[str, Any]]) -> int:
     """POST one batch; retried while the collector is starting or Kafka is away, like
-    Fluent Bit's retry of a chunk (a resend may duplicate events: event_id dedupes them)."""
-    response = client.post(
-        url, content=orjson.dumps(chunk), headers={"Content-Type": "application/json"}
-    )
-    if response.status_code == 503:
-        raise CollectorBusy(response.text)
-    response.raise_for_status()
-    return len(chunk)
+    Fluent Bit's out_http (5xx: retry, 4xx: give up; a resend may duplicate events:
+    event_id dedupes them). Returns the number of records accepted."""
+    response = client.post(url, content=orjson.dumps(chunk))
+    if response.status_code >= 500:
+        raise CollectorBusy(f"{response.status_code}: {response.text}")
+    if response.status_code == 201:
+        return len(chunk)
+    if response.status_code in (200, 422):  # per-record refusals: final, reported in the body
+        return int(response.json()["accepted"])
+    raise CollectorRefused(f"{response.status_code}: {response.text}")

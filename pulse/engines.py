@@ -3,21 +3,32 @@
 They start on free loopback ports and die with the process that started them: osmem watches
 its parent pid and its stdin; Tansu has no such flag, so it gets PR_SET_PDEATHSIG on Linux
 and is also killed by ``stop()``/atexit.
+
+Each engine runs in a process group of its own: a Ctrl-C in the terminal (SIGINT to the
+foreground group) must not reach them, so that ``pulse up`` can stop its components while
+the engines still answer, and stop the engines last (docs/decisions/0150).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixed
+
+# Both engines are in-memory: nothing to flush, so a short grace before SIGKILL (one of them
+# took its whole 5 s to honour SIGTERM under load, pushing `pulse up` past its 15 s).
+ENGINE_GRACE_S = 2.0
 
 
 class EngineError(RuntimeError):
@@ -66,11 +77,33 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float) -> None:
 
 
 def start_opensearch(timeout_s: float = 30.0) -> Engine:
-    """Start osmem-server on a free loopback port and wait until it answers."""
-    from osmem_server import OsmemServer
+    """Start osmem-server on a free loopback port and wait until it prints its address.
 
-    server = OsmemServer.start(japanese=False, startup_timeout=timeout_s)
-    return Engine("opensearch", server.process, server.url)
+    Started here rather than by ``OsmemServer.start`` (same protocol: one JSON line with the
+    ``url`` on stdout) because that gives no way to put the server in its own process group.
+    """
+    from osmem_server import resolve_binary
+
+    args = [resolve_binary(), "--parent-pid", str(os.getpid()), "--no-ja"]
+    proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=0)
+    ready: dict[str, str] = {}
+
+    def read_address() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            with contextlib.suppress(ValueError):
+                message = json.loads(line)
+                if isinstance(message, dict) and "url" in message:
+                    ready["url"] = str(message["url"])
+                    return
+
+    reader = threading.Thread(target=read_address, daemon=True)
+    reader.start()
+    reader.join(timeout_s)
+    if "url" not in ready:
+        stop_process(proc, 1.0)
+        raise EngineError(f"osmem-server did not start within {timeout_s}s")
+    return Engine("opensearch", proc, ready["url"])
 
 
 def tansu_binary() -> str:
@@ -90,6 +123,7 @@ def start_kafka(timeout_s: float = 30.0, port: int | None = None) -> Engine:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         preexec_fn=die_with_parent,
+        process_group=0,
     )
     engine = Engine("kafka", proc, f"127.0.0.1:{port}")
     try:
@@ -127,13 +161,18 @@ class EmbeddedEngines:
     kafka: Engine | None = None
     _stopped: bool = field(default=False, repr=False)
 
-    def stop(self) -> None:
+    def stop(self, grace_s: float = ENGINE_GRACE_S) -> None:
         if self._stopped:
             return
         self._stopped = True
-        for engine in (self.kafka, self.opensearch):
-            if engine is not None:
-                engine.stop()
+        # Both at once: neither needs the other to stop, and the graces do not add up.
+        running = [e.process for e in (self.kafka, self.opensearch) if e is not None]
+        for process in running:
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + grace_s
+        for process in running:
+            stop_process(process, max(0.0, deadline - time.monotonic()))
 
 
 def start_embedded(opensearch_url: str | None, kafka_bootstrap: str | None) -> EmbeddedEngines:

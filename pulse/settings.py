@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     # (either side) before it is written; 0 disables the lookup (docs/decisions/0011).
     indexer_conflict_days: int = Field(default=1, ge=0, le=7)
     # Raw writers keep, per day, a bound of the newest ingested_at ahead by this much, so a
-    # busy day costs one bookkeeping write per lookahead (ilm.arrivals, docs/decisions/0048).
+    # busy day costs one bookkeeping write per lookahead (storage.arrivals, docs/decisions/0048).
     arrivals_lookahead_ms: int = Field(default=60_000, ge=0)
 
     # Reprocessing (docs/reprocessing.md). The live indexer re-reads the generation registry at
@@ -80,6 +80,16 @@ class Settings(BaseSettings):
     # indices are swapped: longer than any API report takes, so none reads rollups judged
     # before the hold and raw read after the swap (docs/decisions/0046).
     reprocess_hold_grace_s: float = Field(default=60.0, ge=0)
+    # The sequential read stops at range end + this; later arrivals of the range are fetched
+    # by their Kafka position (docs/decisions/0131). Negative: read to the head instead.
+    reprocess_late_window_s: int = 3600
+    # Before the final catch-up, how long to wait for the live indexer's committed offsets to
+    # pass the head taken after the fence (it commits only what is durable).
+    reprocess_indexer_wait_s: float = Field(default=300.0, gt=0)
+    # Replay worker processes per run (partitions divided among them) and how long a worker's
+    # claim on its partitions lasts without a checkpoint before another may take them over.
+    reprocess_workers: int = Field(default=1, ge=1)
+    reprocess_worker_lease_s: float = Field(default=30.0, gt=0)
 
     # Rollups
     rollup_interval_s: int = Field(default=60, ge=1)
@@ -91,6 +101,7 @@ class Settings(BaseSettings):
     rollup_lease_ttl_s: float = Field(default=180.0, gt=0)
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
+    rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
 
     # API
     api_host: str = "127.0.0.1"
@@ -107,10 +118,41 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=3 * 366, ge=1)
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
+    # Per-request cost budget, checked before any engine work (api.budget, docs/api.md "Limits").
+    max_request_points: int = Field(default=50_000, ge=1)  # buckets x metrics x groups, summed
+    max_request_fields: int = Field(default=500, ge=1)  # selected fields, fragments expanded
+    max_request_aliases: int = Field(default=10, ge=0)
+    max_request_depth: int = Field(default=20, ge=1)  # graphql-core's introspection: 15
+    rate_limit_points_per_token: int = Field(default=100, ge=1)  # a report: >= 1 token
+    # HTTP limits of the API server (api.app, api.cli).
+    api_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    api_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    api_max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    api_keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    api_header_timeout_s: float = Field(default=10.0, gt=0)  # a request's headers must arrive
+    api_max_concurrency: int = Field(default=256, ge=1)  # open connections+requests, then 503
+    # Key lookups (api.authcache): a revoked key stops within api_key_cache_ttl_s.
+    api_key_cache_ttl_s: float = Field(default=5.0, ge=0)
+    api_unknown_key_ttl_s: float = Field(default=60.0, ge=0)
+    api_key_cache_entries: int = Field(default=10_000, ge=0)
+    # Failed key lookups per client address: a burst, then this many a minute.
+    api_auth_failures_burst: int = Field(default=5, ge=1)
+    api_auth_failures_per_minute: int = Field(default=5, ge=1)
+    readyz_cache_s: float = Field(default=5.0, ge=0)  # /readyz reuses an engine check this long
 
-    # Collector (the embedded stack's Fluent Bit in_http stand-in)
+    # Collector (the authenticated HTTP edge; Fluent Bit in_http formats). docs/operations.md
     collector_host: str = "127.0.0.1"
     collector_port: int = 8888
+    collector_max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)  # in_http's 4M
+    collector_max_records: int = Field(default=10_000, ge=1)  # per request
+    # A record whose Kafka message (event + @timestamp, and its key) is larger is refused
+    # `too_large`: below Kafka's default message.max.bytes (1 MiB incl. batch overhead).
+    collector_max_record_bytes: int = Field(default=1_000_000, ge=1024)
+    collector_ack_timeout_s: float = Field(default=10.0, gt=0)  # Kafka acks, then 503
+    collector_retry_after_s: int = Field(default=5, ge=1)  # the 503's Retry-After
+    # Verified write keys (and unknown ones) are remembered this long per collector process:
+    # the bound on how long a revoked key keeps writing (decision 0120).
+    collector_key_ttl_s: float = Field(default=30.0, gt=0)
 
     log_level: str = "INFO"
     log_json: bool = True

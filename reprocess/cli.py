@@ -1,17 +1,17 @@
-"""The `pulse reprocess`, `pulse reindex` and `pulse bench reprocess` commands."""
+"""The `pulse reprocess` and `pulse reindex` commands."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import typer
 from opensearchpy import OpenSearch
 from rich.console import Console
 
 from pulse.clients import opensearch_client, resolve_endpoints
+from pulse.clock import parse_instant
 from pulse.naming import Names, names_for
 from pulse.settings import Settings, get_settings
 from reprocess import runs
@@ -32,19 +32,16 @@ GAPS = typer.Option(False, "--accept-gaps", help="Go on although Kafka retention
 
 def parse_time(value: str) -> int:
     """ISO 8601 (date or date-time; naive means UTC) or integer epoch milliseconds."""
-    if value.isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_instant(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor epoch ms") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 def context() -> Context:
-    settings = get_settings()
+    from reprocess.workers import worker_settings
+
+    settings = worker_settings() or get_settings()
     endpoints = resolve_endpoints(settings)
     client = opensearch_client(endpoints.opensearch_url, settings.engine_timeout_s)
     names = names_for(settings)
@@ -84,7 +81,12 @@ def _start(
         console.print(line)
     if dry_run or not (yes or typer.confirm("Proceed?")):
         return
-    _finish(action.apply())
+    try:
+        run = action.apply()
+    except RunError as exc:  # e.g. an undecodable batch: checkpointed, resumable
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    _finish(run)
 
 
 def _finish(run: runs.Run) -> None:
@@ -96,8 +98,8 @@ def _finish(run: runs.Run) -> None:
         raise typer.Exit(1)
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     app = typer.Typer(help="Rebuild a time range from Kafka into a new generation, verified.")
     root.add_typer(app, name="reprocess")
 
@@ -147,6 +149,18 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
             console.print(f"deleted {len(action.apply())} indices")
 
     @app.command()
+    def worker(
+        run_id: str = typer.Option(..., "--run"),
+        workers: int = typer.Option(..., "--workers", help="How many slices the run has."),
+    ) -> None:
+        """A replay worker (started by the run's driver): replays slices of the run."""
+        from reprocess.workers import work
+
+        ctx = context()
+        ctx.progress = False
+        work(ctx, run_id, workers)
+
+    @app.command()
     def status() -> None:
         """Runs, newest first."""
         ctx = context()
@@ -156,10 +170,6 @@ def register(root: typer.Typer, bench: typer.Typer) -> None:
                 f"{run.run_id}\t{plan.kind}\t{run.phase}\t{plan.new_generation}\t"
                 f"{plan.days[0].day}..{plan.days[-1].day}\t{json.dumps(run.stats)}"
             )
-
-    from reprocess.bench import register_bench
-
-    register_bench(bench)
 
 
 def _run_action(make: Callable[[Context], Resume | Rollback], dry_run: bool = False) -> None:

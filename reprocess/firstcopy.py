@@ -22,7 +22,7 @@ from typing import Any
 from opensearchpy import OpenSearch
 
 from indexer.model import IndexItem
-from indexer.targets import day_of_index
+from storage.targets import day_of_index
 
 IndicesFor = Callable[[int], list[str]]  # day number -> concrete indices to look in
 

@@ -9,10 +9,9 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_raw_day
+from pulse.clock import DAY_MS as DAY_MS
 from pulse.naming import DAY_FORMAT, Names
-
-DAY_MS = 86_400_000
+from storage.templates import ensure_raw_day
 
 
 def parse_day(day: str) -> date:

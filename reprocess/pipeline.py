@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
+
 from indexer.decode import Bounds, Mapping, decode
-from indexer.model import DeadLetter, IndexItem, Origin
-from ingest.contract import Event
+from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
+from ingest.contract import MAX_MESSAGE_BYTES, Event, InvalidEvent, parse_instant
 
 Processing = Mapping
 
@@ -23,6 +25,32 @@ Processing = Mapping
 def current_processing(event: Event, ingested_at_ms: int) -> dict[str, Any]:
     """Today's processing code: the event contract's own document mapping."""
     return event.to_doc(ingested_at_ms)
+
+
+class _When(msgspec.Struct):
+    """The one field a replay needs to skip a message of another day."""
+
+    occurred_at: str | int | None = None
+
+
+_WHEN = msgspec.json.Decoder(_When)
+
+
+def event_day(value: bytes | None) -> int | None:
+    """The UTC day number of a message's ``occurred_at``, read without decoding the rest
+    (msgspec into a one-field struct: other fields are skipped, not built); None when it
+    cannot be read that way (the full decode then decides). Only messages with exactly one
+    ``"occurred_at"`` key are read, so a duplicated key cannot make this disagree with the
+    full decode's (last-wins) value; the day is the one ``indexer.decode`` computes."""
+    if not value or len(value) > MAX_MESSAGE_BYTES or value.count(b'"occurred_at"') != 1:
+        return None
+    try:
+        when = _WHEN.decode(value).occurred_at
+        if when is None:
+            return None
+        return parse_instant(when, "occurred_at") // DAY_MS
+    except (msgspec.DecodeError, InvalidEvent):
+        return None
 
 
 class Record(Protocol):
@@ -54,6 +82,10 @@ def decode_records(
     pins another mapping version. ``keep_day`` gets the UTC day number."""
     out = Decoded()
     for record in records:
+        day = event_day(record.value)
+        if day is not None and not keep_day(day):
+            out.outside += 1  # skipped without the full decode (about 9x cheaper)
+            continue
         item = decode(Origin.of(record), bounds, now_ms, processing)
         if isinstance(item, DeadLetter):
             out.invalid += 1  # already dead-lettered by the live indexer; never re-sent

@@ -20,7 +20,9 @@ from opensearchpy import OpenSearch
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry
+from reprocess import late
+from reprocess.offsets import heads
+from storage import registry
 
 GENERATION_RE = re.compile(r"[a-z0-9_]{1,32}")  # no '-': it separates name parts
 
@@ -49,6 +51,12 @@ class Plan:
     start_offsets: dict[str, int] = field(default_factory=dict)  # partition -> offset
     end_offsets: dict[str, int] = field(default_factory=dict)  # the head when planned
     warnings: list[str] = field(default_factory=list)
+    # Arrival window (docs/decisions/0131): the sequential read also stops, per partition, at
+    # the first message stamped at or after ``window_end_ms``; the range's messages past that
+    # point are fetched by the positions the serving generation holds. 0: no window (the
+    # sequential read goes to ``end_offsets``, the final catch-up to the head).
+    window_end_ms: int = 0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def messages(self) -> int:
@@ -83,6 +91,12 @@ class Plan:
                 lines.append(
                     f"    partition {p}: {self.start_offsets[p]} -> {self.end_offsets[p]}+"
                 )
+        if self.kind == "replay" and self.window_end_ms:
+            lines.append(
+                f"  sequential read stops at messages stamped from {self.window_end_ms} ms "
+                "(range end + late window); later arrivals are fetched by position"
+            )
+        lines += [f"  note: {n}" for n in self.notes]
         lines += [f"  warning: {w}" for w in self.warnings]
         return lines
 
@@ -114,7 +128,7 @@ def build_plan(
     )
     if kind == "replay":
         assert consumer is not None
-        plan = _with_offsets(plan, consumer, names, settings)
+        plan = _with_window(_with_offsets(plan, consumer, names, settings), client, names, settings)
     return plan
 
 
@@ -155,7 +169,7 @@ def _with_offsets(plan: Plan, consumer: KafkaConsumer, names: Names, settings: S
     tps = [TopicPartition(topic, p) for p in sorted(parts)]
     since = plan.start_ms - settings.reprocess_lateness_s * 1000
     found = consumer.offsets_for_times({tp: since for tp in tps})
-    first, head = consumer.beginning_offsets(tps), consumer.end_offsets(tps)
+    first, head = consumer.beginning_offsets(tps), heads(consumer, tps)
     start, warnings = {}, []
     for tp in tps:
         hit = found.get(tp)
@@ -175,3 +189,22 @@ def _with_offsets(plan: Plan, consumer: KafkaConsumer, names: Names, settings: S
             "warnings": warnings,
         }
     )
+
+
+def _with_window(plan: Plan, client: OpenSearch, names: Names, settings: Settings) -> Plan:
+    """The arrival window, unless disabled or the serving documents that may lie past it do
+    not all carry their Kafka position (written before positions were stamped)."""
+    if settings.reprocess_late_window_s < 0:
+        return plan
+    window_end = plan.end_ms + settings.reprocess_late_window_s * 1000
+    since = window_end - settings.reprocess_lateness_s * 1000
+    for day in plan.days:
+        indices = late.serving_indices(client, names, day.old_generation, gens.parse_day(day.day))
+        without = late.missing_positions(client, indices, since)
+        if without:
+            note = (
+                f"{day.day}: {without} documents ingested since {since} ms carry no Kafka "
+                "position; reading to the head instead of the arrival window"
+            )
+            return Plan(**{**plan.__dict__, "notes": [*plan.notes, note]})
+    return Plan(**{**plan.__dict__, "window_end_ms": window_end})

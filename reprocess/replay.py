@@ -31,19 +31,36 @@ from rich.progress import Progress
 
 from indexer.decode import Bounds, now_ms
 from indexer.model import IndexItem
-from indexer.targets import EPOCH, Targets, day_date
+from indexer.undecodable import SKIP_REQUESTED, SKIPPED, BadBatch, BlockedBatches, locate
 from pulse.naming import DAY_FORMAT, Names
 from pulse.settings import Settings
 from reprocess import generations as gens
+from reprocess import late
 from reprocess.firstcopy import FirstCopies
+from reprocess.offsets import heads
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
-from reprocess.registry import GenerationResolver
-from reprocess.runs import Run
+from reprocess.runs import Run, RunError
 from reprocess.tally import Tally, row_of
 from reprocess.writing import Offsets, Writing, Written, first_offsets
+from storage.registry import GenerationResolver
+from storage.targets import EPOCH, Targets, day_date
 
 Hook = Callable[[Run], None]
 POLL_MS = 500
+
+
+class UndecodableBatch(RunError):
+    """The replay reached a record batch it cannot decode and no skip was decided for it
+    (docs/decisions/0110): the run stops there, checkpointed, and resumes after a decision."""
+
+    def __init__(self, bad: BadBatch) -> None:
+        super().__init__(
+            f"partition {bad.partition} offset {bad.offset} cannot be decoded ({bad.error}). "
+            "Install the missing codec library and `pulse reprocess resume`, or "
+            f"`pulse dlq skip-batch --partition {bad.partition} --offset {bad.offset} --yes` "
+            "and `pulse reprocess resume` (the batch is dead-lettered, its events left out)."
+        )
+        self.bad = bad
 
 
 @dataclass
@@ -82,39 +99,134 @@ class Replayer:
         for day in sorted(self._dates):
             gens.ensure_unaliased_day(self.client, self.names, self.run.plan.new_generation, day)
 
-    def catch_up(self, progress: Progress | None = None) -> None:
-        """Read from the checkpoint until an empty poll finds every partition at the head,
-        then wait until the writer thread has made every batch durable."""
-        self.consumer.assign(list(self._tps.values()))
+    def catch_up(
+        self, bound: Offsets, progress: Progress | None = None, window_end_ms: int = 0
+    ) -> None:
+        """Read from the checkpoint up to ``bound`` (per partition, exclusive), then wait until
+        the writer thread has made every batch durable.
+
+        The bound is fixed before reading starts, so the read ends however fast producers keep
+        appending (reading "to the head" never ends under live traffic, issue 21). What arrives
+        after it reaches the new generation through the switch protocol (docs/decisions/0050):
+        the final catch-up after the fence reads to a bound taken after the fence.
+
+        With ``window_end_ms``, a partition also stops at its first message stamped at or
+        after it (saved in ``run.stops``): the range's later arrivals are fetched by position
+        (``fetch_late``, docs/decisions/0131)."""
+        if window_end_ms:
+            bound = self.sequential_bound(bound)
+        tps = list(self._tps.values())
+        self.consumer.assign(tps)
         for p, tp in self._tps.items():
             self.consumer.seek(tp, self.run.pending_from.get(p, self.run.offsets[p]))
-        task = progress.add_task("replay", total=self._remaining()) if progress else None
+        open_ = {p for p in self._tps if not self._done(p, bound)}
+        self.consumer.pause(*[tp for p, tp in self._tps.items() if p not in open_])
+        task = progress.add_task("replay", total=self._remaining(bound)) if progress else None
         generation = self.run.plan.new_generation
         confirm = self._copies.confirmed
         with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
-            while True:
-                polled = self.consumer.poll(
-                    timeout_ms=POLL_MS, max_records=self.settings.reprocess_batch_docs
-                )
-                records: list[Record] = [r for batch in polled.values() for r in batch]
+            while open_:
+                polled = self._poll()
+                fetched = [r for batch in polled.values() for r in batch]
+                if window_end_ms:
+                    bound = self._stop_at_window(fetched, bound, window_end_ms)
+                records: list[Record] = [r for r in fetched if r.offset < bound[str(r.partition)]]
+                self.run.count(fetched=len(fetched))
                 if records:
                     self.batch(records, writing)
                     if progress is not None and task is not None:
-                        progress.update(
-                            task, advance=len(records), total=self._seen() + self._remaining()
-                        )
-                elif self._remaining() == 0:
-                    break
+                        progress.update(task, advance=len(records))
+                for p in list(open_):
+                    if self._done(p, bound):
+                        open_.discard(p)
+                        self.consumer.pause(self._tps[p])
                 self._count(writing.collect())
             self._count(writing.drain())
+        for p in self._tps:  # gaps (transaction markers, compaction) end below the bound
+            self.run.offsets[p] = max(self.run.offsets[p], bound[p])
         self.run.pending_from = dict(self.run.offsets)  # every batch is durable now
 
-    def _remaining(self) -> int:
-        head = self.consumer.end_offsets(list(self._tps.values()))
-        return sum(max(0, head[tp] - self.run.offsets[p]) for p, tp in self._tps.items())
+    def _poll(self) -> dict[TopicPartition, list[Record]]:
+        try:
+            polled: dict[TopicPartition, list[Record]] = self.consumer.poll(
+                timeout_ms=POLL_MS, max_records=self.settings.reprocess_batch_docs
+            )
+        except Exception as exc:
+            bad = locate(exc)
+            if bad is None:
+                raise
+            self._skip(bad)
+            return {}
+        return polled
 
-    def _seen(self) -> int:
-        return sum(self.run.offsets[p] - self.run.plan.start_offsets[p] for p in self._tps)
+    def _skip(self, bad: BadBatch) -> None:
+        """Past a batch the operator chose to skip (the live indexer dead-letters it); any
+        other undecodable batch stops the run, reported where the operator looks."""
+        store = BlockedBatches(self.client, self.names)
+        store.ensure()
+        status = store.report(bad)
+        if status not in (SKIP_REQUESTED, SKIPPED) or bad.next_offset is None:
+            raise UndecodableBatch(bad)
+        p = str(bad.partition)
+        self.consumer.seek(self._tps[p], bad.next_offset)
+        self.run.offsets[p] = max(self.run.offsets[p], bad.next_offset)
+        self.run.count(skipped_batches=1)
+
+    def sequential_bound(self, bound: Offsets) -> Offsets:
+        """``bound`` lowered to the window stops found so far."""
+        return {p: min(o, self.run.stops.get(p, o)) for p, o in bound.items()}
+
+    def _stop_at_window(self, records: list[Record], bound: Offsets, end_ms: int) -> Offsets:
+        """Lower each partition's bound to its first record stamped at or after ``end_ms``.
+        Records before a stop never change, so a resumed run finds the same stops."""
+        out = dict(bound)
+        for r in records:
+            p = str(r.partition)
+            if r.timestamp >= end_ms and r.offset < out[p]:
+                out[p] = r.offset
+                self.run.stops[p] = r.offset
+        return out
+
+    def fetch_late(self, consumer: KafkaConsumer, window: late.Window) -> int:
+        """Replay the range's messages at the positions the serving generation holds inside
+        ``window``, through the same decode -> select -> checkpoint -> write steps; returns
+        how many were asked for. Positions below ``run.offsets`` are re-written, never tallied
+        again (a resumed fetch asks the same search, docs/decisions/0131)."""
+        wanted: late.Positions = {}
+        for day in self.run.plan.days:
+            indices = late.serving_indices(
+                self.client, self.names, day.old_generation, gens.parse_day(day.day)
+            )
+            late.merge(wanted, late.positions(self.client, indices, window))
+        asked = sum(len(o) for o in wanted.values())
+        generation = self.run.plan.new_generation
+        confirm = self._copies.confirmed
+        batch_docs = self.settings.reprocess_batch_docs
+        topic = self.names.topic_raw
+        with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
+            for records, fetched in late.read_positions(consumer, topic, wanted, batch_docs):
+                self.run.count(fetched=fetched)
+                if records:
+                    self.batch(records, writing)
+                self._count(writing.collect())
+            self._count(writing.drain())
+        self.run.count(late_asked=asked)
+        self.run.pending_from = dict(self.run.offsets)
+        return asked
+
+    def _done(self, p: str, bound: Offsets) -> bool:
+        """Every record of partition ``p`` below the bound has been handed to ``batch``. The
+        position, not ``run.offsets``: a resumed run re-reads from ``pending_from`` below the
+        offsets already checkpointed, and must get there again."""
+        return bool(self.consumer.position(self._tps[p]) >= bound[p])
+
+    def head(self) -> Offsets:
+        """The end offset of every partition now: a bound for ``catch_up``."""
+        head = heads(self.consumer, list(self._tps.values()))
+        return {p: head[tp] for p, tp in self._tps.items()}
+
+    def _remaining(self, bound: Offsets) -> int:
+        return sum(max(0, bound[p] - self.run.offsets[p]) for p in self._tps)
 
     def batch(self, records: list[Record], writing: Writing) -> None:
         checkpoint = dict(self.run.offsets)
@@ -192,4 +304,16 @@ def consumer_for(bootstrap: str, settings: Settings, names: Names) -> KafkaConsu
         max_poll_records=settings.reprocess_batch_docs,
         fetch_max_bytes=32 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+
+
+def targeted_consumer(bootstrap: str, names: Names) -> KafkaConsumer:
+    """For fetches by position: small fetches, since one seek wants a few records, not 8 MiB
+    (a broker still returns at least one whole record batch)."""
+    return KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        client_id=names.group("pulse-reprocess"),
+        max_partition_fetch_bytes=64 * 1024,
     )

@@ -6,17 +6,17 @@ cannot both advance it (the loser gets ``StaleWrite`` and stops).
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from opensearchpy import OpenSearch
 
+from pulse.clock import now_ms as now_ms
 from pulse.naming import Names
-from reprocess import store
 from reprocess.plan import Plan
 from reprocess.tally import Tally
+from storage import reprocess_index as store
 
 # Phases, in order. A run only moves forward, except rollback (switched -> rolled_back).
 PLANNED, REPLAYING, REPLAYED, VERIFIED, SWITCHING, SWITCHED = (
@@ -49,15 +49,31 @@ class Run:
     stats: dict[str, int] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     times: dict[str, int] = field(default_factory=dict)  # phase -> epoch ms it was reached
+    # Per partition, where the sequential read stopped at the arrival window's end (the first
+    # message stamped past it); later positions are fetched from the serving generation.
+    stops: dict[str, int] = field(default_factory=dict)
+    late_until: int = 0  # the late fetch took positions ingested before this (epoch ms)
+    # A slice of a run (``reprocess.workers``): replayed by whichever worker holds its lease.
+    kind: str = "run"
+    owner: str = ""
+    lease_ms: int = 0
+    lease_until: int = 0  # every save by the owner extends it by lease_ms
     _doc: store.Versioned | None = None
 
     @property
     def doc_id(self) -> str:
         return f"run-{self.run_id}"
 
+    def release(self) -> None:
+        """Give the lease up (saved with the next ``save``)."""
+        self.owner, self.lease_until = "", 0
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": "run",
+            "kind": self.kind,
+            "owner": self.owner,
+            "lease_ms": self.lease_ms,
+            "lease_until": self.lease_until,
             "run_id": self.run_id,
             "phase": self.phase,
             "created_at": self.created_at,
@@ -68,6 +84,8 @@ class Run:
             "stats": self.stats,
             "report": self.report,
             "times": self.times,
+            "stops": self.stops,
+            "late_until": self.late_until,
         }
 
     @classmethod
@@ -84,6 +102,12 @@ class Run:
             dict(s.get("stats", {})),
             dict(s.get("report", {})),
             dict(s.get("times", {})),
+            dict(s.get("stops", {})),
+            int(s.get("late_until", 0)),
+            s.get("kind", "run"),
+            s.get("owner", ""),
+            int(s.get("lease_ms", 0)),
+            int(s.get("lease_until", 0)),
             doc,
         )
 
@@ -91,15 +115,13 @@ class Run:
         if phase is not None and phase != self.phase:
             self.phase = phase
             self.times[phase] = now_ms()
+        if self.owner:
+            self.lease_until = now_ms() + self.lease_ms
         self._doc = store.write(client, names, self.doc_id, self._doc, self.to_json())
 
     def count(self, **deltas: int) -> None:
         for key, value in deltas.items():
             self.stats[key] = self.stats.get(key, 0) + value
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def create(client: OpenSearch, names: Names, plan: Plan) -> Run:

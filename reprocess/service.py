@@ -6,8 +6,9 @@ Switch protocol (docs/decisions/0050):
 1. the registry points the range's days at the new generation: the live indexer starts
    writing late events of those days there (within ``generation_registry_ttl_s``);
 2. the fence: wait two registry TTLs plus a batch age, then catch up once more (replay to the
-   head / reindex what the old generation received since the copy), so every event the live
-   indexer wrote to the old generation before it noticed is in the new one as well;
+   head as it is after the wait / reindex what the old generation received since the copy),
+   so every event the live indexer wrote to the old generation before it noticed is in the
+   new one as well;
 3. ONE ``_aliases`` update swaps the days' indices in ``events``;
 4. the rollups of the range are rebuilt from the new generation.
 
@@ -43,13 +44,16 @@ from rich.text import Text
 from pulse.naming import Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import registry, reindex, runs, store
+from reprocess import late, reindex, runs
+from reprocess.offsets import wait_for_commits
 from reprocess.pipeline import Processing
 from reprocess.plan import Plan, PlanError, build_plan
-from reprocess.replay import Hook, Replayer, consumer_for
+from reprocess.replay import Hook, Replayer, consumer_for, targeted_consumer
 from reprocess.runs import Run, RunError
 from reprocess.verify import verify
 from rollups import state as rollup_state
+from storage import registry
+from storage import reprocess_index as store
 
 RollupRebuild = Callable[[int, int], None]  # (start_ms, end_ms) of the days to recompute
 
@@ -67,9 +71,24 @@ class Context:
     after_checkpoint: Hook | None = None
     rebuild_rollups: RollupRebuild | None = None
     progress: bool = True
+    # Returns once the live indexer has made durable every message below the offsets
+    # (default: its consumer group's commits, ``reprocess.offsets.wait_for_commits``).
+    indexer_caught_up: Callable[[dict[str, int]], None] | None = None
 
     def consumer(self) -> KafkaConsumer:
         return consumer_for(self.kafka_bootstrap, self.settings, self.names)
+
+    def wait_for_indexer(self, head: dict[str, int]) -> None:
+        if self.indexer_caught_up is not None:
+            self.indexer_caught_up(head)
+        else:
+            wait_for_commits(
+                self.kafka_bootstrap,
+                self.names.topic_raw,
+                self.names.group(self.settings.indexer_group),
+                head,
+                self.settings.reprocess_indexer_wait_s,
+            )
 
 
 class Reprocess:
@@ -125,11 +144,30 @@ def _build(ctx: Context, run: Run) -> None:
     run.save(ctx.client, ctx.names, runs.REPLAYING)
     if run.plan.kind == "reindex":
         reindex.copy_days(ctx.client, ctx.names, run)
-    else:
-        with _replayer(ctx, run) as replayer, _progress(ctx) as progress:
+    elif ctx.settings.reprocess_workers > 1:
+        from reprocess import workers  # the workers import this module
+
+        with _replayer(ctx, run) as replayer:
             replayer.prepare()
-            replayer.catch_up(progress)
+        workers.drive_workers(ctx, run, ctx.settings.reprocess_workers)
+    else:
+        with _progress(ctx) as progress:
+            replay_phase(ctx, run, progress, prepare=True)
     run.save(ctx.client, ctx.names, runs.REPLAYED)
+
+
+def replay_phase(
+    ctx: Context, run: Run, progress: Progress | None = None, prepare: bool = False
+) -> None:
+    """The replay of ``run``'s partitions (a whole run, or a slice of one): the arrival
+    window sequentially, then the later arrivals by position (docs/decisions/0131)."""
+    with _replayer(ctx, run) as replayer:
+        if prepare:
+            replayer.prepare()
+        window_end = run.plan.window_end_ms
+        replayer.catch_up(run.plan.end_offsets, progress, window_end)  # head when planned
+        if window_end:
+            _fetch_late(ctx, run, replayer, pre_verify=True)
 
 
 def _switch(ctx: Context, run: Run) -> None:
@@ -145,7 +183,16 @@ def _switch(ctx: Context, run: Run) -> None:
         run.count(fence=reindex.copy_since(ctx.client, ctx.names, plan, run.stats["t0"]))
     else:
         with _replayer(ctx, run) as replayer:
-            replayer.catch_up()
+            # The head after the fence: from here on the live indexer writes the range's
+            # days to the new generation itself, so nothing later needs the replay.
+            head = replayer.head()
+            if run.plan.window_end_ms:
+                # Everything below the head is durable in some generation once the live
+                # indexer has committed past it; then the serving generation is searched.
+                ctx.wait_for_indexer(head)
+                _fetch_late(ctx, run, replayer, pre_verify=False)
+            else:
+                replayer.catch_up(head)
     _hold_grace(ctx, held_at)
     actions = gens.switch_days(ctx.client, ctx.names, dict.fromkeys(days, plan.new_generation))
     run.report["switch_actions"] = len(actions)
@@ -153,6 +200,30 @@ def _switch(ctx: Context, run: Run) -> None:
     # SWITCHED only once the rollups are rebuilt and released: a crash before that resumes
     # the (idempotent) switch instead of leaving stale rollups held forever.
     _rebuild_rollups(ctx, run, runs.SWITCHED)
+
+
+def _fetch_late(ctx: Context, run: Run, replayer: Replayer, pre_verify: bool) -> None:
+    """The range's arrivals past the sequential read, by position (docs/decisions/0131).
+
+    Before verification: those ingested before ``run.late_until`` (fixed once, so a resumed
+    run asks the same search). At the switch: those not fetched then — past the last
+    position fetched in their partition, or ingested since ``late_until`` minus the lateness
+    margin (documents in flight at the first search)."""
+    floors = replayer.sequential_bound(run.plan.end_offsets)
+    if pre_verify:
+        if not run.late_until:
+            run.late_until = runs.now_ms()
+            run.save(ctx.client, ctx.names)
+        window = late.Window(floors, until_ms=run.late_until)
+    else:
+        margin = ctx.settings.reprocess_lateness_s * 1000
+        after = {p: min(o, run.pending_from.get(p, o)) for p, o in run.offsets.items()}
+        window = late.Window(floors, after=after, since_ms=run.late_until - margin)
+    consumer = targeted_consumer(ctx.kafka_bootstrap, ctx.names)
+    try:
+        replayer.fetch_late(consumer, window)
+    finally:
+        consumer.close()
 
 
 class Rollback:

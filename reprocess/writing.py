@@ -17,15 +17,15 @@ from types import TracebackType
 
 from opensearchpy import OpenSearch
 
-from ilm.arrivals import Arrivals
 from indexer.batching import ACTION_BYTES
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
-from indexer.targets import Targets
 from indexer.worker import Worker
 from indexer.writer import BatchWriter
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage.arrivals import Arrivals
+from storage.targets import Targets
 
 log = logging.getLogger("pulse.reprocess.writing")
 Offsets = dict[str, int]  # partition (as a string, like the run state) -> offset

@@ -25,7 +25,7 @@ from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import compute
 from rollups.job import RollupJob
-from rollups.schema import HOUR_MS, hour_start
+from storage.rollup_schema import HOUR_MS, hour_start
 
 HoursProgress = Callable[[int, int], None]  # (hours done, hours total), after each hour
 

@@ -1,28 +1,25 @@
-"""The `pulse` commands of the rollups package (registered by pulse.cli).
+"""The `pulse` commands of the rollups package (registered by pulsectl.cli).
 
 - ``pulse rollups`` — the scheduler in the foreground until SIGTERM/SIGINT (rollups.scheduler).
 - ``pulse rollups backfill --from T --to T`` — recompute an event-time range with a progress
   bar; run it again to resume (rollups.backfill). T: RFC 3339 / ISO 8601 (naive = UTC) or
   epoch milliseconds.
-- ``pulse bench rollups`` — job cost, reduction factor and latencies as JSON (rollups.bench).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import typer
 from opensearchpy import OpenSearch
 
+from pulse import clock
 from pulse.settings import Settings
 
 rollups_app = typer.Typer(help="Hourly per-merchant rollups: scheduler and backfill.")
 
 
-def register(root: typer.Typer, bench: typer.Typer) -> None:
-    """Add this package's commands to the root CLI and to `pulse bench`."""
+def register(root: typer.Typer) -> None:
+    """Add this package's commands to the root CLI."""
     root.add_typer(rollups_app, name="rollups")
-    bench.command(name="rollups")(bench_cmd)
 
 
 def _client(settings: Settings) -> OpenSearch:
@@ -52,15 +49,10 @@ def scheduler_cmd(ctx: typer.Context) -> None:
 
 def parse_instant(value: str) -> int:
     """Epoch milliseconds from epoch millis or ISO 8601 (a naive time is taken as UTC)."""
-    if value.lstrip("-").isdigit():
-        return int(value)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        return clock.parse_instant(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is neither ISO 8601 nor epoch millis") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 @rollups_app.command("backfill")
@@ -94,22 +86,3 @@ def backfill_cmd(
         f"backfilled {report.hours} hours{resumed}: {report.pairs} merchant-hours, "
         f"{report.buckets} rollup documents"
     )
-
-
-def bench_cmd(
-    events: int = typer.Option(50_000, help="Raw events for the cost measurement."),
-    merchants: int = typer.Option(200),
-    rate: float = typer.Option(100.0, help="Live events/s during the latency measurement."),
-    interval: int = typer.Option(0, help="Job interval for the latency part [settings]."),
-    margin: float = typer.Option(-1.0, help="Visibility margin, s [settings' derived value]."),
-    skip_latency: bool = typer.Option(False, help="Only measure cost and reduction."),
-    reduction: str = typer.Option("100000,1000000", help="Events/day for the offline factor."),
-) -> None:
-    """Rollup job cost per million raw events, rollup docs per raw event, and latencies."""
-    from rollups.bench import BenchConfig, run
-
-    levels = tuple(int(n) for n in reduction.split(",") if n.strip())
-    config = BenchConfig(
-        events, merchants, rate, interval or None, margin, not skip_latency, levels
-    )
-    run(config)

@@ -22,25 +22,21 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
-from ilm import served
-from rollups import schema as rs
+from pulse.clock import DAY_MS
 from rollups import sketch
+from storage import rollup_schema as rs
+from storage import served
 
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]
 
-PAID = {
-    "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "succeeded"}}]}
-}
-FAILED = {"bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}}
-REFUND = {"term": {"event_type": "refund"}}
+PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
 SUB_AGGS: dict[str, Any] = {
     "paid": {"filter": PAID, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "failed": {"filter": FAILED},
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "newest": {"max": {"field": "ingested_at"}},
 }
-DAY_MS = 24 * rs.HOUR_MS
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
@@ -188,8 +184,8 @@ def recompute(
     client: OpenSearch, alias: str, pairs: Sequence[Pair], page: int
 ) -> dict[BucketKey, Bucket]:
     """Every bucket of the given pairs, recomputed from all their raw events, plus each
-    pair's total (rollups.schema): one query per UTC day, sent to the alias members holding
-    that day (``ilm.served``; raw events live in the index of their occurred_at day)."""
+    pair's total (storage.rollup_schema): one query per UTC day, sent to the alias members holding
+    that day (``storage.served``; raw events live in the index of their occurred_at day)."""
     found = served.members(client, alias)
     by_day: dict[int, list[Pair]] = {}
     for pair in pairs:

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_templates
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import compute, state
@@ -38,6 +37,7 @@ from rollups.compute import Pair
 from rollups.lease import Lease, LeaseLost
 from rollups.packs import PackWriter
 from rollups.writer import RollupWriter
+from storage.templates import ensure_templates
 
 log = logging.getLogger("pulse.rollups")
 

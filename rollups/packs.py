@@ -2,7 +2,7 @@
 
 A 30-day hourly report with no filter or grouping needs 720 merchant-hour totals; read as
 720 documents, fetching them was most of the report's engine time (decision 0049). The pack
-holds the same numbers in 24-slot arrays (``rollups.schema``), so the report reads 31.
+holds the same numbers in 24-slot arrays (``storage.rollup_schema``), so the report reads 31.
 
 Packs are *derived* from the stored TOTAL documents, never from a writer's memory: after a
 writer has written (or deleted) the TOTAL documents of some (merchant, hour) pairs, it
@@ -29,7 +29,7 @@ from opensearchpy import OpenSearch, helpers
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
 
 from pulse.naming import Names
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 DayKey = tuple[str, int]  # (merchant, start of the UTC day)
 DAYS_PER_BATCH = 200  # packs per round (and up to 200 x 24 TOTAL ids per mget)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -23,8 +24,10 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from pulse.naming import Names
 from pulse.settings import Settings
+from rollups import state
 from rollups.job import RollupJob, RunReport
 from rollups.lease import LeaseLost
+from rollups.metrics import RollupMetrics
 
 log = logging.getLogger("pulse.rollups")
 
@@ -42,22 +45,40 @@ class RollupScheduler:
         self.interval_s = interval_s
         self.on_report = on_report  # e.g. the bench, to time runs
         self.runs = 0
+        self.metrics = RollupMetrics()
         self._scheduler = BackgroundScheduler(timezone=UTC)
 
     def tick(self) -> None:
         """One scheduled run; failures are logged and retried by the next run."""
+        started = time.perf_counter()
         try:
             report = self.job.run_once()
         except LeaseLost as exc:
             log.warning("rollup run stopped: %s", exc)
+            self.metrics.observe_run("lease_lost", time.perf_counter() - started)
         except Exception:
             log.exception("rollup run failed; the next run retries (watermark unchanged)")
+            self.metrics.observe_run("failed", time.perf_counter() - started)
         else:
             if report.skipped is None or self.runs == 0:
                 log.info("rollup run", extra={"report": report.__dict__})
+            if report.skipped is None:
+                self.metrics.observe_run("ok", report.seconds)
+            else:
+                self.metrics.observe_run("skipped", None)
             if self.on_report is not None:
                 self.on_report(report)
         self.runs += 1
+        self.observe_state()
+
+    def observe_state(self) -> None:
+        """The committed watermark and the holds, for every replica's metrics (one mget)."""
+        try:
+            view = state.view(self.job.client, self.job.names)
+        except Exception as exc:  # the engine is down: the run above already said so
+            log.warning("cannot read the rollup state", extra={"error": repr(exc)})
+            return
+        self.metrics.observe_state(view.watermark(), len(view.holds))
 
     def start(self) -> None:
         self._scheduler.add_job(
@@ -103,4 +124,6 @@ def run(client: OpenSearch, settings: Settings, names: Names) -> None:
     """The ``pulse rollups`` component: bootstrap idempotently, then schedule until a signal."""
     job = RollupJob(client, settings, names)
     bootstrap(job)
-    RollupScheduler(job, settings.rollup_interval_s).serve()
+    scheduler = RollupScheduler(job, settings.rollup_interval_s)
+    scheduler.metrics.serve(settings.rollups_metrics_port)
+    scheduler.serve()

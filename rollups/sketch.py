@@ -22,7 +22,7 @@ from typing import Any
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
-from rollups.schema import SKETCH_LG_K
+from storage.rollup_schema import SKETCH_LG_K
 
 SKETCH_TYPE = tgt_hll_type.HLL_8
 RELATIVE_STANDARD_ERROR = 1.04 / math.sqrt(2**SKETCH_LG_K)

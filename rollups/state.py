@@ -2,9 +2,9 @@
 
 The watermark W (epoch ms, ingest time) lives in the state index (``Names.state_index``),
 document ``rollups.state``: every raw event with ``ingested_at <= W`` that occurred in an hour
-closed at W (hour end <= W) is reflected in the rollup documents (rollups.schema). Hours still
-open at W have no complete rollups yet (they are never servable). The job moves W forward
-only after the run's buckets are written, by compare-and-set, and W lags the run's start by
+closed at W (hour end <= W) is reflected in the rollup documents (storage.rollup_schema).
+Hours still open at W have no complete rollups yet (they are never servable). The job moves W
+forward only after the run's buckets are written, by compare-and-set, and W lags the run's start by
 the visibility margin (docs/decisions/0030), so late-visible documents are never skipped.
 
 Read side (used by the API; all times epoch milliseconds, UTC):
@@ -15,7 +15,7 @@ Read side (used by the API; all times epoch milliseconds, UTC):
   is closed (``h + 1h <= min(W, now)``) and no raw event of the merchant occurring in it has
   ``ingested_at > W`` (its rollup is newer than its last change). Hours without any data are
   servable (zero). Empty when there is no W, or it belongs to another generation or to a
-  job of an older ``rollups.schema.SCHEMA_VERSION`` (whose documents lack what readers need).
+  job of an older ``storage.rollup_schema.SCHEMA_VERSION`` (whose documents lack what readers need).
   Its two halves, for a caller that overlaps the second with other reads (the API):
   ``candidates`` (closed, not held; one ``mget``) and ``dirty_hours`` (one raw search).
 - ``freshness(client, names, merchant_id) -> (ingested_through, rolled_up_through)``:
@@ -42,12 +42,12 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from ilm import arrivals, served
-from ilm.arrivals import DAY_MS
-from ilm.templates import ensure_index
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups.schema import HOUR_MS, SCHEMA_VERSION, hour_start
+from storage import arrivals, served
+from storage.arrivals import DAY_MS
+from storage.rollup_schema import HOUR_MS, SCHEMA_VERSION, hour_start
+from storage.templates import ensure_index
 
 STATE_ID = "rollups.state"
 HOLDS_ID = "rollups.holds"
@@ -88,7 +88,7 @@ class State:
     generation: str
     watermark: int | None
     cas: tuple[int, int] | None  # (seq_no, primary_term); None when the document is absent
-    schema: int = SCHEMA_VERSION  # rollups.schema.SCHEMA_VERSION of the job that wrote it
+    schema: int = SCHEMA_VERSION  # storage.rollup_schema.SCHEMA_VERSION of the job that wrote it
 
     def serves(self, generation: str) -> bool:
         """Whether documents up to W are readable for ``generation`` by this code's rules."""
@@ -287,7 +287,7 @@ def dirty_hours(
     client: OpenSearch, names: Names, merchant_id: str, hours: set[int], watermark: int
 ) -> set[int]:
     """Those of ``hours`` holding a raw event of the merchant ingested after ``watermark``.
-    Only days whose arrivals bound (``ilm.arrivals``) is above W, or unknown, are searched."""
+    Only days whose arrivals bound (``storage.arrivals``) is above W, or unknown, are searched."""
     days = {h // DAY_MS for h in hours}
     known = arrivals.bounds(client, names, days)
     changed = {d for d in days if known.get(d, watermark + 1) > watermark}
@@ -357,7 +357,7 @@ def _search_raw(
     client: OpenSearch, names: Names, body: dict[str, Any], span: tuple[int, int] | None = None
 ) -> dict[str, Any]:
     """Search the served raw data; ``span`` (occurred_at range of the body) skips the days
-    outside it (``ilm.served``)."""
+    outside it (``storage.served``)."""
     index: str | None = names.events_alias
     if span is not None:
         index = served.indices_for(client, names.events_alias, *span)

@@ -19,10 +19,10 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from ilm.templates import ROLLUP_PROPERTIES, ensure_index
 from pulse.naming import Names
-from rollups import schema as rs
 from rollups.compute import Bucket, BucketKey, Pair
+from storage import rollup_schema as rs
+from storage.templates import ROLLUP_PROPERTIES, ensure_index
 
 # Fields added since schema 1 (put on indices made from an older template).
 NEW_FIELDS = {f: ROLLUP_PROPERTIES[f] for f in (rs.LEVEL, rs.TOTAL_OF, rs.DAY, rs.PACK)}

@@ -49,7 +49,7 @@ def stack(settings: Settings, tmp_path: Path) -> Iterator[dict[str, Any]]:
         PULSE_KAFKA_HEARTBEAT_INTERVAL_MS="500",
         PULSE_ROLLUP_INTERVAL_S="2",
     )
-    proc = subprocess.Popen([sys.executable, "-m", "pulse.cli", "up"], env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "pulsectl.cli", "up"], env=env)
     stack_json = tmp_path / "stack.json"
     try:
         assert wait_until(stack_json.exists, 180), "pulse up wrote no stack.json"
@@ -94,12 +94,16 @@ def ask(url: str, key: str, variables: dict[str, Any]) -> dict[str, Any]:
     return body["data"]["metrics"]
 
 
-def key_for(env: dict[str, str], merchant: str) -> str:
+def key_for(env: dict[str, str], merchant: str, *flags: str) -> str:
+    return pulse(env, "keys", "create", "--merchant", merchant, *flags).splitlines()[-1]
+
+
+def pulse(env: dict[str, str], *args: str) -> str:
     out = subprocess.run(
-        [sys.executable, "-m", "pulse.cli", "keys", "create", "--merchant", merchant],
+        [sys.executable, "-m", "pulsectl.cli", *args],
         env=env, capture_output=True, text=True, check=True, timeout=60,
     )  # fmt: skip
-    return out.stdout.strip().splitlines()[-1]
+    return out.stdout.strip()
 
 
 def test_events_travel_from_kafka_to_graphql(stack: dict[str, Any], settings: Settings) -> None:
@@ -179,6 +183,23 @@ def test_a_dead_component_is_restarted_and_recorded(stack: dict[str, Any], tmp_p
         return bool(pids["collector"] != old and pid_alive(pids["collector"]))
 
     assert wait_until(restarted, 60, 0.5)
+    # The restarted `pulse collector` serves, with a write key made by `pulse keys create`.
+    key = key_for(stack["env"], "m00000", "--write")
+    assert "\twrite merchant m00000\tactive" in pulse(stack["env"], "keys", "list")
+    event = {"event_id": "e2e-w", "merchant_id": "m00000", "event_type": "page_view",
+             "occurred_at": _iso(int(time.time() * 1000))}  # fmt: skip
+
+    def accepted() -> bool:
+        try:
+            response = httpx.post(
+                stack["collector_url"], json=[event], headers={"Authorization": f"Bearer {key}"}
+            )
+        except httpx.TransportError:
+            return False  # still starting
+        assert response.status_code in (201, 503), response.text
+        return response.status_code == 201
+
+    assert wait_until(accepted, 60, 0.5)
 
 
 def test_pulse_up_serves_the_dashboard_and_graphiql_from_its_own_origin(

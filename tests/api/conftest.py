@@ -25,6 +25,7 @@ def api_settings(opensearch_url: str) -> Settings:
         opensearch_url=opensearch_url,
         namespace=f"a{uuid.uuid4().hex[:10]}",
         rate_limit_per_minute=1_000_000,
+        api_key_cache_ttl_s=1.0,  # revocation tests wait this long (api.authcache)
         log_json=False,
     )
 

@@ -9,10 +9,10 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from ilm.templates import ensure_templates, write_target
 from ingest.contract import Event, validate
 from pulse.naming import Names, day_of
 from pulse.settings import Settings
+from storage.templates import ensure_templates, write_target
 
 METRICS = (
     "EVENTS",

@@ -23,12 +23,12 @@ from fastapi.testclient import TestClient
 from api import schema as api_schema
 from api import service
 from api.app import EXTENSIONS, create_app
+from api.executor import KnownDocuments
 from api.keys import Principal
 from api.masking import CodedErrors
 from api.model import Metric, QueryPlan
 from api.ratelimit import RateLimiter
 from api.report import MetricValue, Point, Report, Series
-from api.schema import KnownDocuments
 from api.sources import Ctx
 from bench.graphql_exec import fake_report
 from pulse.clients import opensearch_client

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from unittest import mock
 
@@ -62,7 +63,11 @@ def test_bad_requests_get_clear_coded_errors(
 
 
 def test_admin_reads_any_merchant_and_keys_are_checked(
-    http: TestClient, admin_key: str, api_client: OpenSearch, api_names: Names
+    http: TestClient,
+    admin_key: str,
+    api_client: OpenSearch,
+    api_names: Names,
+    api_settings: Settings,
 ) -> None:
     assert "errors" not in post(http, admin_key, Q, {**OK, "m": "any-merchant"})
     assert code(post(http, None, Q, OK)) == "UNAUTHENTICATED"
@@ -70,7 +75,20 @@ def test_admin_reads_any_merchant_and_keys_are_checked(
     key, principal = create_key(api_client, api_names, "m1", admin=False)
     assert "errors" not in post(http, key, Q, OK)
     assert revoke(api_client, api_names, principal.key_id)
+    time.sleep(api_settings.api_key_cache_ttl_s)  # the stated bound (api.authcache)
     assert code(post(http, key, Q, OK)) == "UNAUTHENTICATED"
+
+
+@pytest.mark.parametrize(("merchant", "admin"), [("m1", False), (None, True)])
+def test_write_keys_cannot_read(
+    http: TestClient, api_client: OpenSearch, api_names: Names, merchant: str | None, admin: bool
+) -> None:
+    """A write key (the collector's) is refused by the API with a code, even for its own
+    merchant: a leaked ingest key exposes no analytics."""
+    key, _ = create_key(api_client, api_names, merchant, admin, write=True)
+    body = post(http, key, Q, OK)
+    assert code(body) == "FORBIDDEN"
+    assert "write key" in body["errors"][0]["message"]
 
 
 def test_force_raw_is_admin_only(http: TestClient, merchant_key: str) -> None:

@@ -14,7 +14,7 @@ from api.model import HOUR_MS, Granularity, Metric
 from api.sources import Ctx, total_doc_cells
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 SETTINGS = Settings(opensearch_url="http://127.0.0.1:9")
 DAY = 1_704_067_200_000  # 2024-01-01T00:00Z

@@ -19,7 +19,7 @@ from api.model import HOUR_MS, MISSING, Dimension, Filter, Granularity, Metric, 
 from api.ratelimit import RateLimiter
 from api.timebuckets import boundaries, zone
 from pulse.settings import Settings
-from rollups import schema as rs
+from storage import rollup_schema as rs
 
 SETTINGS = Settings(max_buckets=100)
 

@@ -79,3 +79,55 @@ def test_without_an_engine_one_process_keeps_its_own_bucket() -> None:
         limiter.take("k")
     with pytest.raises(RateLimited):
         limiter.take("k")
+
+
+class _BothDrawFirst:
+    """Buckets whose first two draws wait for each other: both threads have missed the
+    replica's grant and drawn from the shared bucket before either stores what it got."""
+
+    def __init__(self, inner: EngineBuckets) -> None:
+        self.inner = inner
+        self.barrier = threading.Barrier(2, timeout=10)
+        self.draws = 0
+
+    def draw(self, key: str, want: int, now_ms: int) -> tuple[int, float]:
+        self.draws += 1
+        if self.draws <= 2:
+            self.barrier.wait()
+        return self.inner.draw(key, want, now_ms)
+
+
+def test_two_threads_drawing_at_once_lose_no_tokens(
+    api_client: OpenSearch, api_names: Names
+) -> None:
+    """Forced interleaving: two threads of one replica both find no grant, both draw a grant
+    of 2 from the engine, then both store it. Each spends 1; the other token of each grant
+    must stay spendable, so the key's minute is still exactly 40 tokens (it was 39: the
+    second grant replaced the first)."""
+    buckets = _BothDrawFirst(EngineBuckets(api_client, api_names, 40))
+    limiter = RateLimiter(40, buckets, clock=lambda: NOW)
+    threads = [threading.Thread(target=limiter.take, args=("key-race",)) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert buckets.draws == 2  # both went to the engine at once
+    taken: list[int] = [1, 1]
+    _spend_all(limiter, "key-race", taken)
+    assert len(taken) == 40
+
+
+def test_a_request_spends_tokens_in_proportion_to_its_cost(
+    api_client: OpenSearch, api_names: Names
+) -> None:
+    """take(key, n) spends n tokens: 100 a minute buy four 22-token requests, not a fifth;
+    the refusal says what the request costs; a 1-token request still fits."""
+    limiter = RateLimiter(100, EngineBuckets(api_client, api_names, 100), clock=lambda: NOW)
+    for _ in range(4):
+        limiter.take("key-cost", 22)
+    with pytest.raises(RateLimited, match="costs 22"):
+        limiter.take("key-cost", 22)
+    for _ in range(12):
+        limiter.take("key-cost", 1)
+    with pytest.raises(RateLimited):
+        limiter.take("key-cost", 1)

@@ -14,6 +14,7 @@ from bench.capacity import (
     default_inputs,
     peak_rate,
     plan,
+    rebuild,
     render,
     write,
 )
@@ -51,3 +52,14 @@ def test_write_replaces_only_the_generated_block(inputs: dict[str, Input], tmp_p
     text = doc.read_text()
     assert text.startswith("intro\n") and text.endswith(f"{END}\noutro\n")
     assert "old" not in text and "### Plan per volume" in text
+
+
+def test_rebuilding_a_day_costs_the_same_found_1_or_7_days_later(
+    inputs: dict[str, Input],
+) -> None:
+    soon, late = rebuild(1e9, 1, inputs), rebuild(1e9, 7, inputs)
+    assert soon["read_now"] == late["read_now"] < 1.3e9  # the day + 2 h + late share
+    assert (soon["read_before"], late["read_before"]) == (2e9, 8e9)  # to the head
+    assert 0 < inputs["replay_skip_ratio"].value < 0.5  # skipping is cheaper than decoding
+    assert late["k1_h"] > late["k8_h"] >= late["engine_h"]  # workers divide the CPU
+    assert late["k1_h"] < late["before_h"]

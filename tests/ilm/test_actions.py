@@ -10,8 +10,8 @@ from opensearchpy.exceptions import ConnectionTimeout
 
 from ilm.actions import Action, DeleteIndex, NotYetDone
 from ilm.inventory import load_inventory
-from ilm.templates import write_target
 from pulse.naming import Names
+from storage.templates import write_target
 
 
 class CreateLosingAnswer(Action):

@@ -1,4 +1,4 @@
-"""ilm.arrivals: per-day bounds of the newest ingested_at, raised by compare-and-set."""
+"""storage.arrivals: per-day bounds of the newest ingested_at, raised by compare-and-set."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import threading
 
 from opensearchpy import OpenSearch
 
-from ilm import arrivals
-from ilm.arrivals import Arrivals
 from pulse.naming import Names
+from storage import arrivals
+from storage.arrivals import Arrivals
 
 DAY = 20_000  # a UTC day number
 

@@ -13,7 +13,7 @@ from pulse.settings import Settings, get_settings
 
 # The package's own register(), on a root of its own (independent of the other packages).
 app = typer.Typer()
-ilm_cli.register(app, typer.Typer())
+ilm_cli.register(app)
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from opensearchpy import OpenSearch
 
 from ilm import ism
 from ilm.manager import apply, plan
-from ilm.templates import ensure_templates, write_target
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage.templates import ensure_templates, write_target
 from tests.ilm.conftest import bulk_write, raw_doc
 
 

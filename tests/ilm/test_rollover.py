@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from opensearchpy import OpenSearch, helpers
 
 from ilm.manager import apply, plan
-from ilm.templates import day_alias_members, ensure_templates, sealed_indices, write_target
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage.templates import day_alias_members, ensure_templates, sealed_indices, write_target
 from tests.ilm.conftest import bulk_write, raw_doc
 
 

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from opensearchpy import OpenSearch
 
-from ilm import served
-from ilm.templates import ensure_raw_day
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage import served
+from storage.templates import ensure_raw_day
 
 
 def ms(text: str) -> int:

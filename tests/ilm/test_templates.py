@@ -6,15 +6,15 @@ from datetime import date
 
 from opensearchpy import OpenSearch
 
-from ilm.templates import (
+from pulse.naming import Names
+from pulse.settings import Settings
+from storage.templates import (
     day_backing_indices,
     ensure_templates,
     raw_shard_count,
     sealed_indices,
     write_target,
 )
-from pulse.naming import Names
-from pulse.settings import Settings
 from tests.ilm.conftest import bulk_write, raw_doc
 
 DAY = date(2026, 3, 1)

@@ -44,9 +44,16 @@ def indexer_thread(settings: Settings) -> Iterator[Indexer]:
 class IndexerProcess:
     """``python -m indexer`` with PULSE_* settings, its JSON logs in a file."""
 
-    def __init__(self, settings: Settings, log_path: Path, **overrides: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        log_path: Path,
+        extra_env: dict[str, str] | None = None,
+        **overrides: Any,
+    ) -> None:
         env = dict(os.environ)
         env.update(settings_env(settings, **overrides))
+        env.update(extra_env or {})
         self.log_path = log_path
         self._log = log_path.open("ab")
         self.proc = subprocess.Popen(

@@ -9,12 +9,12 @@ from typing import Any
 from kafka import KafkaProducer
 from opensearchpy import OpenSearch
 
-from ilm import arrivals
-from ilm.templates import RAW_PROPERTIES, ensure_templates
 from ingest.contract import to_kafka_message
 from pulse.engines import wait_until
 from pulse.naming import Names
 from pulse.settings import Settings
+from storage import arrivals
+from storage.templates import RAW_PROPERTIES, ensure_templates
 from tests.indexer.conftest import FAST, committed, indexed_totals, indexer_thread, read_dlq
 
 DAY_MS = 86_400_000
@@ -137,7 +137,7 @@ def test_poison_pills_bounds_and_day_conflicts_never_stall(
 def test_each_written_day_gets_an_arrivals_bound_above_its_documents(
     settings: Settings, topics: Names, os_client: OpenSearch
 ) -> None:
-    """ilm.arrivals: the bound is raised before the bulk, so it covers every ingested_at."""
+    """storage.arrivals: the bound is raised before the bulk, so it covers every ingested_at."""
     s = settings.model_copy(update=FAST)
     days = (1, 3)
     events = [_event(100 * d + n, _noon(d) + n) for d in days for n in range(1, 21)]

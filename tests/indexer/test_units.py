@@ -10,8 +10,8 @@ from indexer.bulk import Verdict, verdicts
 from indexer.decode import Bounds, decode, stamp
 from indexer.dlq import MAX_DLQ_VALUE, dlq_headers
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
-from indexer.targets import day_of_index
 from ingest.contract import to_kafka_message
+from storage.targets import day_of_index
 
 NOW = 1_780_000_000_000
 BOUNDS = Bounds(max_future_ms=3_600_000, max_age_ms=90 * DAY_MS)

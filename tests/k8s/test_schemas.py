@@ -21,7 +21,11 @@ from tests.k8s.manifests import (
 )
 
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-WITHOUT_SCHEMA = {("keda.sh/v1alpha1", "ScaledObject")}  # checked by test_scaled_object
+WITHOUT_SCHEMA = {
+    ("keda.sh/v1alpha1", "ScaledObject"),  # checked by test_scaled_object
+    ("monitoring.coreos.com/v1", "PodMonitor"),  # checked by test_monitoring
+    ("monitoring.coreos.com/v1", "PrometheusRule"),  # checked by test_monitoring
+}
 
 
 def core_errors(doc: Manifest) -> list[str]:

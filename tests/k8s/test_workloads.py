@@ -19,7 +19,7 @@ from tests.k8s.manifests import (
 )
 
 PULSE_IMAGE = "ghcr.io/example/pulse"
-SUBCOMMANDS = {"api", "indexer", "rollups", "ilm", "reprocess"}
+SUBCOMMANDS = {"api", "collector", "indexer", "rollups", "ilm", "reprocess"}
 # Created by operators, never committed (docs/operations.md says how): engine credentials,
 # and the time range of one reprocessing run.
 EXTERNAL = {"ConfigMap": {"pulse-reprocess-range"}, "Secret": {"pulse-engines"}}
@@ -127,6 +127,21 @@ def test_api_is_probed_served_and_scaled(docs: list[Manifest]) -> None:
     assert labels_match(service["spec"]["selector"], _pod_labels(api))
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     one(docs, "HorizontalPodAutoscaler", "pulse-api")
+
+
+def test_collector_is_probed_served_and_scaled(docs: list[Manifest]) -> None:
+    """The public, authenticated edge: its port is the configured one, it reaches the key
+    store (PULSE_OPENSEARCH_URL, checked for every pulse container) and Kafka, it scales."""
+    collector = one(docs, "Deployment", "pulse-collector")
+    (c,) = containers(pod_template(collector))
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    config = config_map_data(docs, "pulse-config")
+    assert ports["http"] == int(config["PULSE_COLLECTOR_PORT"])
+    assert config["PULSE_COLLECTOR_HOST"] == "0.0.0.0"
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = one(docs, "Service", "pulse-collector")
+    assert labels_match(service["spec"]["selector"], _pod_labels(collector))
+    one(docs, "HorizontalPodAutoscaler", "pulse-collector")
 
 
 def _topic_partitions(docs: list[Manifest], topic: str) -> int:
@@ -247,7 +262,11 @@ def test_network_policies(docs: list[Manifest]) -> None:
     deny = policies["default-deny-ingress"]
     assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"]
     assert "ingress" not in deny
-    for name, workload in (("allow-api", "pulse-api"), ("allow-edge", "pulse-fluent-bit-edge")):
+    for name, workload in (
+        ("allow-api", "pulse-api"),
+        ("allow-collector", "pulse-collector"),
+        ("allow-edge", "pulse-fluent-bit-edge"),
+    ):
         template = pod_template(one(docs, "Deployment", workload))
         assert labels_match(policies[name]["podSelector"]["matchLabels"], _pod_labels_of(template))
         names = {p["name"] for c in containers(template) for p in c.get("ports", [])}

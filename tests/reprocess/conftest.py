@@ -11,19 +11,19 @@ from typing import Any
 import pytest
 from opensearchpy import OpenSearch
 
-from ilm.templates import ensure_raw_day, ensure_templates
 from ingest.contract import Event, parse_message, to_kafka_message
-from ingest.loadgen import Generator, LoadSpec
-from ingest.sinks import kafka_producer, send_to_kafka
+from ingest.loadgen import Generator, LoadSpec, invalid_message
+from ingest.sinks import kafka_producer
 from pulse.naming import DAY_FORMAT, Names, day_of
 from pulse.settings import Settings
-from reprocess import registry
 from reprocess.generations import day_start_ms
-from reprocess.pipeline import current_processing
+from reprocess.pipeline import Processing, current_processing
 from reprocess.service import Context, Reprocess
 from reprocess.tally import Tally, engine_tally, row_of
-from rollups import schema as rs
 from rollups.backfill import rebuild
+from storage import registry
+from storage import rollup_schema as rs
+from storage.templates import ensure_raw_day, ensure_templates
 
 TODAY = datetime.now(tz=UTC).date()
 DAYS = [TODAY - timedelta(days=3), TODAY - timedelta(days=2)]  # the range reprocessed
@@ -48,26 +48,61 @@ def make_events(count: int, days: Iterable[date], seed: int) -> list[dict[str, A
     return out
 
 
-def send(settings: Settings, names: Names, events: list[dict[str, Any]]) -> None:
+Position = tuple[int, int]  # (partition, offset) of an event's message
+
+
+def send(
+    settings: Settings, names: Names, events: list[dict[str, Any]], arrived: bool = False
+) -> list[Position]:
+    """Produce ``events`` (keyed by event_id, a few invalid messages among them) and return
+    each event's position. Stamped as arriving a minute after they occurred, or now
+    (``arrived``: late arrivals sent during a test)."""
     assert settings.kafka_bootstrap
     producer = kafka_producer(settings.kafka_bootstrap)
-    send_to_kafka(producer, names.topic_raw, events, 0.01, random.Random(3))
+    rng = random.Random(3)
+    futures = []
+    for raw in events:
+        stamp = None if arrived else _occurred_ms(raw) + 60_000
+        if rng.random() < 0.01:
+            producer.send(names.topic_raw, value=invalid_message(rng), timestamp_ms=stamp)
+        key = str(raw["event_id"]).encode()
+        message = to_kafka_message(raw)
+        futures.append(producer.send(names.topic_raw, key=key, value=message, timestamp_ms=stamp))
+    producer.flush()
     producer.close()
+    return [(f.get().partition, f.get().offset) for f in futures]
+
+
+def _occurred_ms(raw: dict[str, Any]) -> int:
+    event = parse_message(to_kafka_message(raw))
+    assert isinstance(event, Event)
+    return event.occurred_at_ms
 
 
 def live_write(
-    client: OpenSearch, settings: Settings, names: Names, events: list[dict[str, Any]]
+    client: OpenSearch,
+    settings: Settings,
+    names: Names,
+    events: list[dict[str, Any]],
+    positions: list[Position],
+    processing: Processing = buggy_processing,
 ) -> None:
-    """What the buggy live indexer wrote: create-first-wins into the generation the registry
-    names for each day (the hook docs/decisions/0050 asks of the indexer)."""
+    """What the live indexer (buggy by default) wrote: create-first-wins into the generation
+    the registry names for each day (the hook docs/decisions/0050 asks of the indexer), with
+    each message's Kafka position, as ``indexer.decode`` does."""
     resolver = registry.GenerationResolver(client, names, settings.generation, 0.0)
     body: list[dict[str, Any]] = []
-    for raw in events:
+    targets: dict[date, str] = {}
+    for raw, (partition, offset) in zip(events, positions, strict=True):
         event = parse_message(to_kafka_message(raw))
         assert isinstance(event, Event)
         day = day_of(event.occurred_at_ms)
-        target = ensure_raw_day(client, names, resolver.generation_for_day(day), day)
-        body += [{"create": {"_index": target, "_id": event.doc_id}}, buggy_processing(event, 0)]
+        if day not in targets:  # the registry is read once per call and day
+            generation = resolver.generation_for_day(day)
+            targets[day] = ensure_raw_day(client, names, generation, day)
+        target = targets[day]
+        doc = {**processing(event, 0), "kafka_partition": partition, "kafka_offset": offset}
+        body += [{"create": {"_index": target, "_id": event.doc_id}}, doc]
     if body:
         client.bulk(body=body, refresh=True)
 
@@ -75,8 +110,7 @@ def live_write(
 def seeded(ctx: Context, per_day: int = 400) -> list[dict[str, Any]]:
     """Events of three days in Kafka and in the buggy live generation g1."""
     events = make_events(per_day, ALL, seed=5)
-    send(ctx.settings, ctx.names, events)
-    live_write(ctx.client, ctx.settings, ctx.names, events)
+    live_write(ctx.client, ctx.settings, ctx.names, events, send(ctx.settings, ctx.names, events))
     return events
 
 
@@ -137,6 +171,9 @@ def ctx(rsettings: Settings, os_client: OpenSearch, topics: Names) -> Context:
         rsettings.kafka_bootstrap,
         progress=False,
         rebuild_rollups=functools.partial(rebuild, os_client, rsettings, topics),
+        # The tests' live indexer (``live_write``) writes before ``send`` returns to its
+        # caller's next step: nothing below a head is left to wait for.
+        indexer_caught_up=lambda head: None,
     )
 
 

@@ -11,8 +11,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.keys import create_key
 from ingest.contract import Event, parse_message, to_kafka_message
+from pulse.keystore import create_key
 from reprocess.generations import DAY_MS, day_start_ms
 from reprocess.service import Context
 from tests.api.conftest import post

@@ -76,7 +76,7 @@ def test_sigkilled_reprocess_resumes_with_exact_counts(ctx: Context, tmp_path: P
     events = seeded(ctx)
     env = _env(ctx.settings.model_copy(update={"reprocess_batch_docs": 50}))
     start, end = day_start_ms(DAYS[0]), day_start_ms(DAYS[-1]) + 1
-    cli = [sys.executable, "-m", "pulse.cli", "reprocess"]
+    cli = [sys.executable, "-m", "pulsectl.cli", "reprocess"]
     with (tmp_path / "reprocess.log").open("wb") as log:
         proc = subprocess.Popen(
             [*cli, "--from", str(start), "--to", str(end), "--yes"],

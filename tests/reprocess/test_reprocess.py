@@ -32,8 +32,8 @@ def test_replay_fixes_the_bug_and_rollback_restores_it(ctx: Context) -> None:
 
     def live_ingestion(run: Run) -> None:
         if run.stats["read"] <= ctx.settings.reprocess_batch_docs:  # once, after batch one
-            send(ctx.settings, ctx.names, late)
-            live_write(ctx.client, ctx.settings, ctx.names, late)
+            at = send(ctx.settings, ctx.names, late, arrived=True)
+            live_write(ctx.client, ctx.settings, ctx.names, late, at)
 
     ctx.after_checkpoint = live_ingestion
     action = reprocess(ctx)

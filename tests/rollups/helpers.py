@@ -9,14 +9,14 @@ from typing import Any
 
 from opensearchpy import OpenSearch, helpers
 
-from ilm.templates import ensure_templates, write_target
 from ingest.contract import Event, validate
 from ingest.loadgen import Generator, LoadSpec
 from pulse.naming import Names, day_of
 from pulse.settings import Settings
-from rollups import schema as rs
 from rollups import sketch
 from rollups.compute import BucketKey
+from storage import rollup_schema as rs
+from storage.templates import ensure_templates, write_target
 
 HOUR = rs.HOUR_MS
 

@@ -6,13 +6,13 @@ import threading
 
 from opensearchpy import OpenSearch
 
-from ilm import arrivals
-from ilm.arrivals import Arrivals
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
 from rollups import state
 from rollups.job import RollupJob, wall_clock_ms
+from storage import arrivals
+from storage import rollup_schema as rs
+from storage.arrivals import Arrivals
 from tests.rollups.helpers import HOUR, make_events, write_raw
 
 

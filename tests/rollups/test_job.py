@@ -9,9 +9,9 @@ from opensearchpy import OpenSearch
 from ingest.contract import Event
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
 from rollups import state
 from rollups.job import RollupJob, wall_clock_ms
+from storage import rollup_schema as rs
 from tests.rollups.helpers import (
     HOUR,
     assert_matches_oracle,

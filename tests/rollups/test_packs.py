@@ -9,9 +9,9 @@ from opensearchpy import OpenSearch
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import schema as rs
 from rollups.packs import PackWriter
 from rollups.writer import RollupWriter
+from storage import rollup_schema as rs
 from tests.rollups.helpers import read_packs
 
 HOUR = rs.HOUR_MS

@@ -1,0 +1,163 @@
+"""`pulse bench indexer`: the indexer's throughput and CPU cost against a raw ``_bulk`` load.
+
+1. Produce N realistic events (loadgen, 1% duplicates) to a fresh namespace's events.raw.
+2. Baseline: the same documents, already built, sent straight to ``_bulk`` in batches of
+   ``bulk_max_docs`` into another fresh namespace (same templates, same engine, same run).
+3. Run the indexer in this process until every message is accounted for (indexed, duplicate
+   or dead-lettered). Its clock starts at the first consumed message, so the consumer-group
+   join is excluded; its CPU is this process's CPU time over the same window (the producer
+   has finished by then, and the engines are other processes).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opensearchpy import OpenSearch
+
+from indexer.consumer import Indexer
+from indexer.model import DAY_MS
+from ingest import loadgen
+from ingest.contract import Event, parse_message, to_kafka_message
+from ingest.sinks import kafka_producer, send_to_kafka
+from pulse.clients import Endpoints, StackNotFound, ensure_topics, opensearch_client
+from pulse.clients import resolve_endpoints as resolve
+from pulse.engines import start_embedded
+from pulse.naming import names_for
+from pulse.settings import Settings
+from storage.targets import day_date
+from storage.templates import ensure_templates, write_target
+
+IDLE_SAMPLE_S = 2.0
+
+
+@contextmanager
+def engines(settings: Settings) -> Iterator[Endpoints]:
+    """The configured or running stack's engines, else embedded ones for this run only."""
+    try:
+        yield resolve(settings)
+        return
+    except StackNotFound:
+        pass
+    started = start_embedded(None, None)
+    assert started.opensearch is not None and started.kafka is not None
+    try:
+        yield Endpoints(started.opensearch.address, started.kafka.address)
+    finally:
+        started.stop()
+
+
+def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str, Any]:
+    with engines(settings) as ep:
+        base = settings.model_copy(
+            update={
+                "opensearch_url": ep.opensearch_url,
+                "kafka_bootstrap": ep.kafka_bootstrap,
+                "kafka_session_timeout_ms": 3000,
+                "kafka_heartbeat_interval_ms": 500,
+            }
+        )
+        ns = f"bench{uuid.uuid4().hex[:8]}"
+        mine = base.model_copy(update={"namespace": ns})
+        events = _events(count, days, seed)
+        client = opensearch_client(ep.opensearch_url, settings.engine_timeout_s)
+        try:
+            baseline_s = _baseline(client, base.model_copy(update={"namespace": ns + "b"}), events)
+            _produce(mine, ep.kafka_bootstrap, events)
+            run = _index(mine, ep, len(events))
+        finally:
+            client.indices.delete(index=f"{ns}*", ignore_unavailable=True)
+    wall = run["wall_s"]
+    result = {
+        "events": len(events),
+        "events_per_s": round(len(events) / wall, 1),
+        "cpu_us_per_event": round(run["cpu_s"] / len(events) * 1e6, 2),
+        "baseline_events_per_s": round(len(events) / baseline_s, 1),
+        "ratio": round(baseline_s / wall, 3),
+        "wall_s": round(wall, 3),
+        "baseline_s": round(baseline_s, 3),
+        **{k: v for k, v in run.items() if k not in ("wall_s", "cpu_s")},
+    }
+    return result
+
+
+def _events(count: int, days: int, seed: int) -> list[dict[str, Any]]:
+    gen = loadgen.Generator(loadgen.LoadSpec(seed=seed, duplicate_rate=0.01))
+    now = loadgen.now_ms()
+    source = gen.events(count, now - days * DAY_MS, now)
+    return list(gen.stream(source))[:count]
+
+
+def _baseline(client: OpenSearch, settings: Settings, events: list[dict[str, Any]]) -> float:
+    """Seconds to _bulk the same documents (built beforehand) into fresh daily indices."""
+    import orjson
+
+    names = names_for(settings)
+    ensure_templates(client, settings, names)
+    parsed = [parse_message(to_kafka_message(e)) for e in events]
+    docs = [p for p in parsed if isinstance(p, Event)]
+    targets = {
+        day: write_target(client, names, settings.generation, day_date(day))
+        for day in {d.occurred_at_ms // DAY_MS for d in docs}
+    }
+    now = loadgen.now_ms()
+    lines = [
+        (
+            orjson.dumps(
+                {"create": {"_index": targets[d.occurred_at_ms // DAY_MS], "_id": d.doc_id}}
+            ),
+            orjson.dumps(d.to_doc(now)),
+        )
+        for d in docs
+    ]
+    started = time.perf_counter()
+    for i in range(0, len(lines), settings.bulk_max_docs):
+        chunk = lines[i : i + settings.bulk_max_docs]
+        body = b"\n".join(b"%s\n%s" % pair for pair in chunk) + b"\n"
+        client.transport.perform_request(
+            "POST", "/_bulk", body=body, params={"filter_path": "errors"}
+        )
+    return time.perf_counter() - started
+
+
+def _produce(settings: Settings, bootstrap: str, events: list[dict[str, Any]]) -> None:
+    ensure_topics(settings, bootstrap)
+    producer = kafka_producer(bootstrap)
+    send_to_kafka(producer, names_for(settings).topic_raw, events)
+    producer.close()
+
+
+def _index(settings: Settings, ep: Endpoints, total: int) -> dict[str, Any]:
+    """Run the indexer in-process until all messages are accounted for."""
+    indexer = Indexer(settings, ep.opensearch_url, ep.kafka_bootstrap)
+    stop = threading.Event()
+    thread = threading.Thread(target=indexer.run, args=(stop,), name="bench-indexer")
+    thread.start()
+    try:
+        while not indexer.consumed:
+            time.sleep(0.002)
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        while indexer.settled < total:
+            time.sleep(0.01)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        idle0 = time.process_time()
+        time.sleep(IDLE_SAMPLE_S)  # caught up: what the polling loop costs doing nothing
+        idle = (time.process_time() - idle0) / IDLE_SAMPLE_S
+    finally:
+        stop.set()
+        thread.join(60)
+    m = indexer.metrics
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "idle_cpu_ms_per_s": round(idle * 1000, 2),
+        "busy_cpu_us_per_event": round(max(0.0, cpu - idle * wall) / total * 1e6, 2),
+        "indexed": int(m.registry.get_sample_value("pulse_indexer_indexed_total") or 0),
+        "messages": total,
+        "batch_docs": settings.bulk_max_docs,
+    }

@@ -1,0 +1,214 @@
+"""`pulse bench query`: report latency served normally vs forced to raw, in the same run.
+
+Generates loadgen events straight into the raw indices with bulk (skipped when the bench
+namespace already holds enough), lets rollups be built when the rollups package offers a
+job, then times a 30-day hourly and a 90-day daily report for the biggest merchant through
+the ASGI app in-process (GraphQL parsing, auth, planning, engine, shaping all included).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi.testclient import TestClient
+from opensearchpy import OpenSearch, helpers
+
+from api.app import create_app
+from api.keys import create_key
+from ingest.contract import validate
+from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec
+from pulse.clients import opensearch_client, read_stack
+from pulse.naming import Names, day_of, names_for
+from pulse.settings import Settings, get_settings
+from storage.arrivals import Arrivals
+from storage.templates import ensure_templates, write_target
+
+MERCHANT = "m00000"  # rank 1 of the Zipf distribution: the biggest merchant
+METRICS = "[EVENTS, PAYMENTS, GROSS_SALES, NET_SALES, PAYMENT_SUCCESS_RATE]"
+QUERY = (
+    "query($m: ID!, $s: DateTime!, $e: DateTime!, $g: Granularity!, $f: ForceSource!) {"
+    " metrics(merchantId: $m, range: {start: $s, end: $e}, granularity: $g, forceSource: $f,"
+    f" metrics: {METRICS}) {{ series {{ points {{ start values {{ value }} }} }}"
+    " totals { value } meta { sources tookMs } } }"
+)
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _engine(settings: Settings) -> tuple[OpenSearch, Any]:
+    """The configured engine, or an embedded osmem started for this run."""
+    url = settings.opensearch_url or read_stack(settings).get("opensearch_url")
+    if url:
+        return opensearch_client(url, timeout_s=600), None
+    from pulse.engines import start_opensearch
+
+    engine = start_opensearch()
+    return opensearch_client(engine.address, timeout_s=600), engine
+
+
+def _count(client: OpenSearch, names: Names) -> int:
+    if not client.indices.exists(index=names.events_alias):
+        return 0
+    return int(client.count(index=names.events_alias)["count"])
+
+
+def _actions(
+    client: OpenSearch, settings: Settings, names: Names, events: int, spec: LoadSpec, end: int
+) -> Iterator[dict[str, Any]]:
+    gen = Generator(spec)
+    targets: dict[Any, str] = {}
+    for raw in gen.events(events, end - 90 * DAY_MS, end):
+        event = validate(raw)
+        day = day_of(event.occurred_at_ms)
+        if day not in targets:
+            targets[day] = write_target(client, names, settings.generation, day)
+        source = event.to_doc(event.occurred_at_ms + 2000)
+        yield {"_index": targets[day], "_id": event.doc_id, "_source": source}
+
+
+def load(
+    client: OpenSearch, settings: Settings, names: Names, events: int, spec: LoadSpec
+) -> float:
+    """Bulk-write ``events`` loadgen events over the last 90 days; seconds taken."""
+    ensure_templates(client, settings, names)
+    end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
+    _keep_arrivals(client, names, end)
+    started = time.perf_counter()
+    done = 0
+    stream = _actions(client, settings, names, events, spec, end)
+    for ok, _ in helpers.parallel_bulk(client, stream, thread_count=2, chunk_size=5000):
+        done += ok
+        if done % 500_000 == 0:
+            _log(f"indexed {done} events in {time.perf_counter() - started:.0f}s")
+    client.indices.refresh(index=names.events_alias)
+    return time.perf_counter() - started
+
+
+def _keep_arrivals(client: OpenSearch, names: Names, end: int) -> None:
+    """What the indexer records before writing (storage.arrivals): per day, a bound of the newest
+    ingested_at — here each day's last event time + the 2 s stamping delay of ``_actions``."""
+    keeper = Arrivals(client, names, lookahead_ms=0)
+    for day in range((end - 90 * DAY_MS) // DAY_MS, end // DAY_MS + 1):
+        keeper.cover([day], min((day + 1) * DAY_MS, end) + 2000)
+
+
+def build_rollups(client: OpenSearch, settings: Settings, names: Names) -> float | None:
+    """Run the rollup job to completion when the rollups package offers one; seconds taken."""
+    try:
+        job = importlib.import_module("rollups.job")
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    job.catch_up(client, settings, names)
+    return time.perf_counter() - started
+
+
+def _time(tc: TestClient, key: str, variables: dict[str, Any], n: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    took: list[float] = []  # meta.tookMs: planning + engine + merge, without GraphQL/HTTP
+    sources: set[str] = set()
+    for _ in range(n):
+        started = time.perf_counter()
+        r = tc.post(
+            "/graphql",
+            json={"query": QUERY, "variables": variables},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        latencies.append((time.perf_counter() - started) * 1000)
+        body = r.json()
+        if r.status_code != 200 or body.get("errors"):
+            raise RuntimeError(f"bench query failed: {r.text[:500]}")
+        sources.update(body["data"]["metrics"]["meta"]["sources"])
+        took.append(float(body["data"]["metrics"]["meta"]["tookMs"]))
+    q = statistics.quantiles(latencies, n=100)
+    t = statistics.quantiles(took, n=100)
+    return {
+        "p50_ms": round(q[49], 1),
+        "p95_ms": round(q[94], 1),
+        "report_p50_ms": round(t[49], 1),
+        "report_p95_ms": round(t[94], 1),
+        "sources": sorted(sources),
+    }
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
+
+
+def measure(settings: Settings, client: OpenSearch, requests: int) -> dict[str, Any]:
+    names = names_for(settings)
+    key, _ = create_key(client, names, None, admin=True, label="bench")
+    # While traffic flows, the indexer keeps today's arrivals bound ahead of the watermark,
+    # so reports search today's raw index for late events: keep it so while measuring.
+    now = int(time.time() * 1000)
+    Arrivals(client, names, lookahead_ms=0).cover([now // DAY_MS], now + 3_600_000)
+    with TestClient(create_app(settings, client)) as tc:  # runs startup, as a server does
+        return _measure(tc, key, requests)
+
+
+def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    end = now // HOUR_MS * HOUR_MS + HOUR_MS  # include the open hour, as dashboards do
+    reports = {
+        "30d_hourly": (end - 30 * DAY_MS, "HOUR"),
+        "90d_daily": (end // DAY_MS * DAY_MS - 89 * DAY_MS, "DAY"),
+    }
+    out: dict[str, Any] = {}
+    for name, (start, gran) in reports.items():
+        variables = {"m": MERCHANT, "s": _iso(start), "e": _iso(end), "g": gran}
+        for force in ("AUTO", "RAW"):
+            _time(tc, key, {**variables, "f": force}, 5)  # warm caches and the JIT-less path
+        normal = _time(tc, key, {**variables, "f": "AUTO"}, requests)
+        raw = _time(tc, key, {**variables, "f": "RAW"}, requests)
+        speedup = raw["p95_ms"] / normal["p95_ms"] if normal["p95_ms"] else None
+        out[name] = {"normal": normal, "forced_raw": raw, "p95_speedup": speedup}
+    return out
+
+
+def run(events: int, requests: int, merchants: int, seed: int, namespace: str) -> None:
+    """Load (if needed), build rollups (if available), measure; print one JSON document."""
+    base = get_settings()
+    settings = base.model_copy(
+        update={
+            "namespace": namespace,
+            "rate_limit_per_minute": 10**9,
+            "log_json": False,
+            "api_request_timeout_s": 300.0,  # forced-raw reports over months are the slow baseline
+        }
+    )
+    client, engine = _engine(settings)
+    try:
+        names = names_for(settings)
+        present = _count(client, names)
+        load_s = None
+        if present < events:
+            spec = LoadSpec(merchants=merchants, seed=seed)
+            load_s = load(client, settings, names, events - present, spec)
+        rollup_s = build_rollups(client, settings, names)
+        total = _count(client, names)
+        merchant = int(
+            client.count(
+                index=names.events_alias, body={"query": {"term": {"merchant_id": MERCHANT}}}
+            )["count"]
+        )
+        result = {
+            "raw_events": total,
+            "merchant_events": merchant,
+            "load_seconds": load_s and round(load_s, 1),
+            "rollup_seconds": rollup_s and round(rollup_s, 1),
+            "requests_per_case": requests,
+            "reports": measure(settings, client, requests),
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        if engine is not None:
+            engine.stop()
