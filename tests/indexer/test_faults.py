@@ -139,7 +139,10 @@ def test_two_indexers_share_partitions_through_rebalances(
     assert first.terminate() == 0  # leaves mid-stream: the second takes every partition
     assert wait_until(lambda: second.log_text().count("partitions assigned") >= 2, 30)
     feeding.join(60)
-    assert _settle(os_client, topics, expected, 90), second.log_text()
+    # Every event arrives, but under load the last few dozen trail by more than 90 s (seen at
+    # load 8: 7,963 of 8,000 at 90 s, all a few seconds later). The promise is "nothing lost
+    # or doubled", not a speed: wait long enough for a loaded machine.
+    assert _settle(os_client, topics, expected, 180), second.log_text()
     assert second.terminate() == 0
     assert indexed_totals(os_client, topics) == expected
     assert read_dlq(s.kafka_bootstrap or "", topics.topic_dlq, 0, timeout_s=1) == []
