@@ -139,13 +139,21 @@ def missing_positions(client: OpenSearch, indices: list[str], ingested_from_ms: 
     )
 
 
-def runs_of(offsets: list[int]) -> Iterator[tuple[int, int]]:
-    """Consecutive stretches of sorted ``offsets`` as (first, last)."""
+# Positions at most this far apart are read in one sequential stretch, not one seek each: a
+# fetch returns whole record batches anyway, and a seek costs a fetch round trip. The demo's
+# history (a week sent at start: one day's events about one message in five) took > 12
+# minutes for 7,092 positions with a seek per run of consecutive offsets (docs/benchmarks.md).
+MAX_GAP = 32
+
+
+def runs_of(offsets: list[int], max_gap: int = 1) -> Iterator[tuple[int, int]]:
+    """Stretches of sorted ``offsets`` as (first, last): consecutive ones, or with gaps of at
+    most ``max_gap`` between neighbours."""
     if not offsets:
         return
     first = last = offsets[0]
     for o in offsets[1:]:
-        if o != last + 1:
+        if o - last > max_gap:
             yield first, last
             first = o
         last = o
@@ -157,7 +165,8 @@ def read_positions(
 ) -> Iterator[tuple[list[Record], int]]:
     """The records at exactly ``wanted``, partition by partition in offset order, in lists
     of up to ``batch``; each with how many records Kafka handed over to get them (what a
-    targeted read costs: a fetch returns whole record batches).
+    targeted read costs: a fetch returns whole record batches). Positions at most
+    ``MAX_GAP`` apart are read as one stretch (one seek), the others seeked to.
 
     One partition is assigned at a time, so a seek fetches only what it asks for."""
     out: list[Record] = []
@@ -165,13 +174,14 @@ def read_positions(
     for partition in sorted(wanted):
         tp = TopicPartition(topic, partition)
         consumer.assign([tp])
-        for first, last in runs_of(wanted[partition]):
+        exact = set(wanted[partition])
+        for first, last in runs_of(wanted[partition], MAX_GAP):
             consumer.seek(tp, first)
             while consumer.position(tp) <= last:
                 polled = consumer.poll(timeout_ms=POLL_MS, max_records=last - first + 1)
                 records = polled.get(tp, [])
                 fetched += len(records)
-                out += [r for r in records if first <= r.offset <= last]
+                out += [r for r in records if r.offset <= last and r.offset in exact]
                 if not records and consumer.position(tp) <= last:
                     end = consumer.end_offsets([tp])[tp]
                     if end <= consumer.position(tp):

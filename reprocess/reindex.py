@@ -16,7 +16,8 @@ from pulse.naming import Names
 from reprocess import generations as gens
 from reprocess.plan import Plan
 from reprocess.runs import Run, now_ms
-from reprocess.tally import Tally, engine_tally
+from reprocess.tallies import Recorder
+from reprocess.tally import engine_tally
 
 REFRESH_MARGIN_MS = 5_000  # a doc ingested just before T0 may not be searchable yet
 
@@ -29,23 +30,23 @@ def since(t0: int) -> dict[str, Any]:
     return {"range": {"ingested_at": {"gte": t0}}}
 
 
-def copy_days(client: OpenSearch, names: Names, run: Run) -> None:
-    """The bulk copy: every day's old indices -> the new generation's write index."""
+def copy_days(client: OpenSearch, names: Names, run: Run, chunk_rows: int) -> None:
+    """The bulk copy: every day's old indices -> the new generation's write index; what it
+    copies is tallied in batch documents of at most ``chunk_rows`` rows."""
     t0 = run.stats.setdefault("t0", now_ms() - REFRESH_MARGIN_MS)
     plan = run.plan
-    tally = Tally()
+    tallies = Recorder(client, names, run)  # committed by the save that ends the phase
     for day in plan.days:
         gens.ensure_unaliased_day(client, names, plan.new_generation, gens.parse_day(day.day))
         if not day.old_indices:
             continue
         source = ",".join(day.old_indices)
         client.indices.refresh(index=source)
-        tally.merge(engine_tally(client, source, day.day, before(t0)))
+        tallies.record(engine_tally(client, source, day.day, before(t0)), chunk_rows)
         result = _reindex(client, names, plan, day.day, source, before(t0))
         run.count(
             copied=int(result.get("created", 0)), duplicates=int(result.get("version_conflicts", 0))
         )
-    run.tally = tally
 
 
 def copy_since(client: OpenSearch, names: Names, plan: Plan, t0: int) -> int:

@@ -5,8 +5,10 @@ Per poll (arroyo-style steps, back to front: decode -> select -> checkpoint -> w
    end were read before a crash: they are only *re-written*, never tallied again;
 2. the first copy of each event (``reprocess.firstcopy``) is selected; the selected items of
    new records are added to the tally;
-3. the run state is saved: offsets after the poll, ``pending_from`` = the first offset of the
-   oldest batch not yet confirmed durable (this one included), and the tally;
+3. the tally of the new items is written as a batch document (``reprocess.tallies``), then
+   the run state is saved: offsets after the poll, ``pending_from`` = the first offset of the
+   oldest batch not yet confirmed durable (this one included), and the tally sequence number
+   that commits the batch document;
 4. the batch goes to the live indexer's ``BatchWriter`` on a writer thread
    (``reprocess.writing``), which bulk-creates it while this thread polls, decodes and
    checkpoints the next poll. A batch is confirmed once the writer returns it done.
@@ -14,7 +16,7 @@ Invariant: a batch's checkpoint is saved before its bulk starts, and ``pending_f
 passes a batch that is not confirmed. So a crash anywhere resumes exactly: before 3 nothing
 of the poll is recorded; after it, the resumed run re-reads from ``pending_from`` and
 re-writes what the crash may have lost (``create``: copies already stored are skipped or
-answered 409), and the tally, saved once, counts every event exactly once.
+answered 409), and the tally, committed once, counts every event exactly once.
 No consumer-group join: partitions are assigned and positions live in the run state.
 """
 
@@ -40,6 +42,7 @@ from reprocess.firstcopy import FirstCopies
 from reprocess.offsets import heads
 from reprocess.pipeline import Decoded, Processing, Record, decode_records
 from reprocess.runs import Run, RunError
+from reprocess.tallies import Recorder
 from reprocess.tally import Tally, row_of
 from reprocess.writing import Offsets, Writing, Written, first_offsets
 from storage.registry import GenerationResolver
@@ -80,8 +83,10 @@ class Replayer:
     _copies: FirstCopies = field(init=False)
     _neighbours: Targets = field(init=False)
     _serving: GenerationResolver = field(init=False)
+    _tallies: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
+        self._tallies = Recorder(self.client, self.names, self.run)
         self._dates = set(self.run.plan.day_dates())
         self._days = {(d - EPOCH).days for d in self._dates}
         topic = self.names.topic_raw
@@ -248,13 +253,14 @@ class Replayer:
     def _checkpoint(
         self, fresh: list[Record], decoded: Decoded, new: list[IndexItem], unconfirmed: Offsets
     ) -> None:
-        """Save offsets after ``fresh``, the tally with ``new``, and ``pending_from`` lowered
-        to every batch not durable yet (``unconfirmed``: this poll's included)."""
+        """Write the tally of ``new`` as a batch document, then save offsets after ``fresh``,
+        the sequence number that commits the document, and ``pending_from`` lowered to every
+        batch not durable yet (``unconfirmed``: this poll's included)."""
+        self._tallies.record(_tally(new))  # first: it may open an epoch (a save of its own)
         end = dict(self.run.offsets)
         for r in fresh:
             p = str(r.partition)
             end[p] = max(end[p], r.offset + 1)
-        self.run.tally.merge(_tally(new))
         self.run.pending_from = {p: min(o, unconfirmed.get(p, o)) for p, o in end.items()}
         self.run.offsets = end
         self.run.count(

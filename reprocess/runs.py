@@ -15,7 +15,6 @@ from opensearchpy import OpenSearch
 from pulse.clock import now_ms as now_ms
 from pulse.naming import Names
 from reprocess.plan import Plan
-from reprocess.tally import Tally
 from storage import reprocess_index as store
 
 # Phases, in order. A run only moves forward, except rollback (switched -> rolled_back).
@@ -45,7 +44,10 @@ class Run:
     created_at: int = 0
     offsets: dict[str, int] = field(default_factory=dict)  # next offset to read, per partition
     pending_from: dict[str, int] = field(default_factory=dict)  # last checkpointed batch start
-    tally: Tally = field(default_factory=Tally)
+    # The tally lives in batch documents (``reprocess.tallies``, docs/decisions/0133): the
+    # state keeps only which of them it committed.
+    tally_seq: int = 0  # batch documents below this sequence number are committed
+    tally_epochs: list[int] = field(default_factory=list)  # epoch -> first sequence number
     stats: dict[str, int] = field(default_factory=dict)
     report: dict[str, Any] = field(default_factory=dict)
     times: dict[str, int] = field(default_factory=dict)  # phase -> epoch ms it was reached
@@ -64,6 +66,11 @@ class Run:
     def doc_id(self) -> str:
         return f"run-{self.run_id}"
 
+    @property
+    def parent_id(self) -> str:
+        """The run this state belongs to (itself, or the run a slice divides)."""
+        return self.run_id.split(".", 1)[0]
+
     def release(self) -> None:
         """Give the lease up (saved with the next ``save``)."""
         self.owner, self.lease_until = "", 0
@@ -80,7 +87,8 @@ class Run:
             "plan": self.plan.to_json(),
             "offsets": self.offsets,
             "pending_from": self.pending_from,
-            "tally": self.tally.to_json(),
+            "tally_seq": self.tally_seq,
+            "tally_epochs": self.tally_epochs,
             "stats": self.stats,
             "report": self.report,
             "times": self.times,
@@ -96,19 +104,20 @@ class Run:
             Plan.from_json(s["plan"]),
             s["phase"],
             s["created_at"],
-            dict(s.get("offsets", {})),
-            dict(s.get("pending_from", {})),
-            Tally.from_json(s.get("tally")),
-            dict(s.get("stats", {})),
-            dict(s.get("report", {})),
-            dict(s.get("times", {})),
-            dict(s.get("stops", {})),
-            int(s.get("late_until", 0)),
-            s.get("kind", "run"),
-            s.get("owner", ""),
-            int(s.get("lease_ms", 0)),
-            int(s.get("lease_until", 0)),
-            doc,
+            offsets=dict(s.get("offsets", {})),
+            pending_from=dict(s.get("pending_from", {})),
+            tally_seq=int(s.get("tally_seq", 0)),
+            tally_epochs=[int(e) for e in s.get("tally_epochs", [])],
+            stats=dict(s.get("stats", {})),
+            report=dict(s.get("report", {})),
+            times=dict(s.get("times", {})),
+            stops=dict(s.get("stops", {})),
+            late_until=int(s.get("late_until", 0)),
+            kind=s.get("kind", "run"),
+            owner=s.get("owner", ""),
+            lease_ms=int(s.get("lease_ms", 0)),
+            lease_until=int(s.get("lease_until", 0)),
+            _doc=doc,
         )
 
     def save(self, client: OpenSearch, names: Names, phase: str | None = None) -> None:

@@ -44,7 +44,7 @@ from rich.text import Text
 from pulse.naming import Names
 from pulse.settings import Settings
 from reprocess import generations as gens
-from reprocess import late, reindex, runs
+from reprocess import late, reindex, runs, tallies
 from reprocess.offsets import wait_for_commits
 from reprocess.pipeline import Processing
 from reprocess.plan import Plan, PlanError, build_plan
@@ -130,7 +130,8 @@ def drive(ctx: Context, run: Run) -> Run:
     if run.phase in (runs.PLANNED, runs.REPLAYING):
         _build(ctx, run)
     if run.phase == runs.REPLAYED:
-        report = verify(ctx.client, ctx.names, run.plan, run.tally)
+        expected = tallies.Reader(ctx.client, ctx.names, run.run_id)
+        report = verify(ctx.client, ctx.names, run.plan, expected)
         run.report["verify"] = report
         run.save(ctx.client, ctx.names, runs.VERIFIED if report["ok"] else runs.FAILED)
     if run.phase in (runs.VERIFIED, runs.SWITCHING):
@@ -143,7 +144,7 @@ def drive(ctx: Context, run: Run) -> Run:
 def _build(ctx: Context, run: Run) -> None:
     run.save(ctx.client, ctx.names, runs.REPLAYING)
     if run.plan.kind == "reindex":
-        reindex.copy_days(ctx.client, ctx.names, run)
+        reindex.copy_days(ctx.client, ctx.names, run, ctx.settings.reprocess_batch_docs)
     elif ctx.settings.reprocess_workers > 1:
         from reprocess import workers  # the workers import this module
 
@@ -344,6 +345,7 @@ class Cleanup:
             if indices:
                 self.ctx.client.indices.delete(index=",".join(indices), ignore_unavailable=True)
                 deleted += indices
+            tallies.delete(self.ctx.client, self.ctx.names, run.run_id)  # verified long ago
             run.save(self.ctx.client, self.ctx.names, runs.CLEANED)
         return deleted
 

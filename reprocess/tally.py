@@ -7,7 +7,7 @@ verification compares them exactly; the old generation is compared to show the b
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,14 +60,27 @@ class Tally:
 def engine_tally(
     client: OpenSearch, target: str, day: str, query: dict[str, Any] | None = None, page: int = 1000
 ) -> Tally:
-    """Aggregate ``target`` (an index, alias or list) into a Tally for ``day``.
-
-    Composite over merchant x event_type x status with a sum: no scripts, no filter
-    aggregations, so it runs on every engine we support; paginated with ``after_key``.
-    """
+    """Aggregate ``target`` (an index, alias or list) into a Tally for ``day``."""
     tally = Tally()
     tally.days[day] = {}
+    for merchant, row in engine_rows(client, target, query, page):
+        tally.add(day, merchant, row)
+    return tally
+
+
+def engine_rows(
+    client: OpenSearch, target: str, query: dict[str, Any] | None = None, page: int = 1000
+) -> Iterator[tuple[str, Row]]:
+    """(merchant, row) of ``target``, one per merchant in ascending merchant order, a page
+    of buckets at a time: memory stays at one page however many merchants there are.
+
+    Composite over merchant x event_type x status with a sum: no scripts, no filter
+    aggregations, so it runs on every engine we support; paginated with ``after_key``. A
+    merchant's buckets are consecutive (merchant is the first source), possibly across pages.
+    """
     after: dict[str, Any] | None = None
+    current: str | None = None
+    acc: Row = [0, 0, 0, 0]
     while True:
         result = client.search(
             index=target,
@@ -82,10 +95,17 @@ def engine_tally(
             succeeded = key["type"] == "payment" and key["status"] == "succeeded"
             refund = key["type"] == "refund"
             row = [n, n if succeeded else 0, amount if succeeded else 0, amount if refund else 0]
-            tally.add(day, key["merchant"], row)
+            merchant = key["merchant"]
+            if merchant != current:
+                if current is not None:
+                    yield current, acc
+                current, acc = merchant, [0, 0, 0, 0]
+            acc = [a + b for a, b in zip(acc, row, strict=True)]
         after = agg.get("after_key")
         if not agg.get("buckets") or after is None:
-            return tally
+            if current is not None:
+                yield current, acc
+            return
 
 
 def _composite_body(

@@ -3,8 +3,8 @@
 The run (planning, verification, the switch) stays with the process that drives it. Its
 replay phase is split into ``reprocess_workers`` *slices*: disjoint sets of partitions, each a
 run state of its own in the engine (kind ``slice``: offsets, ``pending_from``, window stops,
-tally), checkpointed exactly like a one-process run (docs/decisions/0090). A slice is replayed
-by whichever worker holds its *lease*: claimed with compare-and-set, extended by every
+tally sequence), checkpointed exactly like a one-process run (docs/decisions/0090). A slice
+is replayed by whichever worker holds its *lease*: claimed with compare-and-set, extended by every
 checkpoint, given up when the slice is done. A worker killed (even with SIGKILL) stops
 extending its lease; once it has expired, another worker claims the slice and resumes it
 from its ``pending_from`` — the crash-resume rule of a one-process run, per slice. A worker
@@ -12,7 +12,9 @@ that lost its lease finds out at its next checkpoint (the compare-and-set fails)
 
 Slices are independent because every copy of an event lies in one partition (keyed by
 event_id, decision 0011), so first copies are chosen within a slice. When every slice is
-done, the driver merges their offsets, stops and tallies into the run and verifies as before.
+done, the driver merges their offsets and stops into the run and verifies as before; the
+slices' tally batch documents name the run, so verification sums them with the run's own
+(``reprocess.tallies``).
 """
 
 from __future__ import annotations
@@ -150,12 +152,12 @@ def drive_workers(ctx: Context, run: Run, count: int) -> None:
 
 
 def merge(run: Run, pieces: list[Run]) -> None:
-    """The slices' positions, stops, tallies and counters, into the run."""
+    """The slices' positions, stops and counters, into the run (their tally documents are
+    already the run's: ``reprocess.tallies``)."""
     for piece in pieces:
         run.offsets.update(piece.offsets)
         run.pending_from.update(piece.pending_from)
         run.stops.update(piece.stops)
-        run.tally.merge(piece.tally)
         run.count(**piece.stats)
     lates = [p.late_until for p in pieces if p.late_until]
     run.late_until = min(lates) if lates else run.late_until

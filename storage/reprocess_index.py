@@ -1,11 +1,12 @@
 """The reprocess bookkeeping index: run states and the generation registry, with CAS updates.
 
 The index maps only the fields it filters on (``dynamic: false``): run documents carry large,
-free-form payloads (plans, per-merchant tallies) that must be stored but never indexed.
+free-form payloads (plans, per-merchant tally rows) that must be stored but never indexed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,15 @@ MAPPING: dict[str, Any] = {
         "run_id": {"type": "keyword"},
         "phase": {"type": "keyword"},
         "created_at": {"type": "long"},
+        # Tally batch documents (``reprocess.tallies``): found per run and day, paged by key.
+        # (Not ``days``: the generation registry's document has an object of that name.)
+        "tally_days": {"type": "keyword"},
+        "tally_key": {"type": "keyword"},
     },
 }
+
+
+SORT_KEY = "tally_key"  # what ``scan`` pages by: documents it lists must carry it
 
 
 class StaleWrite(RuntimeError):
@@ -40,8 +48,10 @@ class Versioned:
 
 
 def ensure_store(client: OpenSearch, names: Names) -> None:
-    if ensure_index(client, names.reprocess_index):
-        client.indices.put_mapping(index=names.reprocess_index, body=MAPPING)
+    """Create the index; the mapping is put every time (adding fields is idempotent), so an
+    index created by an older version learns the fields filtered on since."""
+    ensure_index(client, names.reprocess_index)
+    client.indices.put_mapping(index=names.reprocess_index, body=MAPPING)
 
 
 def read(client: OpenSearch, names: Names, doc_id: str) -> Versioned | None:
@@ -80,3 +90,47 @@ def search(client: OpenSearch, names: Names, kind: str, size: int = 100) -> list
     }
     hits = client.search(index=names.reprocess_index, body=body)["hits"]["hits"]
     return [h["_source"] for h in hits]
+
+
+def put(client: OpenSearch, names: Names, doc_id: str, source: dict[str, Any]) -> None:
+    """Write ``source`` under ``doc_id`` unconditionally (documents whose id says everything:
+    a re-write carries the same meaning, so there is nothing to compare and set)."""
+    client.index(index=names.reprocess_index, id=doc_id, body=source)
+
+
+def scan(
+    client: OpenSearch, names: Names, filters: dict[str, str], page: int = 50
+) -> Iterator[dict[str, Any]]:
+    """Every document whose keyword fields equal ``filters``, in ``tally_key`` order, a page
+    at a time (``search_after``): memory stays at one page however many documents match."""
+    if not client.indices.exists(index=names.reprocess_index):
+        return
+    client.indices.refresh(index=names.reprocess_index)
+    query = {"bool": {"filter": [{"term": {f: v}} for f, v in filters.items()]}}
+    after: list[Any] | None = None
+    while True:
+        body: dict[str, Any] = {
+            "size": page,
+            "query": query,
+            "sort": [{SORT_KEY: {"order": "asc"}}],
+        }
+        if after is not None:
+            body["search_after"] = after
+        hits = client.search(index=names.reprocess_index, body=body)["hits"]["hits"]
+        for hit in hits:
+            yield hit["_source"]
+        if len(hits) < page:
+            return
+        after = hits[-1]["sort"]
+
+
+def delete(client: OpenSearch, names: Names, filters: dict[str, str]) -> int:
+    """Delete every document whose keyword fields equal ``filters``; how many were."""
+    if not client.indices.exists(index=names.reprocess_index):
+        return 0
+    client.indices.refresh(index=names.reprocess_index)
+    query = {"bool": {"filter": [{"term": {f: v}} for f, v in filters.items()]}}
+    result = client.delete_by_query(
+        index=names.reprocess_index, body={"query": query}, refresh=True, conflicts="proceed"
+    )
+    return int(result.get("deleted", 0))
