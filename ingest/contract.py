@@ -433,12 +433,13 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _DECODER = msgspec.json.Decoder(_Wire)
-# UTC instants as Fluent Bit and most producers write them; other forms take parse_instant.
-_UTC_INSTANT_RE = re.compile(
-    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?[Zz]", re.ASCII
-)
+# UTC instants as Fluent Bit and most producers write them, split at the minute: the first 16
+# characters (a cache key: events of a batch share their minutes) and ``:SS[.fraction]Z``.
+# Other forms take parse_instant.
+_MINUTE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2})", re.ASCII)
+_SECONDS_RE = re.compile(r":(\d{2})(?:\.(\d{1,9}))?[Zz]", re.ASCII)
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
-_day_ms: dict[str, int] = {}  # "YYYY-MM-DD" -> epoch ms at 00:00 UTC (bounded, see below)
+_minute_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> epoch ms (valid ones only)
 _merchants_ok: set[str] = set()  # merchant ids that passed _MERCHANT_RE
 _codes_ok: set[str] = set()  # currency and country codes that passed their pattern
 _hashes: dict[str, int] = {}  # customer_id -> customer_hash: customers return (Pareto)
@@ -492,22 +493,36 @@ def _remember(known: set[str], value: str) -> None:
 
 
 def _instant(value: str | int, key: str) -> int:
-    """parse_instant, with UTC strings computed from their fields (a cached day start)."""
+    """parse_instant, with UTC strings computed from a cached minute and their seconds."""
     if isinstance(value, str):
-        match = _UTC_INSTANT_RE.fullmatch(value)
-        if match is not None:
-            day, hour, minute, second, fraction = match.groups()
-            day_ms = _day_ms.get(day)
-            if day_ms is None:
-                day_ms = (date.fromisoformat(day).toordinal() - _EPOCH_DAY) * 86_400_000
-                if len(_day_ms) >= _CACHE_MAX:
-                    _day_ms.clear()
-                _day_ms[day] = day_ms
-            h, m, s = int(hour), int(minute), int(second)
-            if h < 24 and m < 60 and s < 60:
+        seconds = _SECONDS_RE.fullmatch(value, 16)
+        if seconds is not None:
+            minute = _minute_ms.get(value[:16])
+            if minute is None:
+                minute = _new_minute(value[:16])
+            second, fraction = seconds.groups()
+            if minute is not None and int(second) < 60:
                 ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
-                return day_ms + h * 3_600_000 + m * 60_000 + s * 1000 + ms
+                return minute + int(second) * 1000 + ms
     return parse_instant(value, key)
+
+
+def _new_minute(text: str) -> int | None:
+    """Epoch ms of a valid ``YYYY-MM-DDTHH:MM`` (remembered), else None."""
+    match = _MINUTE_RE.fullmatch(text)
+    if match is None:
+        return None
+    day, hour, minute = match.groups()
+    try:
+        days = date.fromisoformat(day).toordinal() - _EPOCH_DAY
+    except ValueError:
+        return None
+    if int(hour) > 23 or int(minute) > 59:
+        return None
+    if len(_minute_ms) >= _CACHE_MAX:
+        _minute_ms.clear()
+    ms = _minute_ms[text] = days * 86_400_000 + int(hour) * 3_600_000 + int(minute) * 60_000
+    return ms
 
 
 def _shipped_fast(value: str | float | int) -> int:
