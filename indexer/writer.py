@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
+import orjson
 from kafka.errors import KafkaError
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -178,10 +179,12 @@ class BatchWriter:
             docs.extend({"_index": i, "_id": item.doc_id} for i in candidates[item.day])
         if not docs:
             return {}
+        # Encoded here: bytes pass opensearch-py's serializer untouched (its stdlib json
+        # encoder costs ~1 µs per entry, one entry per item and candidate index).
         response = self.client.transport.perform_request(
             "POST",
             "/_mget",
-            body={"docs": docs},
+            body=orjson.dumps({"docs": docs}),
             params={"_source": "false", "filter_path": "docs._index,docs._id,docs.found"},
         )
         return {d["_id"]: d["_index"] for d in response.get("docs", []) if d.get("found")}

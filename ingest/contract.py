@@ -7,19 +7,26 @@ kafka output writes with ``Format json``: the event plus ``@timestamp``) and ret
 
 Unknown top-level fields with scalar values are kept under ``attributes`` (stringified);
 unknown fields holding objects or arrays are rejected (see docs/decisions/0001).
+
+Two paths, one contract (docs/decisions/0180): a msgspec schema decode accepts the common,
+well-formed message in C; anything it does not accept outright (a rule broken, an unknown
+field, an unusual time or amount form) goes through the precise validator below, which alone
+produces every ``Rejection``. So the fast path may only ever *accept* less, never differently:
+tests/ingest/test_contract_fast.py checks it against a frozen copy of the precise parser.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import math
 import re
+from binascii import b2a_base64
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import orjson
 
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -125,10 +132,15 @@ class Event:
         return doc
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def document_id(merchant_id: str, event_id: str) -> str:
-    """Deterministic _id: the dedupe key is (merchant_id, event_id), hashed to 22 characters."""
+    """Deterministic _id: the dedupe key is (merchant_id, event_id), hashed to 22 characters
+    (URL-safe base64 of a 16-byte BLAKE2b digest, unpadded)."""
     digest = hashlib.blake2b(f"{merchant_id}\x1f{event_id}".encode(), digest_size=16).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    # base64.urlsafe_b64encode(digest).rstrip(b"=") without its Python-level wrappers.
+    return b2a_base64(digest, newline=False)[:22].translate(_URLSAFE).decode()
 
 
 def customer_hash(customer_id: str) -> int:
@@ -139,6 +151,75 @@ def customer_hash(customer_id: str) -> int:
 
 def parse_message(raw: bytes) -> Event | Rejection:
     """Decode and validate one message; never raises for bad input."""
+    accepted = _accept(raw)
+    if accepted is None:
+        return _parse_precisely(raw)
+    wire, occurred, shipped, amount = accepted
+    return Event(
+        wire.event_id, wire.merchant_id, wire.event_type, occurred, shipped, wire.customer_id,
+        wire.session_id, amount, wire.currency, wire.status, wire.payment_method, wire.store_id,
+        wire.country, wire.channel, wire.device, wire.attributes or {},
+    )  # fmt: skip
+
+
+@dataclass(slots=True)
+class Document:
+    """What the indexer needs of a valid message: ``fields`` is ``Event.to_doc`` without
+    ``ingested_at`` (same keys, same order), plus the event's _id and occurred_at."""
+
+    doc_id: str
+    occurred_at_ms: int
+    fields: dict[str, Any]
+
+
+def parse_document(raw: bytes) -> Document | Rejection:
+    """``parse_message`` then ``to_doc`` for the indexer, without the intermediate ``Event``
+    on the fast path; the same documents and the same rejections as the two steps."""
+    accepted = _accept(raw)
+    if accepted is None:
+        parsed = _parse_precisely(raw)
+        if isinstance(parsed, Rejection):
+            return parsed
+        doc = parsed.to_doc(0)
+        del doc["ingested_at"]
+        return Document(parsed.doc_id, parsed.occurred_at_ms, doc)
+    w, occurred, shipped, amount = accepted
+    doc = {
+        "event_id": w.event_id, "merchant_id": w.merchant_id, "event_type": w.event_type,
+        "occurred_at": occurred,
+    }  # fmt: skip
+    # Event.to_doc's key order: the optional fields in declaration order, then the hash.
+    if shipped is not None:
+        doc["shipped_at"] = shipped
+    if w.customer_id is not None:
+        doc["customer_id"] = w.customer_id
+    if w.session_id is not None:
+        doc["session_id"] = w.session_id
+    if amount is not None:
+        doc["amount_milli"] = amount
+    if w.currency is not None:
+        doc["currency"] = w.currency
+    if w.status is not None:
+        doc["status"] = w.status
+    if w.payment_method is not None:
+        doc["payment_method"] = w.payment_method
+    if w.store_id is not None:
+        doc["store_id"] = w.store_id
+    if w.country is not None:
+        doc["country"] = w.country
+    if w.channel is not None:
+        doc["channel"] = w.channel
+    if w.device is not None:
+        doc["device"] = w.device
+    if w.customer_id is not None:
+        doc["customer_hash"] = _customer_hash_cached(w.customer_id)
+    if w.attributes:
+        doc["attributes"] = w.attributes
+    return Document(document_id(w.merchant_id, w.event_id), occurred, doc)
+
+
+def _parse_precisely(raw: bytes) -> Event | Rejection:
+    """The precise validator: every rule, every rejection reason."""
     if len(raw) > MAX_MESSAGE_BYTES:
         return Rejection("too_large", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
     try:
@@ -314,6 +395,171 @@ def _check_attribute_sizes(attrs: dict[str, str]) -> None:
     for key, value in attrs.items():
         if not key or len(key) > MAX_ATTRIBUTE_KEY or len(value) > MAX_ATTRIBUTE_VALUE:
             raise InvalidEvent("too_long:attributes", f"attribute {key[:40]!r} too long or empty")
+
+
+# --- the fast path (docs/decisions/0180) ----------------------------------------------------
+# The schema states the acceptance rules a decoder checks in C (types, lengths, enums); the
+# rest (blank strings, the id and code formats) is checked after it, with the formats of
+# values seen before remembered. Whatever fails is re-parsed precisely, so no error message of
+# this path ever reaches anyone. (msgspec's own pattern constraints cost ~0.4 µs each.)
+_Id128 = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Str64 = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+_AttrKey = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_ATTRIBUTE_KEY)]
+_AttrValue = Annotated[str, msgspec.Meta(max_length=MAX_ATTRIBUTE_VALUE)]
+
+
+class _Wire(msgspec.Struct, forbid_unknown_fields=True):
+    """A message the fast path accepts. Unknown fields are refused here (the precise path
+    files them under attributes), as are nulls for required fields and wrong JSON types."""
+
+    event_id: _Id128
+    merchant_id: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    event_type: _Str64
+    occurred_at: str | int
+    timestamp: str | float | int | None = msgspec.field(default=None, name="@timestamp")
+    customer_id: _Id128 | None = None
+    session_id: _Id128 | None = None
+    amount: int | float | None = None
+    currency: Annotated[str, msgspec.Meta(min_length=3, max_length=3)] | None = None
+    status: Literal["succeeded", "failed", "pending"] | None = None
+    payment_method: _Str64 | None = None
+    store_id: _Str64 | None = None
+    country: Annotated[str, msgspec.Meta(min_length=2, max_length=2)] | None = None
+    channel: Literal["web", "app", "pos"] | None = None
+    device: _Str64 | None = None
+    attributes: (
+        Annotated[dict[_AttrKey, _AttrValue], msgspec.Meta(max_length=MAX_ATTRIBUTES)] | None
+    ) = None
+
+
+_DECODER = msgspec.json.Decoder(_Wire)
+# UTC instants as Fluent Bit and most producers write them, split at the minute: the first 16
+# characters (a cache key: events of a batch share their minutes) and ``:SS[.fraction]Z``.
+# Other forms take parse_instant.
+_MINUTE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2})", re.ASCII)
+_SECONDS_RE = re.compile(r":(\d{2})(?:\.(\d{1,9}))?[Zz]", re.ASCII)
+_EPOCH_DAY = date(1970, 1, 1).toordinal()
+_minute_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> epoch ms (valid ones only)
+_merchants_ok: set[str] = set()  # merchant ids that passed _MERCHANT_RE
+_codes_ok: set[str] = set()  # currency and country codes that passed their pattern
+_hashes: dict[str, int] = {}  # customer_id -> customer_hash: customers return (Pareto)
+_CACHE_MAX = 65536
+
+
+def _accept(raw: bytes) -> tuple[_Wire, int, int | None, int | None] | None:
+    """(wire, occurred_at_ms, shipped_at_ms, amount_milli) when the message is certainly
+    valid, else None (the caller parses it precisely, for the verdict and the reason)."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        return None
+    try:
+        wire = _DECODER.decode(raw)
+        if _blank_or_malformed(wire):
+            return None
+        occurred = _instant(wire.occurred_at, "occurred_at")
+        ts = wire.timestamp
+        shipped = None if ts is None else _shipped_fast(ts)
+        amount = None if wire.amount is None else _amount_fast(wire.amount)
+    except (msgspec.DecodeError, ValueError):  # InvalidEvent is a ValueError
+        return None
+    return wire, occurred, shipped, amount
+
+
+def _blank_or_malformed(w: _Wire) -> bool:
+    """The rules the schema leaves out: not blank (``not value.strip()`` is ``"" or
+    value.isspace()``, and "" is refused by min_length), the merchant id and code formats."""
+    if w.event_id.isspace() or w.event_type.isspace():
+        return True
+    for value in (w.customer_id, w.session_id, w.payment_method, w.store_id, w.device):
+        if value is not None and value.isspace():
+            return True
+    merchant = w.merchant_id
+    if merchant not in _merchants_ok:
+        if not _MERCHANT_RE.fullmatch(merchant):
+            return True
+        _remember(_merchants_ok, merchant)
+    # The schema fixed the lengths (3 and 2), so one set serves both codes.
+    for code, pattern in ((w.currency, _CURRENCY_RE), (w.country, _COUNTRY_RE)):
+        if code is not None and code not in _codes_ok:
+            if not pattern.fullmatch(code):
+                return True
+            _remember(_codes_ok, code)
+    return False
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _CACHE_MAX:
+        known.clear()
+    known.add(value)
+
+
+def _instant(value: str | int, key: str) -> int:
+    """parse_instant, with UTC strings computed from a cached minute and their seconds."""
+    if isinstance(value, str):
+        seconds = _SECONDS_RE.fullmatch(value, 16)
+        if seconds is not None:
+            minute = _minute_ms.get(value[:16])
+            if minute is None:
+                minute = _new_minute(value[:16])
+            second, fraction = seconds.groups()
+            if minute is not None and int(second) < 60:
+                ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
+                return minute + int(second) * 1000 + ms
+    return parse_instant(value, key)
+
+
+def _new_minute(text: str) -> int | None:
+    """Epoch ms of a valid ``YYYY-MM-DDTHH:MM`` (remembered), else None."""
+    match = _MINUTE_RE.fullmatch(text)
+    if match is None:
+        return None
+    day, hour, minute = match.groups()
+    try:
+        days = date.fromisoformat(day).toordinal() - _EPOCH_DAY
+    except ValueError:
+        return None
+    if int(hour) > 23 or int(minute) > 59:
+        return None
+    if len(_minute_ms) >= _CACHE_MAX:
+        _minute_ms.clear()
+    ms = _minute_ms[text] = days * 86_400_000 + int(hour) * 3_600_000 + int(minute) * 60_000
+    return ms
+
+
+def _shipped_fast(value: str | float | int) -> int:
+    if isinstance(value, str):
+        return _instant(value, "@timestamp")
+    # An integer beyond 2**53 decodes differently in orjson (a float) and msgspec (an int):
+    # leave it, and non-finite or negative values, to the precise path.
+    if isinstance(value, int) and not 0 <= value < 1 << 53:
+        raise ValueError(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(value)
+    return int(value * 1000)
+
+
+def _amount_fast(value: int | float) -> int:
+    """Integer thousandths, as _amount computes them via Decimal(str(value))."""
+    if isinstance(value, int):
+        if not 0 <= value <= 10**12:
+            raise ValueError(value)
+        return value * AMOUNT_SCALE
+    text = repr(value)  # str(float) == repr(float): the shortest round-tripping decimal
+    whole, _, fraction = text.partition(".")
+    if not whole.isdigit() or len(fraction) > 3 or not fraction.isdigit():
+        raise ValueError(value)  # negative, exponent form, or more than 3 places
+    milli = int(whole) * AMOUNT_SCALE + int(fraction.ljust(3, "0"))
+    if milli > 10**12 * AMOUNT_SCALE:
+        raise ValueError(value)
+    return milli
+
+
+def _customer_hash_cached(customer_id: str) -> int:
+    value = _hashes.get(customer_id)
+    if value is None:
+        if len(_hashes) >= _CACHE_MAX:
+            _hashes.clear()
+        value = _hashes[customer_id] = customer_hash(customer_id)
+    return value
 
 
 def epoch_ms_now() -> int:
