@@ -154,3 +154,14 @@ def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[i
     finally:
         consumer.close()
     return {p: offset for p, offset in found.items() if offset is not None}
+
+
+def pulse_dlq(settings: Settings, *args: str) -> str:
+    """``pulse dlq ARGS`` as an operator runs it (a process of its own); its stdout."""
+    env = {"PATH": "/usr/bin:/bin", **settings_env(settings)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pulsectl.cli", "dlq", *args], env=env, capture_output=True,
+        text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout

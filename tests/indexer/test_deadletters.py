@@ -9,8 +9,6 @@ dead-lettered events; re-driving twice still counts every event once.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from typing import Any
 
@@ -31,7 +29,7 @@ from tests.indexer.conftest import (
     expected_totals,
     indexed_totals,
     indexer_thread,
-    settings_env,
+    pulse_dlq,
 )
 
 HOUR = 3_600_000
@@ -84,16 +82,6 @@ def _events(now: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return old, fresh
 
 
-def _pulse(settings: Settings, *args: str) -> str:
-    env = {"PATH": "/usr/bin:/bin", **settings_env(settings)}
-    done = subprocess.run(
-        [sys.executable, "-m", "pulsectl.cli", "dlq", *args], env=env, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
 def test_redrive_after_a_fix_indexes_each_event_once(
     settings: Settings, topics: Names, os_client: OpenSearch
 ) -> None:
@@ -108,16 +96,18 @@ def test_redrive_after_a_fix_indexes_each_event_once(
     short = settings.model_copy(update={**FAST, "raw_retention_days": 1})
     with indexer_thread(short) as ix:
         assert wait_until(lambda: ix.settled == len(old) + len(fresh) + 1, 60, 0.1)
-    stats = json.loads(_pulse(settings, "stats", "--json"))
+    stats = json.loads(pulse_dlq(settings, "stats", "--json"))
     assert stats["by_reason"] == {"expired:occurred_at": len(old), "invalid_json": 1}
 
     fixed = settings.model_copy(update={"raw_retention_days": 30})  # the fix
-    dry = _pulse(fixed, "redrive", "--reason", "expired:occurred_at", "--dry-run")
+    dry = pulse_dlq(fixed, "redrive", "--reason", "expired:occurred_at", "--dry-run")
     assert f"{len(old)} letters to re-send" in dry
     raw = list(dl.read_letters(settings.kafka_bootstrap or "", topics.topic_raw))
     assert len(raw) == len(old) + len(fresh) + 1  # the dry run sent nothing
     for _ in range(2):  # re-driven twice: each event still counts once
-        sent = _pulse(fixed, "redrive", "--reason", "expired:occurred_at", "--since", "1h", "--yes")
+        sent = pulse_dlq(
+            fixed, "redrive", "--reason", "expired:occurred_at", "--since", "1h", "--yes"
+        )
         assert f"re-sent {len(old)} letters" in sent
     with indexer_thread(fixed.model_copy(update=FAST)) as ix:
         assert wait_until(lambda: ix.settled == 2 * len(old), 60, 0.1)

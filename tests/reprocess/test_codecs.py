@@ -6,17 +6,14 @@ cannot decode stops the run (checkpointed) until the operator decides (decision 
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
 
 import pytest
 
 from indexer.undecodable import SKIP_REQUESTED, BlockedBatches
-from pulse.settings import Settings
 from reprocess import runs
 from reprocess.replay import UndecodableBatch
 from reprocess.service import Context, Resume
-from tests.indexer.conftest import settings_env
+from tests.indexer.conftest import pulse_dlq
 from tests.indexer.rawbatches import corrupt_crc, produce_raw, record_batch
 from tests.ingest.shippers import (
     fluent_bit_producer,
@@ -79,20 +76,10 @@ def test_replay_stops_at_an_undecodable_batch_until_the_operator_skips_it(ctx: C
     assert (stopped.value.bad.partition, stopped.value.bad.offset) == (0, at)
     assert "pulse dlq skip-batch --partition 0" in str(stopped.value)
     skip = ["skip-batch", "--partition", "0", "--offset", str(at), "--yes"]
-    assert "skip requested" in _pulse_dlq(ctx.settings, *skip)  # the operator
+    assert "skip requested" in pulse_dlq(ctx.settings, *skip)  # the operator
     assert BlockedBatches(ctx.client, ctx.names).status(stopped.value.bad.key) == SKIP_REQUESTED
 
     run = Resume(ctx).apply()
     assert run.phase == runs.SWITCHED, run.report
     assert run.stats["skipped_batches"] == 1
     assert served(ctx.client, ctx.names, DAYS).days == oracle(events, DAYS).days
-
-
-def _pulse_dlq(settings: Settings, *args: str) -> str:
-    env = {"PATH": "/usr/bin:/bin", **settings_env(settings)}
-    done = subprocess.run(
-        [sys.executable, "-m", "pulsectl.cli", "dlq", *args], env=env, capture_output=True,
-        text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout
