@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
-from ingest.contract import Event, Rejection, parse_document, parse_message
+from ingest.contract import Document, Event, Rejection, parse_document, parse_message
 from pulse.clock import now_ms as now_ms
 from pulse.settings import Settings
 
@@ -50,23 +50,17 @@ def decode(
 
     ``mapping`` pins another version of the document mapping than ``Event.to_doc`` (a
     reprocessing run replaying a known processing version); validation and bounds stay."""
-    if mapping is None:  # the live indexer: the document straight from the bytes
-        parsed_doc = parse_document(origin.value)
-        if isinstance(parsed_doc, Rejection):
-            return DeadLetter(origin, "validate", parsed_doc.reason, parsed_doc.detail)
-        doc_id, occurred_at_ms = parsed_doc.doc_id, parsed_doc.occurred_at_ms
-        out_of_bounds = bounds.check(occurred_at_ms, now_ms)
-        if out_of_bounds is not None:
-            return DeadLetter(origin, "bounds", *out_of_bounds)
-        doc = parsed_doc.fields  # Event.to_doc without ingested_at
+    parsed = parse_document(origin.value) if mapping is None else parse_message(origin.value)
+    if isinstance(parsed, Rejection):
+        return DeadLetter(origin, "validate", parsed.reason, parsed.detail)
+    doc_id, occurred_at_ms = parsed.doc_id, parsed.occurred_at_ms
+    out_of_bounds = bounds.check(occurred_at_ms, now_ms)
+    if out_of_bounds is not None:
+        return DeadLetter(origin, "bounds", *out_of_bounds)
+    if isinstance(parsed, Document):  # the live indexer: the document straight from the bytes
+        doc = parsed.fields  # Event.to_doc without ingested_at
     else:
-        parsed = parse_message(origin.value)
-        if isinstance(parsed, Rejection):
-            return DeadLetter(origin, "validate", parsed.reason, parsed.detail)
-        doc_id, occurred_at_ms = parsed.doc_id, parsed.occurred_at_ms
-        out_of_bounds = bounds.check(occurred_at_ms, now_ms)
-        if out_of_bounds is not None:
-            return DeadLetter(origin, "bounds", *out_of_bounds)
+        assert mapping is not None
         doc = mapping(parsed, 0)
         doc.pop("ingested_at", None)  # stamped right before each bulk attempt, see stamp()
     # Where the message lies in Kafka: a reprocessing run fetches a range's later arrivals by
