@@ -111,6 +111,9 @@ def _rollups_and_runs(status: Status) -> Table:
         table.add_row("watermark", f"{r.watermark or 'none yet'} ({_duration(r.age_s)} behind)")
         for hold in r.holds:
             table.add_row("hold", hold)
+        for sh in r.shards:
+            owner = sh.owner or "[red]no live worker[/red]"
+            table.add_row(f"shard {sh.shard}", f"{owner}, {_duration(sh.age_s)} behind")
     for run in status.runs:
         table.add_row(f"run {run.run_id}", f"{run.phase} for {_duration(run.since_s)}")
     if not status.runs:
