@@ -7,10 +7,10 @@ run of one worker (``pulse rollups`` replica):
    holds, give back extras, claim free (absent or expired) ones.
 2. Per held shard, W_from = the shard's W (a shard new to this layout starts at the served W);
    W_to = run start - visibility margin. Shards already at W_to wait.
-3. Pairs = (merchant, UTC hour of occurred_at) of raw events with ingested_at in
-   (min W_from, W_to], plus the pairs of hours still open at min W_from (compute.changed_pairs),
-   kept for this worker's pending shards and ordered by shard. A shard whose W is above the
-   minimum recomputes a superset of its pairs: harmless, the writes are idempotent.
+3. Per distinct W_from among the pending shards (one in steady state): pairs = (merchant, UTC
+   hour of occurred_at) of raw events with ingested_at in (W_from, W_to], plus the pairs of
+   hours still open at W_from (compute.changed_pairs), kept for the shards starting there;
+   all of them ordered by shard.
 4. For each chunk of pairs (it may span shards): renew the chunk's shards' leases (one bulk
    compare-and-set), take ``computed_at``, recompute, then fence: drop every bucket of a shard
    whose lease has run out (another worker may own it now) before writing, and before pruning.
@@ -200,10 +200,8 @@ class RollupJob:
             return RunReport(self.owner, "watermark is current", low, shards=held, served=served)
         starts = [w_from[i] for i in pending]
         after = None if any(w is None for w in starts) else min(w for w in starts if w is not None)
-        page = self.settings.rollup_page_size
-        found = compute.changed_pairs(self.client, self.raw, after, w_to, page)
-        mine = sorted(((self.shard(m), h, m) for m, h in found if self.shard(m) in pending))
-        totals = self._run_shards(pending, [(m, h) for _, h, m in mine], w_to, on_chunk)
+        pairs = self._pairs({i: w_from[i] for i in pending}, w_to)
+        totals = self._run_shards(pending, pairs, w_to, on_chunk)
         served = self.publish()
         return RunReport(
             self.owner,
@@ -222,6 +220,20 @@ class RollupJob:
             lost=tuple(sorted(totals.lost)),
             served=served,
         )
+
+    def _pairs(self, starts: dict[int, int | None], w_to: int) -> list[Pair]:
+        """The pending shards' changed pairs, ordered by shard: one scan per distinct W_from
+        (one in steady state; a shard just taken over may add a second), each kept for the
+        shards that start there, so no shard recomputes pairs it already rolled up."""
+        page = self.settings.rollup_page_size
+        groups: dict[int | None, set[int]] = {}
+        for i, w in starts.items():
+            groups.setdefault(w, set()).add(i)
+        mine: list[tuple[int, int, str]] = []
+        for after, group in groups.items():
+            found = compute.changed_pairs(self.client, self.raw, after, w_to, page)
+            mine += [(self.shard(m), h, m) for m, h in found if self.shard(m) in group]
+        return [(m, h) for _, h, m in sorted(mine)]
 
     def _starts(self, docs: dict[int, Shard], held: tuple[int, ...]) -> dict[int, int | None]:
         """Each held shard's W_from: its own W, or for a shard new to this layout (no W yet,
@@ -256,12 +268,11 @@ class RollupJob:
                 remaining[i] -= 1
                 if remaining[i] == 0:
                     done.append(i)
-            for i in done:
-                if i not in fence.lost:
-                    fence.check({i})
-                if i not in fence.lost:
-                    totals.packs += self.packs.derive(left[i])
-            self._commit(done, w_to, totals, fence)
+            fence.check(set(done))  # the packs are writes too
+            held = [i for i in done if i not in fence.lost]
+            if held:  # one derivation for every shard this chunk finished
+                totals.packs += self.packs.derive([p for i in held for p in left[i]])
+            self._commit(held, w_to, totals, fence)
 
         self.recompute_pairs(pairs, on_chunk, fence, totals=totals, after_chunk=finished)
         totals.lost |= fence.lost
