@@ -19,7 +19,7 @@ from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import Names
 from pulse.settings import Settings, get_settings
 from pulsectl.cli import app
-from pulsectl.status import PartitionLag, Status, collect
+from pulsectl.status import PartitionLag, RollupState, ShardState, Status, collect
 from pulsectl.status_view import render
 from reprocess import runs
 from reprocess.plan import Plan
@@ -133,6 +133,21 @@ def test_the_screen_keeps_many_partitions_to_the_ones_that_matter() -> None:
     screen = console.export_text()
     assert "events.raw/3" in screen and "47 more partitions" in screen
     assert "events.raw/4 " not in screen and len(screen.splitlines()) < 30
+
+
+def test_the_screen_groups_rollup_shards_by_worker() -> None:
+    shards = [
+        ShardState(i, None if i == 5 else f"w{i % 2}", "2026-01-01T00:00:00+00:00", 60.0 + i)
+        for i in range(64)
+    ]
+    rollups = RollupState("2026-01-01T00:00:00+00:00", 60.0, [], shards)
+    status = Status("2026-01-01T00:00:00+00:00", False, "g1", 0, rollups=rollups)
+    console = Console(width=160, record=True)
+    console.print(render(status))
+    screen = console.export_text()
+    assert "worker w0" in screen and "worker w1" in screen and "shard 5" in screen
+    assert "no live worker" in screen and "slowest 2m behind" in screen  # shard 63: 123 s
+    assert "shard 6 " not in screen and len(screen.splitlines()) < 40
 
 
 def test_no_engines_is_a_clear_error(tmp_path: Path) -> None:
