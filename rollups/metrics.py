@@ -2,9 +2,10 @@
 ``/metrics`` when ``rollups_metrics_port`` > 0 (0: not served; tests read the registry).
 
 - ``pulse_rollups_runs_total{outcome}``: runs by outcome (``ok``, ``skipped``, ``lease_lost``,
-  ``failed``). A replica that does not hold the lease counts ``skipped`` every interval.
+  ``failed``). ``skipped``: every shard is held by other replicas, or this replica's shards
+  are current; ``lease_lost``: a shard was taken over mid-run (its work did not count).
 - ``pulse_rollups_run_duration_seconds``: wall time of runs that did work (``ok``) or failed.
-- ``pulse_rollups_watermark_timestamp_seconds``: the committed watermark W (ingest time), read
+- ``pulse_rollups_watermark_timestamp_seconds``: the served watermark W (ingest time), read
   from the engine after every run by every replica, so any replica answers for the job.
 - ``pulse_rollups_watermark_age_seconds``: now - W at scrape time (what the alert and the
   dashboard want; the timestamp stays for ``time() - ...`` arithmetic).

@@ -35,6 +35,8 @@ from pulse.naming import Names
 from storage.rollup_schema import SCHEMA_VERSION
 
 Cas = tuple[int, int]  # (_seq_no, _primary_term)
+DAY_MS = 86_400_000
+FORGET_EVERY = 100  # heartbeats between two clean-ups of dead workers' announcements
 
 
 def shard_of(merchant_id: str, shards: int) -> int:
@@ -120,6 +122,7 @@ class ShardLeases:
     ttl_ms: int
     held: dict[int, Shard] = field(default_factory=dict)
     conflicts: int = 0  # compare-and-set writes refused: claims lost to a rival, leases lost
+    _beats: int = 0
 
     # --- membership -------------------------------------------------------------------
 
@@ -139,7 +142,24 @@ class ShardLeases:
             }
         }
         found = self.client.count(index=self.names.state_index, body={"query": query})
+        self._beats += 1
+        if self._beats % FORGET_EVERY == 1:
+            self._forget_dead(now_ms)
         return max(1, int(found["count"]))
+
+    def _forget_dead(self, now_ms: int) -> None:
+        """Delete the announcements of workers gone for a day (killed ones never leave)."""
+        gone = {
+            "bool": {
+                "filter": [
+                    {"term": {"rollups.kind": "worker"}},
+                    {"range": {"rollups.expires_at": {"lt": now_ms - DAY_MS}}},
+                ]
+            }
+        }
+        self.client.delete_by_query(
+            index=self.names.state_index, body={"query": gone}, conflicts="proceed"
+        )
 
     def leave(self) -> None:
         """Stop counting as a live worker (shutdown): the others' share grows at once."""

@@ -3,9 +3,11 @@
 The watermark W (epoch ms, ingest time) lives in the state index (``Names.state_index``),
 document ``rollups.state``: every raw event with ``ingested_at <= W`` that occurred in an hour
 closed at W (hour end <= W) is reflected in the rollup documents (storage.rollup_schema).
-Hours still open at W have no complete rollups yet (they are never servable). The job moves W
-forward only after the run's buckets are written, by compare-and-set, and W lags the run's start by
-the visibility margin (docs/decisions/0030), so late-visible documents are never skipped.
+Hours still open at W have no complete rollups yet (they are never servable). W is the slowest
+shard's watermark (rollups.shards, docs/decisions/0221): each shard's W moves only after its
+buckets are written, and ``publish`` moves the served W forward only, by compare-and-set. W
+lags the run's start by the visibility margin (docs/decisions/0030), so late-visible documents
+are never skipped.
 
 Read side (used by the API; all times epoch milliseconds, UTC):
 

@@ -248,3 +248,25 @@ def test_changing_the_shard_count_starts_the_new_layout_at_the_served_watermark(
     assert report.pairs == len({(e.merchant_id, rs.hour_start(e.occurred_at_ms)) for e in late})
     assert report.served == report.watermark_to == state.watermark(os_client, names)
     assert_matches_oracle(os_client, names, [*first, *late])
+
+
+def test_workers_count_the_live_ones_and_forget_the_long_dead(
+    ssettings: Settings, names: Names, os_client: OpenSearch
+) -> None:
+    state.ensure_state_index(os_client, names)
+    now = wall_clock_ms()
+    for owner, expires in (("dead", now - 2 * DAY), ("gone", now - 1_000), ("alive", now + 60_000)):
+        body = {"rollups": {"kind": "worker", "owner": owner, "expires_at": expires}}
+        os_client.index(
+            index=names.state_index, id=shards.worker_id(owner), body=body, refresh=True
+        )
+    me = shards.ShardLeases(os_client, names, "me", SHARDS, 60_000)
+
+    assert me.heartbeat(now) == 2  # "alive" and itself; "gone" expired a second ago
+    os_client.indices.refresh(index=names.state_index)
+    left = {
+        hit["_id"]
+        for hit in os_client.search(index=names.state_index, body={"size": 50})["hits"]["hits"]
+    }
+    assert shards.worker_id("dead") not in left  # a day past its expiry: deleted
+    assert {shards.worker_id(o) for o in ("gone", "alive", "me")} <= left
