@@ -6,11 +6,13 @@ run of one worker (``pulse rollups`` replica):
 1. Announce itself, count the live workers, keep its fair share of shards: renew the ones it
    holds, give back extras, claim free (absent or expired) ones.
 2. Per held shard, W_from = the shard's W (a shard new to this layout starts at the served W);
-   W_to = run start - visibility margin. Shards already at W_to wait.
+   W_to = run start - visibility margin, rounded down to ``rollup_watermark_step_s`` so the
+   workers ask for the same windows. Shards already at W_to wait.
 3. Per distinct W_from among the pending shards (one in steady state): pairs = (merchant, UTC
    hour of occurred_at) of raw events with ingested_at in (W_from, W_to], plus the pairs of
    hours still open at W_from (compute.changed_pairs), kept for the shards starting there;
-   all of them ordered by shard.
+   all of them ordered by shard. One worker scans a window, the others read its result
+   (rollups.scan).
 4. For each chunk of pairs (it may span shards): renew the chunk's shards' leases (one bulk
    compare-and-set), take ``computed_at``, recompute, then fence: drop every bucket of a shard
    whose lease has run out (another worker may own it now) before writing, and before pruning.
@@ -41,6 +43,7 @@ from rollups import compute, shards, state
 from rollups.compute import Pair
 from rollups.lease import LeaseLost
 from rollups.packs import PackWriter
+from rollups.scan import SharedScan
 from rollups.shards import Shard, ShardLeases, fair_share, shard_of, slowest
 from rollups.writer import RollupWriter
 from storage.templates import ensure_templates
@@ -150,6 +153,16 @@ class RollupJob:
         self.leases = ShardLeases(
             client, names, owner or default_owner(), self.shard_count, int(ttl_s * 1000)
         )
+        step = settings.rollup_watermark_step_s
+        self.step_ms = int((settings.rollup_interval_s if step is None else step) * 1000)
+        self.scan = SharedScan(
+            client,
+            names,
+            self.shard_count,
+            self.shard,
+            settings.rollup_page_size,
+            self.leases.ttl_ms // 2,
+        )
         self.writer = RollupWriter(client, names, settings.generation)
         self.packs = PackWriter(client, names, settings.generation)
         # The served raw data: the read alias holds, per day, the generation readers see
@@ -191,7 +204,7 @@ class RollupJob:
         held = tuple(sorted(self.leases.held))
         if not held:
             return RunReport(self.owner, skipped="every shard is held by another worker")
-        w_to = through_ms if through_ms is not None else now - visibility_margin_ms(self.settings)
+        w_to = through_ms if through_ms is not None else self._aligned(now)
         w_from = self._starts(docs, held)
         pending = {i for i, w in w_from.items() if w is None or w < w_to}
         if not pending:
@@ -200,7 +213,8 @@ class RollupJob:
             return RunReport(self.owner, "watermark is current", low, shards=held, served=served)
         starts = [w_from[i] for i in pending]
         after = None if any(w is None for w in starts) else min(w for w in starts if w is not None)
-        pairs = self._pairs({i: w_from[i] for i in pending}, w_to)
+        share = through_ms is None and self.step_ms > 0  # aligned: the others ask the same
+        pairs = self._pairs({i: w_from[i] for i in pending}, w_to, share)
         totals = self._run_shards(pending, pairs, w_to, on_chunk)
         served = self.publish()
         return RunReport(
@@ -221,17 +235,25 @@ class RollupJob:
             served=served,
         )
 
-    def _pairs(self, starts: dict[int, int | None], w_to: int) -> list[Pair]:
+    def _aligned(self, now: int) -> int:
+        """W_to of a scheduled run: now - margin, rounded down to the watermark step."""
+        w_to = now - visibility_margin_ms(self.settings)
+        return w_to - w_to % self.step_ms if self.step_ms > 0 else w_to
+
+    def _pairs(self, starts: dict[int, int | None], w_to: int, share: bool) -> list[Pair]:
         """The pending shards' changed pairs, ordered by shard: one scan per distinct W_from
         (one in steady state; a shard just taken over may add a second), each kept for the
-        shards that start there, so no shard recomputes pairs it already rolled up."""
-        page = self.settings.rollup_page_size
+        shards that start there, so no shard recomputes pairs it already rolled up. With
+        ``share`` the scan of a window is run once for all workers (rollups.scan)."""
         groups: dict[int | None, set[int]] = {}
         for i, w in starts.items():
             groups.setdefault(w, set()).add(i)
         mine: list[tuple[int, int, str]] = []
         for after, group in groups.items():
-            found = compute.changed_pairs(self.client, self.raw, after, w_to, page)
+            if share:
+                found = self.scan.pairs(group, after, w_to, self.clock())
+            else:
+                found = self.scan.scan(group, after, w_to)
             mine += [(self.shard(m), h, m) for m, h in found if self.shard(m) in group]
         return [(m, h) for _, h, m in sorted(mine)]
 

@@ -69,6 +69,8 @@ STATE_MAPPING: dict[str, Any] = {
                 "shard": {"type": "long"},
                 "shards": {"type": "long"},
                 "kind": {"type": "keyword"},
+                # rollups.scan: a window's changed pairs of one shard, read whole
+                "pair_list": {"type": "object", "enabled": False},
                 "generation": {"type": "keyword"},
                 "schema": {"type": "long"},
                 "watermark": {"type": "long"},

@@ -5,6 +5,7 @@ shard count can change under a running job."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from opensearchpy import OpenSearch
 
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
-from rollups import compute, shards, state
+from rollups import compute, scan, shards, state
 from rollups.job import RollupJob, wall_clock_ms
 from rollups.shards import shard_of
 from storage import rollup_schema as rs
@@ -270,3 +271,55 @@ def test_workers_count_the_live_ones_and_forget_the_long_dead(
     }
     assert shards.worker_id("dead") not in left  # a day past its expiry: deleted
     assert {shards.worker_id(o) for o in ("gone", "alive", "me")} <= left
+
+
+def test_workers_share_one_pair_scan_per_window_and_outlive_a_dead_scanner(
+    ssettings: Settings,
+    names: Names,
+    os_client: OpenSearch,
+    base_ms: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hourly = ssettings.model_copy(update={"rollup_watermark_step_s": 3600.0})
+    now = wall_clock_ms()
+    window_end = now - now % HOUR  # the scheduled runs' W_to: rounded down to the step
+    events = make_events(38, 400, base_ms + 6 * HOUR, base_ms + 8 * HOUR)
+    write_raw(os_client, hourly, names, events, window_end - 1_000)
+    scans: list[int | None] = []
+    real = compute.changed_pairs
+
+    def counted(client: OpenSearch, index: str, after: int | None, *rest: Any) -> Any:
+        scans.append(after)
+        return real(client, index, after, *rest)
+
+    monkeypatch.setattr(compute, "changed_pairs", counted)
+    a, b = (RollupJob(os_client, hourly, names, owner=o) for o in ("a", "b"))
+    a.bootstrap()
+    for job in (a, b):
+        job.leases.heartbeat(wall_clock_ms())
+
+    first, second = a.run_once(), b.run_once()
+
+    assert scans == [None]  # one scan of (start, window_end] for both workers
+    assert (a.scan.scans, b.scan.scans) == (1, 0)
+    assert sorted(first.committed + second.committed) == list(range(SHARDS))
+    assert first.watermark_to == second.watermark_to == window_end
+    assert state.watermark(os_client, names) == window_end
+    assert_matches_oracle(os_client, names, events)
+
+    # A scanner that took the next window's lock and died: the others wait for its lock to
+    # run out, then scan themselves.
+    late = make_events(39, 50, base_ms + 6 * HOUR, base_ms + 8 * HOUR)
+    write_raw(os_client, hourly, names, late, window_end + 1_000)
+    later = window_end + HOUR
+    expires = wall_clock_ms() + HOUR + 1_500  # in c's clock, an hour ahead
+    lock = {"rollups": {"kind": "scan-lock", "end": later, "expires_at": expires}}
+    lock_id = f"{scan.key(SHARDS, window_end, later)}.lock"
+    os_client.index(index=names.state_index, id=lock_id, body=lock, refresh=True)
+    c = RollupJob(os_client, hourly, names, owner="c", clock=lambda: wall_clock_ms() + HOUR)
+    started = time.monotonic()
+    report = c.run_once()  # a and b are gone by its clock: it takes every shard
+
+    assert time.monotonic() - started > 1.0  # it waited for the dead scanner's lock
+    assert report.watermark_to == later and c.scan.scans == 1 and scans[-1] == window_end
+    assert_matches_oracle(os_client, names, [*events, *late])
