@@ -144,12 +144,12 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
         ),
         "rollup_scan_us_per_pair": Input(
             SCAN_US_PER_PAIR,
-            "job CPU µs per merchant-hour of the pair scan, paid by every worker",
+            "job CPU µs per merchant-hour of the pair scan (one worker scans, the others wait)",
             "measured: `python -m bench.shards` (the scan alone, median of 3)",
         ),
         "rollup_scan_engine_share": Input(
             SCAN_ENGINE_SHARE,
-            "x the unsharded run's engine CPU, per worker's pair scan",
+            "x the unsharded run's engine CPU, for the window's one shared pair scan",
             "measured on osmem: `python -m bench.shards` (scan engine CPU / 1x1 run's), "
             "applied to rollup_engine_cpu_s_per_m",
         ),
@@ -265,9 +265,10 @@ def plan(events_per_day: float, inp: dict[str, Input]) -> dict[str, float]:
     # target); at 2x the plan the hour holds twice the events: size for the plan's hour.
     lunch_events = events_per_day * v("lunch_share")
     out.update(_rollup_workers(events_per_day, inp))
-    # The engine pays for the recompute once and for the pair scan once per worker.
+    # The engine pays for the recompute once and for the pair scan once: one worker scans the
+    # window and the others read its result (rollups.scan, decision 0222).
     once = lunch_events * v("rollup_engine_cpu_s_per_m") / 1e6 / v("rollup_window_s")
-    out["rollup_scan_vcpu"] = once * out["rollup_workers"] * v("rollup_scan_engine_share")
+    out["rollup_scan_vcpu"] = once * v("rollup_scan_engine_share")
     out["rollup_engine_vcpu"] = rollup_cores = once + out["rollup_scan_vcpu"]
     api_cores = queries / v("utilization") * v("api_ms_per_query") / 1e3
     out["api_pods"] = math.ceil(api_cores / v("api_pod_cores"))
@@ -277,9 +278,10 @@ def plan(events_per_day: float, inp: dict[str, Input]) -> dict[str, float]:
 
 
 def _rollup_workers(events_per_day: float, inp: dict[str, Input]) -> dict[str, float]:
-    """Sharded workers for the lunch hour's closing run (docs/decisions/0220): every worker
-    scans the hour's merchant-hours once, then recomputes its share of the shards; the run
-    must fit the window. Shards: a power of two >= the workers (at least the default 64)."""
+    """Sharded workers for the lunch hour's closing run (docs/decisions/0220, 0222): one worker
+    scans the hour's merchant-hours while the others wait for its result, then every worker
+    recomputes its share of the shards; the run must fit the window. Shards: a power of two
+    >= the workers (at least the default 64)."""
     v: Callable[[str], float] = lambda name: inp[name].value  # noqa: E731
     lunch_events = events_per_day * v("lunch_share")
     work_s = lunch_events / 1e6 * v("rollup_job_cpu_s_per_m") * v("rollup_shard_overhead")
@@ -387,7 +389,12 @@ PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
         "rollup_job_cpu x shard overhead, scan, window",
     ),
     ("rollup_shards", "rollup shards (`rollup_shards`, ≥ workers)", 0, "power of two, ≥ 64"),
-    ("rollup_scan_s", "pair scan per worker (s)", 1, "rollup_scan_us_per_pair, lunch merchants"),
+    (
+        "rollup_scan_s",
+        "pair scan, one per window (s)",
+        1,
+        "rollup_scan_us_per_pair, lunch merchants",
+    ),
     ("rollup_run_s", "closing run per worker (s)", 0, "scan + work / workers ≤ rollup_window_s"),
     (
         "rollup_closed_min",
@@ -396,12 +403,12 @@ PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
         "32 s margin + 60 s interval + run",
     ),
     ("rollup_engine_vcpu", "engine vCPU for the closing run", 0, "rollup_engine_cpu_s_per_m"),
-    ("rollup_scan_vcpu", "... of which the workers' pair scans", 0, "rollup_scan_engine_share"),
+    ("rollup_scan_vcpu", "... of which the shared pair scan", 0, "rollup_scan_engine_share"),
     ("queries", "GraphQL queries/s at peak", 0, "queries_per_s_per_billion"),
     ("api_pods", "API pods", 0, "api_ms_per_query, utilization"),
     (
         "engine_vcpu",
-        "engine vCPU (max(index, closing rollup incl. every worker's scan) + query)",
+        "engine vCPU (max(index, closing rollup) + query)",
         0,
         "engine_docs_per_vcpu",
     ),
