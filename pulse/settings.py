@@ -99,6 +99,13 @@ class Settings(BaseSettings):
     # None derives it from those two settings; tests may shorten it.
     rollup_visibility_margin_s: float | None = Field(default=None, ge=0)
     rollup_lease_ttl_s: float = Field(default=180.0, gt=0)
+    # Shards of the rollup job by merchant hash, each with its own lease (docs/decisions/0220):
+    # the most `pulse rollups` workers that can share a run. Changing it is a rolling restart
+    # (a new layout starts from the served watermark; docs/operations.md).
+    rollup_shards: int = Field(default=64, ge=1, le=4096)
+    # Scheduled runs round W_to down to this step (None: rollup_interval_s; 0: no rounding), so
+    # the workers ask for the same window and share one pair scan (docs/decisions/0222).
+    rollup_watermark_step_s: float | None = Field(default=None, ge=0)
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
     rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
