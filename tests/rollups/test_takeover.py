@@ -117,7 +117,7 @@ def test_a_worker_killed_mid_run_has_its_shards_finished_by_the_others(
         found = os_client.count(index=names.rollups_alias, body={"query": query})
         return int(found["count"]) > 0
 
-    wait_for("the victim has written part of its shards", started_writing)
+    wait_for("the victim has written part of its shards", started_writing, timeout_s=120)
     os.kill(pid_of(victim), signal.SIGKILL)
     assert by_pid[pid_of(victim)].wait(10) == -signal.SIGKILL
     killed_at = shards.read_all(os_client, names, SHARDS)
