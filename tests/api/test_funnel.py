@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch, helpers
 
@@ -178,6 +178,21 @@ def _same_day(ms: int) -> int:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(case=cases())
+@example(  # one instant, a succeeded and a failed payment: needs the matching, not a greedy pick
+    case={
+        "events": [
+            OEvent("e0", BASE, "payment", "succeeded", "s0", "c0"),
+            OEvent("e1", BASE, "payment", "failed", "s0", "c0"),
+        ],
+        "resent": [],
+        "copied": [0],
+        "steps": [("payment", None), ("payment", "succeeded")],
+        "start": BASE,
+        "end": BASE + 1000,
+        "within": 0,
+        "order": [1, 0],
+    }
+)
 def test_funnels_by_session_and_customer_equal_the_oracle(
     case: dict[str, Any], paged: TestClient, admin_key: str, api_client: OpenSearch,
     api_settings: Settings, api_names: Names,
