@@ -90,7 +90,7 @@ def _open(ctx: Ctx, indices: str) -> str:
         answer = ctx.client.transport.perform_request(
             "POST",
             f"/{indices}/_search/point_in_time",
-            params={"keep_alive": KEEP_ALIVE, "ignore_unavailable": "true"},
+            params={"keep_alive": KEEP_ALIVE},
             timeout=ctx.settings.api_request_timeout_s,
         )
     pit = answer.get("pit_id") if isinstance(answer, dict) else None
