@@ -71,11 +71,11 @@ def counts(ctx: Ctx, plan: FunnelPlan) -> list[int]:
     routed = _indices(ctx, plan)
     if routed is None:
         return [0] * len(plan.steps)
-    pit = _open(ctx, routed)
+    pit = [_open(ctx, routed)]  # the engine may hand back a new id with any page
     try:
         return funnel.count(plan, _rows(ctx, plan, pit), settings.funnel_max_keys)
     finally:
-        _close(ctx, pit)
+        _close(ctx, pit[0])
 
 
 def _indices(ctx: Ctx, plan: FunnelPlan) -> str | None:
@@ -109,14 +109,15 @@ def _close(ctx: Ctx, pit: str) -> None:
         log.warning("could not delete a funnel point in time: %s", str(exc)[:200])
 
 
-def _rows(ctx: Ctx, plan: FunnelPlan, pit: str) -> Iterator[EventRow]:
-    """Every event of the read, page by page; refuses a read over ``funnel_max_events``."""
+def _rows(ctx: Ctx, plan: FunnelPlan, pit: list[str]) -> Iterator[EventRow]:
+    """Every event of the read, page by page; refuses a read over ``funnel_max_events``.
+    ``pit`` holds the point in time's id, updated when an answer carries a new one."""
     size = ctx.settings.funnel_page_size
     after: list[Any] | None = None
     deadline = time.monotonic() + ctx.settings.funnel_timeout_s
     while True:
-        answer = _page(ctx, page_body(plan, size, pit, after))
-        pit = answer.get("pit_id") or pit  # the engine may hand back a new id
+        answer = _page(ctx, page_body(plan, size, pit[0], after))
+        pit[0] = answer.get("pit_id") or pit[0]
         hits = (answer.get("hits") or {}).get("hits") or []
         if after is None:
             _check_total(answer, ctx.settings.funnel_max_events)
