@@ -38,12 +38,13 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import SchemaExtension
 
-from api import planner
+from api import funnel, funnel_schema, planner
 from api.errors import BadInput, ClientError
 from api.model import Dimension, Granularity, Metric, QueryPlan
 from pulse.settings import Settings
 
 REPORT_FIELD = "metrics"  # the root field whose cost is its planned points
+FUNNEL_FIELD = "funnel"  # priced by api.funnel.price: steps x hours read
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,9 @@ def price(
             known = priced.get(key := repr(sorted(args.items())))
             planned = known if known is not None else _report_points(args, settings, when)
             priced[key] = planned
+        elif node.name.value == FUNNEL_FIELD:
+            reports += 1
+            planned = _funnel_points(get_argument_values(definition, node, coerced), settings)
         points += max(per_token, planned)  # any field resolved costs a token at least
         if points > settings.max_request_points:
             break  # over already: the rest need not be planned
@@ -225,6 +229,15 @@ def price(
 def _report_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> int:
     try:
         return plan_points(report_plan(args, settings, now_ms))
+    except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
+        return 0  # the resolver refuses it with its usual error, before any engine read
+
+
+def _funnel_points(args: Mapping[str, Any], settings: Settings) -> int:
+    try:
+        return funnel.price(
+            funnel.build_plan(**funnel_schema.arguments(dict(args)), settings=settings)
+        )
     except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
         return 0  # the resolver refuses it with its usual error, before any engine read
 

@@ -74,11 +74,17 @@ def query(
     merchants: int = typer.Option(200),
     seed: int = typer.Option(7),
     namespace: str = typer.Option("benchq", help="Namespace of the bench's indices."),
+    funnel_runs: int = typer.Option(7, help="Timed requests per funnel case (0: none)."),
+    only_funnels: bool = typer.Option(False, help="Only the funnel cases (no rollups needed)."),
 ) -> None:
-    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw (JSON)."""
+    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw, and
+    31/90-day funnels (JSON)."""
     from bench.query import run
 
-    run(events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace)
+    run(
+        events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace,
+        funnel_runs=funnel_runs, only_funnels=only_funnels,
+    )  # fmt: skip
 
 
 def rollups(

@@ -125,6 +125,14 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=3 * 366, ge=1)
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
+    # Funnels (api.funnel, docs/decisions/0215): each exceeded limit is a BAD_USER_INPUT error.
+    funnel_max_range_days: int = Field(default=93, ge=1)
+    funnel_max_steps: int = Field(default=10, ge=1, le=30)
+    funnel_max_within_s: int = Field(default=31 * 86_400, ge=0)
+    funnel_max_events: int = Field(default=1_000_000, ge=1)  # events read (exact first-page total)
+    funnel_max_keys: int = Field(default=500_000, ge=1)  # keys entering the funnel
+    funnel_page_size: int = Field(default=10_000, ge=1, le=10_000)  # engine's max_result_window
+    funnel_timeout_s: float = Field(default=20.0, gt=0)  # whole read, checked between pages
     # Per-request cost budget, checked before any engine work (api.budget, docs/api.md "Limits").
     max_request_points: int = Field(default=50_000, ge=1)  # buckets x metrics x groups, summed
     max_request_fields: int = Field(default=500, ge=1)  # selected fields, fragments expanded

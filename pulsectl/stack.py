@@ -211,11 +211,16 @@ def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
     admin write key: the demo sends for all its merchants)."""
     history = ["loadgen", "--days", "7", "--events", "50000", "--merchants", "200"]
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
+    shop = ["--sessions", "0.4"]  # 40% of events as shop sessions: the demo's funnel
     live_env = {**env, "PULSE_WRITE_KEY": write_key}
     return [
-        Child("loadgen-history", [*history, "--duplicates", "0.01", "--seed", "1"], env, False),
         Child(
-            "loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], live_env
+            "loadgen-history", [*history, *shop, "--duplicates", "0.01", "--seed", "1"], env, False
+        ),
+        Child(
+            "loadgen-live",
+            [*live, *shop, "--to", "collector", "--late", "0.01", "--seed", "2"],
+            live_env,
         ),
     ]
 
