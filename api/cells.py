@@ -77,6 +77,9 @@ def engine_cardinality_bound(value: float, threshold: int) -> float:
     return math.ceil(CONFIDENCE_SIGMAS * HLLPP_RSE * value)
 
 
+MoneyKey = tuple[str, int]  # (currency or MISSING, start of the UTC day in epoch ms)
+
+
 @dataclass
 class Cell:
     events: int = 0
@@ -85,6 +88,12 @@ class Cell:
     failed: int = 0
     refunds: int = 0  # milli
     uniques: Uniques = field(default_factory=Uniques)
+    # Report totals only (api.dsl.currency_probe): the currencies of succeeded payments and of
+    # refunded amounts, which decide the currency of every money value (api.money).
+    paid_currencies: set[str] = field(default_factory=set)
+    refund_currencies: set[str] = field(default_factory=set)
+    # Converting plans only: [gross, refunds] milli per (currency, UTC day), for api.fx.
+    money: dict[MoneyKey, list[int]] = field(default_factory=dict)
 
     def merge(self, other: Cell) -> None:
         self.events += other.events
@@ -93,6 +102,47 @@ class Cell:
         self.failed += other.failed
         self.refunds += other.refunds
         self.uniques.merge(other.uniques)
+        self.paid_currencies |= other.paid_currencies
+        self.refund_currencies |= other.refund_currencies
+        for key, (gross, refunds) in other.money.items():
+            self.add_money(key, gross, refunds)
+
+    def add_money(self, key: MoneyKey, gross: int, refunds: int) -> None:
+        if gross or refunds:  # a zero amount converts to zero in any currency: no rate needed
+            entry = self.money.setdefault(key, [0, 0])
+            entry[0] += gross
+            entry[1] += refunds
+
+
+def _keys(agg: dict[str, Any], name: str) -> set[str]:
+    """The currencies of a probe aggregation (api.dsl.currency_probe), if it was asked."""
+    probe = agg.get(name)
+    if not isinstance(probe, dict):
+        return set()
+    return {str(b["key"]) for b in probe.get("c", {}).get("buckets", [])}
+
+
+def _currencies(cell: Cell, agg: dict[str, Any]) -> Cell:
+    cell.paid_currencies = _keys(agg, "cp")
+    cell.refund_currencies = _keys(agg, "cr")
+    return cell
+
+
+def _raw_money(cell: Cell, agg: dict[str, Any]) -> None:
+    """[gross, refunds] per (currency, UTC day) of a converting raw bucket (api.dsl.fx_aggs)."""
+    for name, slot in (("paid", 0), ("refunds", 1)):
+        for cur in (agg.get(name) or {}).get("fx", {}).get("buckets", []):
+            for day in cur["d"]["buckets"]:
+                amount = [0, 0]
+                amount[slot] = _int(day, "amt", "value")
+                cell.add_money((str(cur["key"]), int(day["key"])), *amount)
+
+
+def _rollup_money(cell: Cell, agg: dict[str, Any]) -> None:
+    for cur in agg.get("fx", {}).get("buckets", []):
+        for day in cur["d"]["buckets"]:
+            key = (str(cur["key"]), int(day["key"]))
+            cell.add_money(key, _int(day, "gross", "value"), _int(day, "refunds", "value"))
 
 
 def _int(node: Any, *path: str) -> int:
@@ -115,6 +165,10 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
         failed=_int(agg, "failed", "doc_count"),
         refunds=_int(agg, "refunds", "amt", "value"),
     )
+    if "cp" in agg or "cr" in agg:  # only the report total of a money report has a probe
+        _currencies(cell, agg)
+    if "fx" in agg.get("paid", ()) or "fx" in agg.get("refunds", ()):
+        _raw_money(cell, agg)
     if Base.CUSTOMERS not in bases:
         return cell
     card = float(_int(agg, "cust", "value"))
@@ -130,13 +184,18 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
 
 def rollup_cell(agg: dict[str, Any]) -> Cell:
     """A cell from one rollup aggregation bucket (sums of the hourly counters)."""
-    return Cell(
+    cell = Cell(
         events=_int(agg, "events", "value"),
         paid=_int(agg, "paid", "value"),
         gross=_int(agg, "gross", "value"),
         failed=_int(agg, "failed", "value"),
         refunds=_int(agg, "refunds", "value"),
     )
+    if "cp" in agg or "cr" in agg:
+        _currencies(cell, agg)
+    if "fx" in agg:
+        _rollup_money(cell, agg)
+    return cell
 
 
 def decode_sketch(encoded: str) -> Any:

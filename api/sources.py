@@ -188,7 +188,7 @@ def _pack(plan: QueryPlan, found: dict[str, Any]) -> dict[str, Any] | None:
     return doc
 
 
-def _place_total(plan: QueryPlan, hour: int, pack: dict[str, list[int]], out: Cells) -> None:
+def _place_total(plan: QueryPlan, hour: int, pack: dict[str, Any], out: Cells) -> None:
     slot = (hour - rs.day_start(hour)) // HOUR_MS
     cell = Cell(
         events=int(pack[rs.EVENTS][slot]),
@@ -199,9 +199,29 @@ def _place_total(plan: QueryPlan, hour: int, pack: dict[str, list[int]], out: Ce
     )
     if not cell.events:
         return  # an hour without events: zero everywhere, the buckets are zero-filled
+    money = _slot_money(pack, slot, cell) if plan.money else {}
+    if plan.converts:
+        day = rs.day_start(hour)
+        for currency, (_, gross, refunds) in money.items():
+            cell.add_money((currency, day), gross, refunds)
     i = _bucket_of(plan, hour)
     for key in ((None, None), ((), None), ((), i)):
         out.setdefault(key, Cell()).merge(cell)
+    if money and not plan.converts:  # the report's currencies (api.money), as a probe gives
+        total = out[(None, None)]
+        total.paid_currencies.update(c for c, (paid, _, _) in money.items() if paid)
+        total.refund_currencies.update(c for c, (_, _, refunds) in money.items() if refunds)
+
+
+def _slot_money(pack: dict[str, Any], slot: int, cell: Cell) -> dict[str, rs.MoneyEntry]:
+    """The slot's money per currency (storage.rollup_schema: one code, or the breakdown)."""
+    code = (pack.get(rs.CURRENCY) or [rs.NO_MONEY] * 24)[slot]
+    if code == rs.NO_MONEY:
+        return {}
+    if code == rs.MULTI:
+        found: dict[str, rs.MoneyEntry] = pack[rs.MONEY][str(slot)]
+        return found
+    return {code: [cell.paid, cell.gross, cell.refunds]}
 
 
 def _hour(doc: dict[str, Any]) -> int:
