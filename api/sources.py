@@ -17,7 +17,7 @@ from api import dsl
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
 from api.engine import mget, search
 from api.errors import BadInput, UnexpectedAnswer
-from api.model import HOUR_MS, MISSING, Granularity, Interval, QueryPlan, Source
+from api.model import HOUR_MS, MISSING, Base, Granularity, Interval, QueryPlan, Source
 from pulse.clock import parse_instant
 from pulse.naming import Names
 from pulse.settings import Settings
@@ -200,10 +200,11 @@ def _place_total(plan: QueryPlan, hour: int, pack: dict[str, Any], out: Cells) -
     if not cell.events:
         return  # an hour without events: zero everywhere, the buckets are zero-filled
     money = _slot_money(pack, slot, cell) if plan.money else {}
-    if plan.converts:
-        day = rs.day_start(hour)
+    if plan.converts:  # only the money the plan adds needs a rate, as from the other paths
+        day, bases = rs.day_start(hour), plan.bases
         for currency, (_, gross, refunds) in money.items():
-            cell.add_money((currency, day), gross, refunds)
+            gross = gross if Base.GROSS in bases else 0
+            cell.add_money((currency, day), gross, refunds if Base.REFUNDS in bases else 0)
     i = _bucket_of(plan, hour)
     for key in ((None, None), ((), None), ((), i)):
         out.setdefault(key, Cell()).merge(cell)
