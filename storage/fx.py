@@ -55,6 +55,11 @@ class Rate:
     currency: str
     per_usd: str  # the decimal as written (normalized), e.g. "0.9213"
 
+    @classmethod
+    def of(cls, day: date, currency: str, per_usd: Decimal) -> Rate:
+        """A rate whose value is spelled as a loaded file's would be (one spelling)."""
+        return cls(day, currency, _text(per_usd))
+
     @property
     def doc_id(self) -> str:
         return f"{self.day.isoformat()}:{self.currency}"
@@ -109,7 +114,7 @@ def _row(number: int, row: list[str]) -> Rate:
         raise RatesFileError(f"line {number}: per_usd must be a positive number")
     if currency == USD and amount != 1:
         raise RatesFileError(f"line {number}: USD is 1 per USD by definition")
-    return Rate(day, currency, _text(amount))
+    return Rate.of(day, currency, amount)
 
 
 def _text(amount: Decimal) -> str:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import date, timedelta
 from pathlib import Path
 
 from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
+from ingest.loadgen import CURRENCIES
 from pulse.naming import names_for
 from pulse.settings import Settings
 from pulsectl.cli import app
+from pulsectl.demo_fx import demo_rates
+from storage import fx
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -59,3 +63,15 @@ def test_a_bad_file_loads_nothing(
     result = CliRunner().invoke(app, ["fx", "load", str(rates)], env=_env(settings))
     assert result.exit_code == 2 and "line 3" in result.output
     assert not os_client.indices.exists(index=names_for(settings).fx_index)
+
+
+def test_demo_rates_let_every_demo_currency_convert_over_the_history() -> None:
+    today = date(2026, 11, 30)
+    rates = demo_rates(today)
+    table = fx.table(r.doc() for r in sorted(rates, key=lambda r: (r.currency, r.day)))
+    for currency in CURRENCIES:
+        for back in range(-1, 8):  # the week of history, today and tomorrow (live traffic)
+            assert table.per_usd(currency, today - timedelta(days=back)) > 0
+    assert fx.parse_csv("date,currency,per_usd\n" + "".join(
+        f"{r.day},{r.currency},{r.per_usd}\n" for r in rates)) == sorted(
+        rates, key=lambda r: (r.currency, r.day))  # fmt: skip
