@@ -199,30 +199,44 @@ def _place_total(plan: QueryPlan, hour: int, pack: dict[str, Any], out: Cells) -
     )
     if not cell.events:
         return  # an hour without events: zero everywhere, the buckets are zero-filled
-    money = _slot_money(pack, slot, cell) if plan.money else {}
+    i = _bucket_of(plan, hour)
+    if plan.money:
+        _place_money(plan, hour, pack, slot, cell, out)
+    for key in ((None, None), ((), None), ((), i)):
+        out.setdefault(key, Cell()).merge(cell)
+
+
+def _place_money(
+    plan: QueryPlan, hour: int, pack: dict[str, Any], slot: int, cell: Cell, out: Cells
+) -> None:
+    """A slot's money by currency (storage.rollup_schema: one code, or the breakdown): into
+    the cell per UTC day when converting, else into the report's currencies (api.money)."""
+    codes = pack.get(rs.CURRENCY)
+    code = codes[slot] if codes else rs.NO_MONEY
+    if code == rs.NO_MONEY:
+        return
+    total = out[(None, None)]  # total_doc_cells made it
+    if code != rs.MULTI and not plan.converts:  # the common case, kept to two set adds
+        if cell.paid:
+            total.paid_currencies.add(code)
+        if cell.refunds:
+            total.refund_currencies.add(code)
+        return
+    if code == rs.MULTI:
+        money: dict[str, rs.MoneyEntry] = pack[rs.MONEY][str(slot)]
+    else:  # one currency: the slot's arrays are its figures
+        money = {code: [cell.paid, cell.gross, cell.refunds]}
     if plan.converts:  # only the money the plan adds needs a rate, as from the other paths
         day, bases = rs.day_start(hour), plan.bases
         for currency, (_, gross, refunds) in money.items():
             gross = gross if Base.GROSS in bases else 0
             cell.add_money((currency, day), gross, refunds if Base.REFUNDS in bases else 0)
-    i = _bucket_of(plan, hour)
-    for key in ((None, None), ((), None), ((), i)):
-        out.setdefault(key, Cell()).merge(cell)
-    if money and not plan.converts:  # the report's currencies (api.money), as a probe gives
-        total = out[(None, None)]
-        total.paid_currencies.update(c for c, (paid, _, _) in money.items() if paid)
-        total.refund_currencies.update(c for c, (_, _, refunds) in money.items() if refunds)
-
-
-def _slot_money(pack: dict[str, Any], slot: int, cell: Cell) -> dict[str, rs.MoneyEntry]:
-    """The slot's money per currency (storage.rollup_schema: one code, or the breakdown)."""
-    code = (pack.get(rs.CURRENCY) or [rs.NO_MONEY] * 24)[slot]
-    if code == rs.NO_MONEY:
-        return {}
-    if code == rs.MULTI:
-        found: dict[str, rs.MoneyEntry] = pack[rs.MONEY][str(slot)]
-        return found
-    return {code: [cell.paid, cell.gross, cell.refunds]}
+        return
+    for currency, (paid, _, refunds) in money.items():
+        if paid:
+            total.paid_currencies.add(currency)
+        if refunds:
+            total.refund_currencies.add(currency)
 
 
 def _hour(doc: dict[str, Any]) -> int:
