@@ -60,10 +60,11 @@ MONEY = {"GROSS_SALES", "REFUNDS", "NET_SALES", "AVERAGE_TICKET"}
 CURRENCY_VALUES = ("EUR", "USD", "GBP", "JPY", "INR", "CHF", "__none__")
 QUERY = """
 query($m: ID!, $s: DateTime!, $e: DateTime!, $metrics: [Metric!]!, $g: Granularity, $tz: String,
-      $groupBy: [Dimension!], $filters: [DimensionFilter!], $limit: Int, $rc: String) {
+      $groupBy: [Dimension!], $filters: [DimensionFilter!], $limit: Int, $rc: String,
+      $f: ForceSource) {
   metrics(merchantId: $m, range: {start: $s, end: $e}, metrics: $metrics, granularity: $g,
           timezone: $tz, groupBy: $groupBy, filters: $filters, limit: $limit,
-          reportingCurrency: $rc) {
+          reportingCurrency: $rc, forceSource: $f) {
     series { group { dimension value }
              points { start values { metric value errorBound currency } } }
     totals { metric value errorBound currency }
@@ -321,12 +322,14 @@ def queries(draw: st.DrawFn) -> dict[str, Any]:
         ],
         "limit": draw(st.integers(1, 4)),
         "rc": draw(st.sampled_from([None, None, *TARGETS])),
+        "raw": draw(st.sampled_from([False, False, True])),  # forceSource: RAW, admin key
     }
 
 
 def ask(http: TestClient, key: str, q: dict[str, Any]) -> dict[str, Any]:
     variables = {
         **{k: q[k] for k in ("m", "metrics", "g", "tz", "groupBy", "filters", "limit", "rc")},
+        "f": "RAW" if q.get("raw") else "AUTO",
         "s": iso(q["start_ms"]),
         "e": iso(q["end_ms"]),
     }
@@ -360,9 +363,9 @@ SEEN: set[str] = set()  # what the drawn queries met (test_the_drawn_queries_met
 @example(q=SINGLE)
 @example(q=BY_CURRENCY)
 def test_money_per_currency_equals_the_oracle(
-    http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any]
+    http: TestClient, world: World, keys: dict[str, str], admin_key: str, q: dict[str, Any]
 ) -> None:
-    body = ask(http, keys[q["m"]], q)
+    body = ask(http, admin_key if q.get("raw") else keys[q["m"]], q)
     cells = oracle(world.events, q, world.rates)
     error = expected_error(cells, q)
     if error is not None:
@@ -379,6 +382,9 @@ def test_money_per_currency_equals_the_oracle(
     report = body["data"]["metrics"]
     check(report, cells, q)
     SEEN.update(report["meta"]["sources"])
+    if q.get("raw"):
+        assert report["meta"]["sources"] == ["raw"]
+        SEEN.add("forced raw")
     if q["rc"] is not None and any(m in MONEY for m in q["metrics"]):
         SEEN.add("converted")
     if "CURRENCY" in q["groupBy"] and q["rc"] is None:
@@ -386,7 +392,7 @@ def test_money_per_currency_equals_the_oracle(
 
 
 def test_the_drawn_queries_met_every_case() -> None:
-    wanted = {"BAD_USER_INPUT", "FX_RATE_MISSING", "rollups", "raw", "converted"}
+    wanted = {"BAD_USER_INPUT", "FX_RATE_MISSING", "rollups", "raw", "converted", "forced raw"}
     assert wanted | {"split by CURRENCY"} <= SEEN, SEEN
 
 
