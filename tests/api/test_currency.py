@@ -417,3 +417,40 @@ def test_the_examples_reach_every_outcome(
     assert single["totals"][0]["currency"] == "EUR" and single["totals"][0]["value"] > 0
     jpy = outcomes["jpy"]["data"]["metrics"]["totals"]
     assert jpy[0]["currency"] == "JPY" and jpy[0]["value"] > 10_000  # yen, not euros
+
+
+COMPARE = """
+query($m: ID!, $rc: String) {
+  now: metrics(merchantId: $m, range: {start: "2024-10-29T00:00:00Z", end: "2024-11-02T00:00:00Z"},
+               compareTo: {start: "2024-03-08T00:00:00Z", end: "2024-03-12T00:00:00Z"},
+               metrics: [GROSS_SALES, REFUNDS], granularity: DAY, timezone: "Asia/Kathmandu",
+               reportingCurrency: $rc) {
+    totals { value currency }
+    comparison { totals { value currency } series { points { values { value currency } } } }
+  }
+  then: metrics(merchantId: $m, range: {start: "2024-03-08T00:00:00Z", end: "2024-03-12T00:00:00Z"},
+                metrics: [GROSS_SALES, REFUNDS], granularity: DAY, timezone: "Asia/Kathmandu",
+                reportingCurrency: $rc) {
+    totals { value currency }
+    series { points { values { value currency } } }
+  }
+}
+"""
+
+
+def test_comparisons_convert_their_own_range(
+    http: TestClient, world: World, keys: dict[str, str]
+) -> None:
+    body = post(http, keys["m00001"], COMPARE, {"m": "m00001", "rc": "GBP"})
+    assert "errors" not in body, body
+    now, then = body["data"]["now"], body["data"]["then"]
+    assert now["comparison"]["totals"] == then["totals"]
+    assert now["comparison"]["series"] == then["series"]
+    q = {"m": "m00001", "start_ms": int(WINDOWS[0][0].timestamp() * 1000) + 86_400_000,
+         "end_ms": int(WINDOWS[0][0].timestamp() * 1000) + 5 * 86_400_000,
+         "metrics": ["GROSS_SALES", "REFUNDS"], "g": "ALL", "tz": "UTC", "groupBy": [],
+         "filters": [], "limit": 1, "rc": "GBP"}  # fmt: skip
+    total = oracle(world.events, q, world.rates)[None]["total"]
+    assert [t["value"] for t in then["totals"]] == [total.value("GROSS_SALES"),
+                                                    total.value("REFUNDS")]  # fmt: skip
+    assert {t["currency"] for t in [*now["totals"], *then["totals"]]} == {"GBP"}
