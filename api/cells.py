@@ -81,6 +81,30 @@ MoneyKey = tuple[str, int]  # (currency or MISSING, start of the UTC day in epoc
 
 
 @dataclass
+class Money:
+    """What a cell knows of currencies: on report totals, the currencies of succeeded
+    payments and of refunded amounts (api.dsl.currency_probe), which decide every money
+    value's currency (api.money); in converting plans, [gross, refunds] milli per (currency,
+    UTC day), for api.fx."""
+
+    paid: set[str] = field(default_factory=set)
+    refunded: set[str] = field(default_factory=set)
+    amounts: dict[MoneyKey, list[int]] = field(default_factory=dict)
+
+    def merge(self, other: Money) -> None:
+        self.paid |= other.paid
+        self.refunded |= other.refunded
+        for key, (gross, refunds) in other.amounts.items():
+            self.add(key, gross, refunds)
+
+    def add(self, key: MoneyKey, gross: int, refunds: int) -> None:
+        if gross or refunds:  # a zero amount converts to zero in any currency: no rate needed
+            entry = self.amounts.setdefault(key, [0, 0])
+            entry[0] += gross
+            entry[1] += refunds
+
+
+@dataclass
 class Cell:
     events: int = 0
     paid: int = 0
@@ -88,12 +112,9 @@ class Cell:
     failed: int = 0
     refunds: int = 0  # milli
     uniques: Uniques = field(default_factory=Uniques)
-    # Report totals only (api.dsl.currency_probe): the currencies of succeeded payments and of
-    # refunded amounts, which decide the currency of every money value (api.money).
-    paid_currencies: set[str] = field(default_factory=set)
-    refund_currencies: set[str] = field(default_factory=set)
-    # Converting plans only: [gross, refunds] milli per (currency, UTC day), for api.fx.
-    money: dict[MoneyKey, list[int]] = field(default_factory=dict)
+    # None on nearly every cell (only report totals and converting plans have one): a cell is
+    # made and merged thousands of times per report, so it costs nothing until it is needed.
+    money: Money | None = None
 
     def merge(self, other: Cell) -> None:
         self.events += other.events
@@ -102,20 +123,14 @@ class Cell:
         self.failed += other.failed
         self.refunds += other.refunds
         self.uniques.merge(other.uniques)
-        # Empty for nearly every cell (report totals and converting plans only): test first,
-        # merging 3,600 cells of a 30-day hourly report is on the hot path.
-        if other.paid_currencies or other.refund_currencies:
-            self.paid_currencies |= other.paid_currencies
-            self.refund_currencies |= other.refund_currencies
-        if other.money:
-            for key, (gross, refunds) in other.money.items():
-                self.add_money(key, gross, refunds)
+        if other.money is not None:
+            self.currencies().merge(other.money)
 
-    def add_money(self, key: MoneyKey, gross: int, refunds: int) -> None:
-        if gross or refunds:  # a zero amount converts to zero in any currency: no rate needed
-            entry = self.money.setdefault(key, [0, 0])
-            entry[0] += gross
-            entry[1] += refunds
+    def currencies(self) -> Money:
+        """This cell's Money, made on first use."""
+        if self.money is None:
+            self.money = Money()
+        return self.money
 
 
 def _keys(agg: dict[str, Any], name: str) -> set[str]:
@@ -126,10 +141,9 @@ def _keys(agg: dict[str, Any], name: str) -> set[str]:
     return {str(b["key"]) for b in probe.get("c", {}).get("buckets", [])}
 
 
-def _currencies(cell: Cell, agg: dict[str, Any]) -> Cell:
-    cell.paid_currencies = _keys(agg, "cp")
-    cell.refund_currencies = _keys(agg, "cr")
-    return cell
+def _currencies(cell: Cell, agg: dict[str, Any]) -> None:
+    money = cell.currencies()
+    money.paid, money.refunded = _keys(agg, "cp"), _keys(agg, "cr")
 
 
 def _raw_money(cell: Cell, agg: dict[str, Any]) -> None:
@@ -139,14 +153,14 @@ def _raw_money(cell: Cell, agg: dict[str, Any]) -> None:
             for day in cur["d"]["buckets"]:
                 amount = [0, 0]
                 amount[slot] = _int(day, "amt", "value")
-                cell.add_money((str(cur["key"]), int(day["key"])), *amount)
+                cell.currencies().add((str(cur["key"]), int(day["key"])), *amount)
 
 
 def _rollup_money(cell: Cell, agg: dict[str, Any]) -> None:
     for cur in agg.get("fx", {}).get("buckets", []):
         for day in cur["d"]["buckets"]:
             key = (str(cur["key"]), int(day["key"]))
-            cell.add_money(key, _int(day, "gross", "value"), _int(day, "refunds", "value"))
+            cell.currencies().add(key, _int(day, "gross", "value"), _int(day, "refunds", "value"))
 
 
 def _int(node: Any, *path: str) -> int:

@@ -41,14 +41,14 @@ class Converter:
 
     def convert(self, cells: Cells) -> None:
         """Replace every cell's gross and refunds with its converted money (in place)."""
-        keys = {key for cell in cells.values() for key in cell.money}
+        keys = {key for cell in cells.values() if cell.money for key in cell.money.amounts}
         self._prepare(keys)
         for cell in cells.values():
             self._convert_cell(cell)
 
     def _convert_cell(self, cell: Cell) -> None:
         gross, refunds = Fraction(0), Fraction(0)
-        for key, (g, r) in cell.money.items():
+        for key, (g, r) in (cell.money.amounts if cell.money else {}).items():
             factor = self.factors[key]
             gross += g * factor
             refunds += r * factor

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from api.cells import Cell
+from api.cells import Cell, Money
 from api.errors import BadInput
 from api.model import MISSING, MONEY_KINDS, Dimension, Metric, MoneyKind, QueryPlan
 
@@ -49,8 +49,9 @@ def resolve(plan: QueryPlan, total: Cell) -> Currencies:
     )
     if plan.reporting_currency is not None:
         return Currencies({m: plan.reporting_currency for m in plan.metrics if m in MONEY_KINDS})
-    found = {MoneyKind.PAID: total.paid_currencies, MoneyKind.REFUNDED: total.refund_currencies}
-    either = total.paid_currencies | total.refund_currencies
+    probe = total.money or Money()
+    found = {MoneyKind.PAID: probe.paid, MoneyKind.REFUNDED: probe.refunded}
+    either = probe.paid | probe.refunded
     of: dict[Metric, str | None] = {}
     mixed: set[Metric] = set()
     for metric in plan.metrics:

@@ -215,12 +215,12 @@ def _place_money(
     code = codes[slot] if codes else rs.NO_MONEY
     if code == rs.NO_MONEY:
         return
-    total = out[(None, None)]  # total_doc_cells made it
+    total = out[(None, None)].currencies()  # total_doc_cells made the cell
     if code != rs.MULTI and not plan.converts:  # the common case, kept to two set adds
         if cell.paid:
-            total.paid_currencies.add(code)
+            total.paid.add(code)
         if cell.refunds:
-            total.refund_currencies.add(code)
+            total.refunded.add(code)
         return
     if code == rs.MULTI:
         money: dict[str, rs.MoneyEntry] = pack[rs.MONEY][str(slot)]
@@ -230,13 +230,13 @@ def _place_money(
         day, bases = rs.day_start(hour), plan.bases
         for currency, (_, gross, refunds) in money.items():
             gross = gross if Base.GROSS in bases else 0
-            cell.add_money((currency, day), gross, refunds if Base.REFUNDS in bases else 0)
+            cell.currencies().add((currency, day), gross, refunds if Base.REFUNDS in bases else 0)
         return
     for currency, (paid, _, refunds) in money.items():
         if paid:
-            total.paid_currencies.add(currency)
+            total.paid.add(currency)
         if refunds:
-            total.refund_currencies.add(currency)
+            total.refunded.add(currency)
 
 
 def _hour(doc: dict[str, Any]) -> int:
