@@ -26,9 +26,10 @@ MORNING_HOUR = 9
 LUNCH_HOUR = 12
 
 CURRENCIES = ("EUR", "USD", "GBP", "JPY", "INR")
-# A minority of merchants (every eighth, from m00003) sell in several currencies: their home
-# one for most payments, EUR and USD (or GBP where home is one of those) for the rest.
-MULTI_CURRENCY_EVERY, MULTI_CURRENCY_FIRST = 8, 3
+# A minority of merchants (every eighth, from m00007: tests with up to seven merchants keep one
+# currency each) sell in several currencies: their home one for most payments, two of EUR,
+# USD and GBP for the rest.
+MULTI_CURRENCY_EVERY, MULTI_CURRENCY_FIRST = 8, 7
 ABROAD = ("EUR", "USD", "GBP")
 COUNTRIES = ("DE", "FR", "US", "GB", "JP", "IN", "NP", "ES")
 METHODS = ("card", "wallet", "bank_transfer", "bnpl")

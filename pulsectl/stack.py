@@ -47,7 +47,7 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # pulse.engines.ENGINE_GRACE_S after them, and a loaded machine needs some slack.
 STOP_BUDGET_S = 9.0
 DEMO_MERCHANT = "m00000"
-DEMO_MULTI_CURRENCY = "m00003"  # ingest.loadgen.multi_currency(3): JPY at home, EUR, USD
+DEMO_MULTI_CURRENCY = "m00007"  # ingest.loadgen.multi_currency(7): GBP at home, EUR, USD
 
 
 @dataclass
@@ -344,7 +344,7 @@ def announce(stack: Stack, demo: bool, healthy: bool) -> None:
         console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}", soft_wrap=True)
         several = demo_multi_currency_key(stack.settings, stack.endpoints)
         console.print(
-            f"  Demo key for merchant {DEMO_MULTI_CURRENCY} (sells in JPY, EUR and USD; ask with "
+            f"  Demo key for merchant {DEMO_MULTI_CURRENCY} (sells in GBP, EUR and USD; ask with "
             f"reportingCurrency or group by CURRENCY): {several}",
             soft_wrap=True,
         )

@@ -222,8 +222,10 @@ def test_schema_3_rollups_serve_nothing_and_are_rebuilt_with_currencies(
     """The upgrade of decision 0200: rollups of the previous job add currencies, so readers
     must not use them until the new job has recomputed every pair; old detail documents go."""
     start = base_ms + 9 * HOUR
-    events = make_events(21, 400, start, start + 3 * HOUR, merchants=4)  # m00003: 3 currencies
-    assert len({e.currency for e in events if e.merchant_id == "m00003" and e.currency}) == 3
+    events = make_events(
+        21, 800, start, start + 3 * HOUR, merchants=8
+    )  # m00007: several currencies
+    assert len({e.currency for e in events if e.merchant_id == "m00007" and e.currency}) > 1
     write_raw(os_client, rsettings, names, events, wall_clock_ms())
     job = _job(os_client, rsettings, names)
     w = job.run_once().watermark_to
@@ -231,7 +233,7 @@ def test_schema_3_rollups_serve_nothing_and_are_rebuilt_with_currencies(
     assert _as_schema_3(os_client, names) > 0
 
     assert state.watermark(os_client, names) is None  # the API answers from raw meanwhile
-    hours = state.servable(os_client, rsettings, names, "m00003", start, w, w).hours
+    hours = state.servable(os_client, rsettings, names, "m00007", start, w, w).hours
     assert hours == set()
 
     report = job.run_once()
@@ -239,4 +241,4 @@ def test_schema_3_rollups_serve_nothing_and_are_rebuilt_with_currencies(
     assert report.watermark_from is None  # everything recomputed
     assert_matches_oracle(os_client, names, events)  # no schema-3 document is left
     now = wall_clock_ms()
-    assert state.servable(os_client, rsettings, names, "m00003", start, start + 3 * HOUR, now).hours
+    assert state.servable(os_client, rsettings, names, "m00007", start, start + 3 * HOUR, now).hours
