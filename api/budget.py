@@ -145,6 +145,7 @@ def report_plan(args: Mapping[str, Any], settings: Settings, now_ms: int) -> Que
         group_by=[_member(Dimension, d) for d in group_by],
         limit=10 if args.get("limit") is None else int(args["limit"]),
         now_ms=now_ms,
+        reporting_currency=args.get("reporting_currency", args.get("reportingCurrency")),
     )
     if compare:
         plan = planner.with_comparison(plan, _instant(compare, "start"), _instant(compare, "end"))

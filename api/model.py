@@ -43,6 +43,7 @@ class Dimension(Enum):
     COUNTRY = "COUNTRY"
     CHANNEL = "CHANNEL"
     DEVICE = "DEVICE"
+    CURRENCY = "CURRENCY"
 
     @property
     def field(self) -> str:
@@ -75,6 +76,21 @@ NEEDS: dict[Metric, frozenset[Base]] = {
     Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
     Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
     Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+}
+
+
+# Money metrics carry a currency (DESIGN.md "Money never adds different currencies"), by which
+# money events they add: succeeded payments (PAID) and/or refunds with an amount (REFUNDED).
+class MoneyKind(Enum):
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+
+MONEY_KINDS: dict[Metric, frozenset[MoneyKind]] = {
+    Metric.GROSS_SALES: frozenset({MoneyKind.PAID}),
+    Metric.AVERAGE_TICKET: frozenset({MoneyKind.PAID}),
+    Metric.REFUNDS: frozenset({MoneyKind.REFUNDED}),
+    Metric.NET_SALES: frozenset({MoneyKind.PAID, MoneyKind.REFUNDED}),
 }
 
 
@@ -112,6 +128,8 @@ class QueryPlan:
     limit: int = 10
     now_ms: int = 0
     force_source: Source | None = None
+    # ISO 4217 code money is converted to (api.fx), or None: money stays in its currency.
+    reporting_currency: str | None = None
     boundaries: tuple[int, ...] = ()  # bucket starts + the last bucket's end
     split: Split | None = None
     compare: QueryPlan | None = field(default=None)
@@ -122,6 +140,16 @@ class QueryPlan:
         for metric in self.metrics:
             out |= NEEDS[metric]
         return frozenset(out)
+
+    @property
+    def money(self) -> bool:
+        """Whether the plan asks for a money metric (which carries a currency)."""
+        return any(m in MONEY_KINDS for m in self.metrics)
+
+    @property
+    def converts(self) -> bool:
+        """Money is converted: the sources break it down by currency and UTC day."""
+        return self.reporting_currency is not None and self.money
 
     @property
     def buckets(self) -> int:

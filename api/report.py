@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 
 from api.cells import Cell
 from api.model import Dimension, Granularity, Metric, QueryPlan, Source
+from api.money import Currencies
 from api.sources import Cells, GroupKey
 
 
@@ -16,6 +18,7 @@ class MetricValue:
     metric: Metric
     value: float | None
     error_bound: float | None
+    currency: str | None = None  # money metrics: ISO 4217 code (api.money); None otherwise
 
 
 @dataclass(frozen=True)
@@ -74,12 +77,14 @@ def _payment_success_rate(cell: Cell) -> float | None:
     return cell.paid / tried if tried else None
 
 
-def _exact(metric: Metric, value_of: Callable[[Cell], float | None]) -> Reader:
+def _exact(
+    metric: Metric, value_of: Callable[[Cell], float | None], currency: str | None = None
+) -> Reader:
     """A metric computed exactly from counts and sums: bound 0, or None with the value."""
 
     def read(cell: Cell) -> MetricValue:
         value = value_of(cell)
-        return MetricValue(metric, value, None if value is None else 0.0)
+        return MetricValue(metric, value, None if value is None else 0.0, currency)
 
     return read
 
@@ -102,6 +107,22 @@ _READERS: dict[Metric, Reader] = {
 }
 
 
+_MONEY: dict[Metric, Callable[[Cell], float | None]] = {
+    Metric.GROSS_SALES: _gross_sales,
+    Metric.REFUNDS: _refunds,
+    Metric.NET_SALES: _net_sales,
+    Metric.AVERAGE_TICKET: _average_ticket,
+}
+
+
+@cache
+def reader(metric: Metric, currency: str | None) -> Reader:
+    """The reader of ``metric`` whose money values carry ``currency`` (one per pair)."""
+    if currency is None or metric not in _MONEY:
+        return _READERS[metric]
+    return _exact(metric, _MONEY[metric], currency)
+
+
 def metric_value(metric: Metric, cell: Cell) -> MetricValue:
     """One metric of one cell, by DESIGN.md's semantics; money in major units."""
     return _READERS[metric](cell)
@@ -121,12 +142,17 @@ def rank(cells: Cells, metric: Metric, limit: int) -> tuple[GroupKey, ...]:
 
 
 def shape(
-    plan: QueryPlan, cells: Cells, groups: tuple[GroupKey, ...] | None, took_ms: int
+    plan: QueryPlan,
+    cells: Cells,
+    groups: tuple[GroupKey, ...] | None,
+    took_ms: int,
+    currencies: Currencies | None = None,
 ) -> Report:
     """Every bucket of every chosen group (zeros where no data), plus totals and meta."""
+    money = currencies or Currencies()
     keys: tuple[GroupKey, ...] = groups if groups is not None else ((),)
     series = [
-        Series(list(zip(plan.group_by, group, strict=True)), _points(plan, cells, group))
+        Series(list(zip(plan.group_by, group, strict=True)), _points(plan, cells, group, money))
         for group in keys
     ]
     total = cells.get((None, None), Cell())
@@ -138,7 +164,7 @@ def shape(
         sources.append(Source.RAW.value)
     return Report(
         series=series,
-        totals=[metric_value(m, total) for m in plan.metrics],
+        totals=[_total(m, total, money) for m in plan.metrics],
         sources=sources,
         watermark_ms=split.watermark_ms if split else None,
         took_ms=took_ms,
@@ -146,8 +172,14 @@ def shape(
     )
 
 
-def _points(plan: QueryPlan, cells: Cells, group: GroupKey) -> list[Point]:
-    readers = [_READERS[m] for m in plan.metrics]
+def _total(metric: Metric, cell: Cell, money: Currencies) -> MetricValue:
+    if metric in money.mixed_totals:  # grouped by CURRENCY: no one currency adds them all
+        return MetricValue(metric, None, None, None)
+    return reader(metric, money.for_group(metric, None))(cell)
+
+
+def _points(plan: QueryPlan, cells: Cells, group: GroupKey, money: Currencies) -> list[Point]:
+    readers = [reader(m, money.for_group(m, group)) for m in plan.metrics]
     # Buckets without data share one set of values (MetricValue is frozen), built once.
     empty = [read(Cell()) for read in readers]
     whole = plan.granularity is Granularity.ALL

@@ -56,8 +56,8 @@ Metric = _describe(
     strawberry.enum(
         model.Metric,
         description="A measure computed per bucket and in totals. Money is in major units "
-        "(e.g. 12.5 = 12.50) of the amounts' currency, exact to 1/1000; a duplicate event_id "
-        "counts once.",
+        "(e.g. 12.5 = 12.50) of MetricValue.currency, exact to 1/1000; amounts in different "
+        "currencies are never added (see reportingCurrency); a duplicate event_id counts once.",
     ),
     {
         "EVENTS": "Count of events of any type.",
@@ -102,6 +102,8 @@ Dimension = _describe(
         "COUNTRY": "country: ISO 3166-1 alpha-2 code.",
         "CHANNEL": "channel: web, app or pos.",
         "DEVICE": "device as sent by the producer (e.g. ios, android, desktop).",
+        "CURRENCY": "currency: ISO 4217 code of the event's amount (__none__ without one). "
+        "Grouping or filtering by it splits money that is in several currencies.",
     },
 )
 
@@ -164,6 +166,13 @@ class MetricValue:
     )
     error_bound: float | None = strawberry.field(
         description="Absolute half-width of a ~95% interval; 0 when exact."
+    )
+    currency: str | None = strawberry.field(
+        description="ISO 4217 code of a money value (GROSS_SALES, REFUNDS, NET_SALES, "
+        "AVERAGE_TICKET): reportingCurrency when given, else the one currency of the report's "
+        "money (of the group's, when grouped by CURRENCY); null for other metrics, for money "
+        "without any currency, and for totals across CURRENCY groups in different currencies "
+        "(whose value is null too)."
     )
 
 
@@ -336,8 +345,8 @@ def _authenticate(context: Context) -> Principal:
 
 def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:
     """Served as they are: api.report.MetricValue has MetricValue's attributes (metric, value,
-    error_bound) and the type has no resolvers or interfaces, so both executors read them like
-    MetricValue objects; copying 3,600 of them per 30-day hourly report cost ~1.3 ms."""
+    error_bound, currency) and the type has no resolvers or interfaces, so both executors read
+    them like MetricValue objects; copying 3,600 of them per 30-day hourly report cost ~1.3 ms."""
     return cast("list[MetricValue]", values)
 
 
@@ -389,7 +398,8 @@ MerchantArg = Annotated[
     description="Every field needs Authorization: Bearer <API key> (UNAUTHENTICATED without a "
     "valid one) and spends one token of the key's per-minute rate limit (RATE_LIMITED when "
     "spent). Errors carry extensions.code: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, "
-    "RATE_LIMITED or INTERNAL (engine down or too slow; retry)."
+    "RATE_LIMITED, FX_RATE_MISSING (reportingCurrency needs an exchange rate not loaded) or "
+    "INTERNAL (engine down or too slow; retry)."
 )
 class Query:
     @strawberry.field(  # type: ignore[untyped-decorator]
@@ -440,6 +450,17 @@ class Query:
         force_source: Annotated[
             ForceSource | None, _arg("Which source answers (admin keys only for RAW).")
         ] = ForceSource.AUTO,
+        reporting_currency: Annotated[
+            str | None,
+            _arg(
+                "ISO 4217 code (e.g. EUR): money is converted to it at the rate of each "
+                "event's UTC date (units per USD loaded by pulse fx load; the latest rate on or "
+                "before the date, at most 7 days old), per currency and day before adding, and "
+                "the sum rounded once to 1/1000, half to even. A missing rate is an "
+                "FX_RATE_MISSING error naming the currency and date. Without it, money in more "
+                "than one currency is a BAD_USER_INPUT error unless split by CURRENCY."
+            ),
+        ] = None,
     ) -> Report:
         principal = await to_thread.run_sync(_principal, info)
         if force_source is ForceSource.RAW and not principal.admin:
@@ -456,6 +477,7 @@ class Query:
             limit=10 if limit is None else limit,
             now_ms=int(time.time() * 1000),
             force_source=model.Source.RAW if force_source is ForceSource.RAW else None,
+            reporting_currency=reporting_currency,
         )
         if compare_to:
             plan = planner.with_comparison(plan, compare_to.start, compare_to.end)

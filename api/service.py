@@ -6,8 +6,10 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from api import planner
+from api import money, planner
+from api.cells import Cell
 from api.engine import engine_errors
+from api.fx import Converter
 from api.keys import Principal
 from api.model import HOUR_MS, Base, Interval, QueryPlan, Source
 from api.report import Report, rank, shape
@@ -66,18 +68,22 @@ def answer(ctx: Ctx, plan: QueryPlan) -> tuple[QueryPlan, Cells, tuple[GroupKey,
     (late events after W are rare and touch recent hours): if the search started by ``split``
     finds some dirty, the plan is split again without them and read again."""
     planned, dirty = split(ctx, plan)
-    cells, groups = gather(ctx, planned)
+    converter = Converter(ctx, plan) if plan.converts else None
+    cells, groups = gather(ctx, planned, converter)
     late = dirty.result() if dirty is not None else set()
     if late:
         assert planned.split is not None
         servable = _hours_of(planned.split.rollups) - late
         planned = planner.split_sources(plan, servable, planned.split.watermark_ms)
-        cells, groups = gather(ctx, planned)
+        cells, groups = gather(ctx, planned, converter)
     return planned, cells, groups
 
 
-def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | None]:
-    """Cells from both sources merged (no instant is read twice), and the chosen groups."""
+def gather(
+    ctx: Ctx, plan: QueryPlan, converter: Converter | None = None
+) -> tuple[Cells, tuple[GroupKey, ...] | None]:
+    """Cells from both sources merged (no instant is read twice), and the chosen groups.
+    With a ``converter`` (reportingCurrency), money is converted before groups are ranked."""
     assert plan.split is not None
     parts = [(Source.RAW, plan.split.raw), (Source.ROLLUPS, plan.split.rollups)]
     parts = [(s, iv) for s, iv in parts if iv]
@@ -90,6 +96,8 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
         for source, intervals in parts:
             merge_into(totals, group_totals(ctx, plan, source, intervals, cap))
         merge_into(totals, {k: c for k, c in sketches.items() if k[0] is not None and k[1] is None})
+        if converter is not None:
+            converter.convert(totals)
         groups = rank(totals, plan.metrics[0], plan.limit)
     cells: Cells = {}
     # Both sources are asked at once: the rollup part and the raw tail overlap in time.
@@ -101,6 +109,8 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
         merge_into(cells, future.result())
     chosen = set(groups) if groups is not None else {()}
     merge_into(cells, {k: c for k, c in sketches.items() if k[0] is None or k[0] in chosen})
+    if converter is not None:
+        converter.convert(cells)
     return cells, groups
 
 
@@ -123,7 +133,8 @@ def report(ctx: Ctx, plan: QueryPlan) -> Report:
     started = time.perf_counter()
     plan, cells, groups = answer(ctx, plan)
     took = int((time.perf_counter() - started) * 1000)
-    out = shape(plan, cells, groups, took)
+    currencies = money.resolve(plan, cells.get((None, None), Cell()))
+    out = shape(plan, cells, groups, took, currencies)
     if plan.compare is not None:
         out.comparison = report(ctx, plan.compare)
     return out

@@ -27,6 +27,11 @@ MORNING_HOUR = 9
 LUNCH_HOUR = 12
 
 CURRENCIES = ("EUR", "USD", "GBP", "JPY", "INR")
+# A minority of merchants (every eighth, from m00007: tests with up to seven merchants keep one
+# currency each) sell in several currencies: their home one for most payments, two of EUR,
+# USD and GBP for the rest.
+MULTI_CURRENCY_EVERY, MULTI_CURRENCY_FIRST = 8, 7
+ABROAD = ("EUR", "USD", "GBP")
 COUNTRIES = ("DE", "FR", "US", "GB", "JP", "IN", "NP", "ES")
 METHODS = ("card", "wallet", "bank_transfer", "bnpl")
 DEVICES = ("ios", "android", "desktop", "terminal")
@@ -87,7 +92,7 @@ class Generator:
             "country": COUNTRIES[(m + (rng.random() < 0.1)) % len(COUNTRIES)],
             "store_id": f"{mid}-st{rng.randrange(1 + m % 4)}",
         }
-        _add_payment_fields(event, rng, m)
+        _add_payment_fields(event, rng, m, n)
         return event
 
     def events(self, count: int, start_ms: int, end_ms: int) -> Iterator[dict[str, Any]]:
@@ -106,11 +111,26 @@ class Generator:
                 yield dict(event)
 
 
-def _add_payment_fields(event: dict[str, Any], rng: random.Random, m: int) -> None:
+def currency_of(m: int, n: int) -> str:
+    """The currency of merchant rank ``m``'s ``n``-th event. Derived from the sequence number,
+    not drawn: the random stream (hence every single-currency merchant's events) is the same
+    as before multi-currency merchants existed, so benchmarks compare like with like."""
+    home = CURRENCIES[m % len(CURRENCIES)]
+    if not multi_currency(m) or n % 10 < 6:
+        return home
+    return [c for c in ABROAD if c != home][n % 2]
+
+
+def multi_currency(m: int) -> bool:
+    """Whether merchant rank ``m`` sells in several currencies (see ``currency_of``)."""
+    return m % MULTI_CURRENCY_EVERY == MULTI_CURRENCY_FIRST
+
+
+def _add_payment_fields(event: dict[str, Any], rng: random.Random, m: int, n: int) -> None:
     kind = event["event_type"]
     if kind not in ("payment", "refund"):
         return
-    currency = CURRENCIES[m % len(CURRENCIES)]
+    currency = currency_of(m, n)
     amount = round(rng.lognormvariate(3.4, 0.9), 0 if currency == "JPY" else 2)
     event["amount"] = amount if kind == "payment" else round(amount * 0.6, 2)
     event["currency"] = currency

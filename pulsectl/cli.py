@@ -22,7 +22,7 @@ from pulse.keystore import create_key, list_keys, revoke
 from pulse.logs import configure_logging
 from pulse.naming import names_for
 from pulse.settings import Settings, get_settings
-from pulsectl import status_view
+from pulsectl import fx_cli, status_view
 from reprocess import cli as reprocess_cli
 from rollups import cli as rollups_cli
 
@@ -201,6 +201,7 @@ for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
 _register_bench(bench_app)
 dlq_cli.register(app)  # pulse dlq stats|show|redrive|skip-batch
 status_view.register(app)  # pulse status
+fx_cli.register(app)  # pulse fx load|status
 
 
 def main() -> None:

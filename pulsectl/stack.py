@@ -37,6 +37,7 @@ from pulse.engines import (
 from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
 from pulse.settings import Settings
+from pulsectl.demo_fx import load_demo_rates
 from storage.templates import ensure_templates
 
 log = logging.getLogger("pulsectl.stack")
@@ -46,6 +47,7 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # pulse.engines.ENGINE_GRACE_S after them, and a loaded machine needs some slack.
 STOP_BUDGET_S = 9.0
 DEMO_MERCHANT = "m00000"
+DEMO_MULTI_CURRENCY = "m00007"  # ingest.loadgen.multi_currency(7): GBP at home, EUR, USD
 
 
 @dataclass
@@ -203,6 +205,8 @@ def components(stack: Stack, demo: bool) -> list[Child]:
     ]
     if demo:
         parts += demo_loaders(env, demo_write_key(stack.settings, stack.endpoints))
+        client = opensearch_client(stack.endpoints.opensearch_url)
+        load_demo_rates(client, names_for(stack.settings))  # reportingCurrency works at once
     return parts
 
 
@@ -257,6 +261,12 @@ def demo_keys(settings: Settings, endpoints: Endpoints) -> tuple[str, str]:
     admin, _ = create_key(client, names, None, True, "demo admin")
     merchant, _ = create_key(client, names, DEMO_MERCHANT, False, "demo merchant")
     return admin, merchant
+
+
+def demo_multi_currency_key(settings: Settings, endpoints: Endpoints) -> str:
+    client = opensearch_client(endpoints.opensearch_url)
+    key, _ = create_key(client, names_for(settings), DEMO_MULTI_CURRENCY, False, "demo merchant")
+    return key
 
 
 def run_stack(settings: Settings, demo: bool) -> int:
@@ -337,4 +347,10 @@ def announce(stack: Stack, demo: bool, healthy: bool) -> None:
         admin, merchant = demo_keys(stack.settings, stack.endpoints)
         console.print(f"  Demo admin key: {admin}", soft_wrap=True)
         console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}", soft_wrap=True)
+        several = demo_multi_currency_key(stack.settings, stack.endpoints)
+        console.print(
+            f"  Demo key for merchant {DEMO_MULTI_CURRENCY} (sells in GBP, EUR and USD; ask with "
+            f"reportingCurrency or group by CURRENCY): {several}",
+            soft_wrap=True,
+        )
     console.print("Press Ctrl-C to stop.")

@@ -37,6 +37,7 @@ SUB_AGGS: dict[str, Any] = {
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "newest": {"max": {"field": "ingested_at"}},
 }
+CURRENCY_AT = rs.DIMENSIONS.index(rs.CURRENCY)  # where a detail key holds its currency
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
@@ -51,6 +52,8 @@ class Bucket:
     refunds_milli: int = 0
     newest_ingested_at: int = 0
     customers: Any = field(default_factory=sketch.new_sketch)
+    # TOTAL buckets only: money per currency (storage.rollup_schema.MONEY), from the details.
+    money: dict[str, rs.MoneyEntry] = field(default_factory=dict)
 
     def add_counts(self, other: Bucket) -> None:
         """Add another bucket's counts and sums (its sketch is the caller's to union)."""
@@ -77,6 +80,7 @@ class Bucket:
             rs.GROSS_MILLI: self.gross_milli,
             rs.REFUNDS_MILLI: self.refunds_milli,
             rs.CUSTOMERS_SKETCH: sketch.encode(self.customers),
+            **({rs.MONEY: dict(sorted(self.money.items()))} if total and self.money else {}),
             rs.COMPUTED_AT: computed_at,
             rs.SOURCE_MAX_INGESTED_AT: self.newest_ingested_at,
             rs.GENERATION: generation,
@@ -202,10 +206,16 @@ def with_totals(buckets: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
     """The buckets plus one TOTAL bucket per (merchant, hour) that has any."""
     totals: dict[BucketKey, Bucket] = {}
     unions: dict[BucketKey, Any] = {}
-    for (merchant, hour, _), bucket in buckets.items():
+    for (merchant, hour, values), bucket in buckets.items():
         key = (merchant, hour, rs.TOTAL)
-        totals.setdefault(key, Bucket()).add_counts(bucket)
+        total = totals.setdefault(key, Bucket())
+        total.add_counts(bucket)
         unions.setdefault(key, sketch.new_union()).update(bucket.customers)
+        if bucket.succeeded or bucket.refunds_milli:
+            entry = total.money.setdefault(values[CURRENCY_AT], [0, 0, 0])
+            entry[0] += bucket.succeeded
+            entry[1] += bucket.gross_milli
+            entry[2] += bucket.refunds_milli
     for key, union in unions.items():
         totals[key].customers = sketch.result(union)
     return {**buckets, **totals}

@@ -71,6 +71,7 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.TOTAL_OF: KEYWORD,
     rs.DAY: DATE,
     rs.PACK: {"type": "object", "enabled": False},  # read whole, never searched
+    rs.MONEY: {"type": "object", "enabled": False},  # TOTAL documents: read by the pack writer
 }
 
 

@@ -52,3 +52,16 @@ def test_stream_adds_duplicates_and_late_events() -> None:
         parsed = parse_message(to_kafka_message(event))
         assert isinstance(parsed, Event)
         assert parsed.occurred_at_ms <= START + 6 * DAY_MS
+
+
+def test_a_minority_of_merchants_sells_in_several_currencies() -> None:
+    gen = Generator(LoadSpec(merchants=40, zipf_s=0.5, seed=3))
+    currencies: dict[str, set[str]] = {}
+    for event in gen.events(20_000, 0, 7 * DAY_MS):
+        if "currency" in event:
+            currencies.setdefault(event["merchant_id"], set()).add(event["currency"])
+    several = {m for m, found in currencies.items() if len(found) > 1}
+    assert several == {"m00007", "m00015", "m00023", "m00031", "m00039"}, several
+    assert len(several) < len(currencies) / 5  # a minority
+    assert currencies["m00007"] == {"GBP", "EUR", "USD"}
+    assert currencies["m00000"] == {"EUR"}  # the others keep their one currency

@@ -51,6 +51,7 @@ class Expected:
     gross_milli: int = 0
     refunds_milli: int = 0
     customers: set[int] = field(default_factory=set)
+    money: dict[str, list[int]] = field(default_factory=dict)  # TOTAL buckets: per currency
 
 
 def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
@@ -80,7 +81,7 @@ def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
 def _totals(details: dict[BucketKey, Expected]) -> dict[BucketKey, Expected]:
     """The TOTAL bucket of every (merchant, hour): its details' sums and customers."""
     totals: dict[BucketKey, Expected] = {}
-    for (merchant, hour, _), exp in details.items():
+    for (merchant, hour, values), exp in details.items():
         total = totals.setdefault((merchant, hour, rs.TOTAL), Expected())
         total.events += exp.events
         total.succeeded += exp.succeeded
@@ -88,6 +89,11 @@ def _totals(details: dict[BucketKey, Expected]) -> dict[BucketKey, Expected]:
         total.gross_milli += exp.gross_milli
         total.refunds_milli += exp.refunds_milli
         total.customers |= exp.customers
+        if exp.succeeded or exp.refunds_milli:  # money per currency (decision 0200)
+            entry = total.money.setdefault(values[rs.DIMENSIONS.index(rs.CURRENCY)], [0, 0, 0])
+            entry[0] += exp.succeeded
+            entry[1] += exp.gross_milli
+            entry[2] += exp.refunds_milli
     return totals
 
 
@@ -119,7 +125,7 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
     return out
 
 
-def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[str, list[int]]]:
+def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[str, Any]]:
     """Every day pack behind the read alias: (merchant, day) -> field -> 24 values."""
     client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
     result = client.search(
@@ -128,7 +134,7 @@ def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[s
         ignore_unavailable=True,
         allow_no_indices=True,
     )
-    out: dict[tuple[str, int], dict[str, list[int]]] = {}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
     for hit in result["hits"]["hits"]:
         doc = hit["_source"]
         key = (doc[rs.MERCHANT], int(doc[rs.DAY]))
@@ -142,18 +148,27 @@ def assert_packs_match(client: OpenSearch, names: Names, got: dict[BucketKey, An
     """Every day pack slot equals its hour's TOTAL document (0 where there is none), and every
     day with a TOTAL document has a pack."""
     packs = read_packs(client, names)
-    expected: dict[tuple[str, int], dict[str, list[int]]] = {}
+    expected: dict[tuple[str, int], dict[str, Any]] = {}
     for (merchant, hour, values), doc in got.items():
         if values != rs.TOTAL:
             continue
         day = rs.day_start(hour)
-        slots = expected.setdefault((merchant, day), {f: [0] * 24 for f in rs.PACK_FIELDS})
+        slots = expected.setdefault((merchant, day), _zeros())
+        slot = (hour - day) // rs.HOUR_MS
         for name in rs.PACK_FIELDS:
-            slots[name][(hour - day) // rs.HOUR_MS] = int(doc[name])
-    zeros = {f: [0] * 24 for f in rs.PACK_FIELDS}
+            slots[name][slot] = int(doc[name])
+        money = doc.get(rs.MONEY, {})
+        slots[rs.CURRENCY][slot] = rs.slot_code(money)
+        if len(money) > 1:
+            slots.setdefault(rs.MONEY, {})[str(slot)] = money
+    zeros = _zeros()
     assert set(expected) <= set(packs), set(expected) - set(packs)
     for key, pack in packs.items():
         assert pack == expected.get(key, zeros), key
+
+
+def _zeros() -> dict[str, Any]:
+    return {**{f: [0] * 24 for f in rs.PACK_FIELDS}, rs.CURRENCY: [rs.NO_MONEY] * 24}
 
 
 def assert_matches_oracle(
@@ -170,6 +185,7 @@ def assert_matches_oracle(
             doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI],
         )  # fmt: skip
         assert actual == (exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli)
+        assert doc.get(rs.MONEY, {}) == exp.money, key
         _, low, high = sketch.bounds(sketch.decode(doc[rs.CUSTOMERS_SKETCH]), sigmas)
         assert low <= len(exp.customers) <= high, key
     assert_packs_match(client, names, got)
