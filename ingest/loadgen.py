@@ -224,12 +224,13 @@ def shop_session(gen: Generator, start_ms: int) -> list[dict[str, Any]]:
 
     def add(kind: str, status: str | None = None) -> None:
         nonlocal t
-        event: dict[str, Any] = {**common, "event_id": f"s{gen.spec.seed}-{next(gen._seq):012d}"}
+        n = next(gen._seq)
+        event: dict[str, Any] = {**common, "event_id": f"s{gen.spec.seed}-{n:012d}"}
         event.update(event_type=kind, occurred_at=_rfc3339(t))
         if signed_in or kind != "page_view":
             event["customer_id"] = customer
         if kind == "payment":
-            _add_payment_fields(event, rng, m)
+            _add_payment_fields(event, rng, m, n)
             event["status"] = status
         out.append(event)
         t += rng.randint(5_000, 90_000)
