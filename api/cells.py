@@ -85,6 +85,8 @@ class Cell:
     failed: int = 0
     refunds: int = 0  # milli
     uniques: Uniques = field(default_factory=Uniques)
+    new_customers: int = 0  # exact, from one source only (api.customers)
+    returning_customers: int = 0
 
     def merge(self, other: Cell) -> None:
         self.events += other.events
@@ -93,6 +95,8 @@ class Cell:
         self.failed += other.failed
         self.refunds += other.refunds
         self.uniques.merge(other.uniques)
+        self.new_customers += other.new_customers
+        self.returning_customers += other.returning_customers
 
 
 def _int(node: Any, *path: str) -> int:

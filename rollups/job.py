@@ -32,7 +32,7 @@ from opensearchpy import OpenSearch
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import compute, state
+from rollups import compute, customers, state
 from rollups.compute import Pair
 from rollups.lease import Lease, LeaseLost
 from rollups.packs import PackWriter
@@ -154,6 +154,7 @@ class RollupJob:
             self.client, self.raw, w_from, w_to, self.settings.rollup_page_size
         )
         totals = self.recompute_pairs(pairs, on_chunk)
+        customers.observe(self.client, self.settings, self.names, pairs)  # before W moves
         self._commit(prior, w_to, totals)
         return RunReport(
             self.owner,
