@@ -229,12 +229,16 @@ def cohort_plan(
         raise BadInput(f"the range is longer than {max_range_days} days")
     if not 1 <= periods <= max_periods:
         raise BadInput(f"periods must be between 1 and {max_periods}")
-    bounds = boundaries(start_ms, end_ms, granularity, tz, max_cohorts + 2)
+    too_many = BadInput(
+        f"more than {max_cohorts} cohorts; use a shorter range or a coarser granularity"
+    )
+    try:
+        bounds = boundaries(start_ms, end_ms, granularity, tz, max_cohorts + 2)
+    except BadInput:
+        raise too_many from None
     cohort_starts = [b for b in bounds[:-1] if start_ms <= b < end_ms]
     if len(cohort_starts) > max_cohorts:
-        raise BadInput(
-            f"more than {max_cohorts} cohorts; use a shorter range or a coarser granularity"
-        )
+        raise too_many
     starts = list(cohort_starts)
     if starts:
         starts += _periods_after(starts[-1], periods, granularity, tz)
