@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
@@ -99,7 +99,23 @@ ENGINE_EXAMPLES = hsettings(
 )
 
 
+PAID = ("payment", "succeeded")
+# Always run: c0's first on time, then a late earlier one (moves it) and a late later one;
+# c2's on time and only a late later one (must not move it); a late duplicate; a customer
+# whose only late payment failed.
+SHOWCASE = [
+    ("m0", "c0", 600, PAID, False),
+    ("m0", "c0", 300, PAID, True),
+    ("m0", "c0", 900, PAID, True),
+    ("m0", "c2", 200, PAID, False),
+    ("m0", "c2", 2000, PAID, True),
+    ("m1", "c0", 100, PAID, True),
+    ("m1", "c1", 50, ("payment", "failed"), True),
+]
+
+
 @ENGINE_EXAMPLES
+@example(specs=SHOWCASE, duplicates=[1, 5])
 @given(specs=event_specs, duplicates=st.lists(st.integers(0, 39), max_size=5))
 def test_first_purchase_follows_late_events_and_duplicates(
     rsettings: Settings,
