@@ -36,6 +36,7 @@ from api.sources import Cells, Ctx, GroupKey
 from api.timebuckets import ENGINE_INTERVAL, boundaries, zone
 from ingest.contract import customer_hash
 from pulse.settings import Settings
+from rollups import state  # the named seam: the watermark the first-purchase state lags by
 from storage import first_purchases as fp
 from storage import rollup_schema as rs
 
@@ -136,9 +137,47 @@ def _pages(
             return
 
 
-def first_purchases(ctx: Ctx, merchant_id: str, earliest: dict[int, int]) -> dict[int, int]:
-    """Each customer's first-ever succeeded payment: min(stored, earliest seen now)."""
+def watermark(ctx: Ctx) -> int | None:
+    """The rollup watermark W: the first-purchase state holds what runs up to W folded in."""
+    with engine_errors("rollup state read"):
+        return state.watermark(ctx.client, ctx.names)
+
+
+def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -> dict[int, int]:
+    """Earliest succeeded payment per customer before ``before_ms`` among the events the state
+    may not hold yet: ingested after W, or in an hour still open at W (what the next run
+    folds in, rollups.compute.changed_pairs); every event before any run. A late payment
+    older than the asked window then still moves a first purchase at once."""
+    clauses: list[dict[str, Any]] = [
+        {"term": {"merchant_id": merchant_id}},
+        {"range": {"occurred_at": {"lt": before_ms, "format": "epoch_millis"}}},
+        rs.RAW_PAID,
+        {"exists": {"field": "customer_id"}},
+    ]
+    if w is not None:
+        recent = [
+            {"range": {"ingested_at": {"gt": w, "format": "epoch_millis"}}},
+            {"range": {"occurred_at": {"gte": rs.hour_start(w), "format": "epoch_millis"}}},
+        ]
+        clauses.append({"bool": {"should": recent, "minimum_should_match": 1}})
+    sources = [{"c": {"terms": {"field": "customer_id"}}}]
+    out: dict[int, int] = {}
+    for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, (0, before_ms)):
+        for b in page:
+            who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
+            out[who] = min(first, out.get(who, first))
+    return out
+
+
+def first_purchases(
+    ctx: Ctx, merchant_id: str, earliest: dict[int, int], before_ms: int
+) -> dict[int, int]:
+    """Each customer's first-ever succeeded payment: min(stored, earliest in the window,
+    earliest not yet folded into the state before the window)."""
     customers = sorted(earliest)
+    if not customers:
+        return {}
+    older = unfolded_before(ctx, merchant_id, before_ms, watermark(ctx))
     with engine_errors("first purchases read"):
         stored = fp.read(
             ctx.client,
@@ -149,8 +188,8 @@ def first_purchases(ctx: Ctx, merchant_id: str, earliest: dict[int, int]) -> dic
         )
     out: dict[int, int] = {}
     for c in customers:
-        known = stored[(merchant_id, c)].first_paid_at
-        out[c] = earliest[c] if known is None else min(known, earliest[c])
+        seen = [t for t in (stored[(merchant_id, c)].first_paid_at, older.get(c)) if t is not None]
+        out[c] = min([earliest[c], *seen])
     return out
 
 
@@ -161,7 +200,7 @@ def customer_cells(ctx: Ctx, plan: QueryPlan) -> Cells:
     active, earliest = active_customers(
         ctx, plan.merchant_id, (plan.start_ms, plan.end_ms), histogram, plan.group_by, plan.filters
     )
-    firsts = first_purchases(ctx, plan.merchant_id, earliest)
+    firsts = first_purchases(ctx, plan.merchant_id, earliest, plan.start_ms)
     index = {start: i for i, start in enumerate(plan.boundaries[:-1])}
     out: Cells = {}
     per_group: dict[GroupKey, set[int]] = {}
@@ -301,7 +340,7 @@ def cohorts(ctx: Ctx, plan: CohortPlan) -> list[CohortRow]:
     active, earliest = active_customers(
         ctx, plan.merchant_id, plan.window, (plan.granularity, plan.timezone)
     )
-    firsts = first_purchases(ctx, plan.merchant_id, earliest)
+    firsts = first_purchases(ctx, plan.merchant_id, earliest, plan.window[0])
     periods_of: dict[int, set[int]] = {}  # customer -> period indexes with a payment
     for ((), bucket), customers in active.items():
         assert bucket is not None

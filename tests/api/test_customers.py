@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, Phase, given
+from hypothesis import HealthCheck, Phase, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from opensearchpy import OpenSearch
@@ -155,7 +155,34 @@ ENGINE_EXAMPLES = hsettings(
 )
 
 
+def showcase(**draw: Any) -> dict[str, Any]:
+    base = {
+        "grouped": False, "start_h": 0, "cut_days": 0, "gran": Granularity.DAY,
+        "zone": "Europe/Berlin", "cgran": Granularity.WEEK, "cohort_days": 30, "periods": 4,
+        "now": BASE + SPAN_DAYS * DAY_MS,
+    }  # fmt: skip
+    return {**base, **draw}
+
+
 @ENGINE_EXAMPLES
+# A late payment earlier than the known first, read before the job folds it in.
+@example(
+    specs=[
+        ("m0", 0, 10, 600, "succeeded", None, False),
+        ("m0", 0, 2, 600, "succeeded", None, True),
+    ],
+    duplicates=[],
+    draw=showcase(),
+)
+# The range cuts a month: the first payment lies in the month but before the range.
+@example(
+    specs=[
+        ("m0", 1, 1, 120, "succeeded", "web", False),
+        ("m0", 1, 1, 600, "succeeded", "web", False),
+    ],
+    duplicates=[0],
+    draw=showcase(start_h=30, gran=Granularity.MONTH, zone="UTC", grouped=True),
+)
 @given(specs=payments, duplicates=st.lists(st.integers(0, 44), max_size=4), draw=queries)
 def test_new_returning_and_cohorts_equal_the_oracle(
     settings: Settings, os_client: OpenSearch, specs: list[Any], duplicates: list[int],
