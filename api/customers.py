@@ -145,9 +145,9 @@ def watermark(ctx: Ctx) -> int | None:
 
 def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -> dict[int, int]:
     """Earliest succeeded payment per customer before ``before_ms`` among the events the state
-    may not hold yet: ingested after W, or in an hour still open at W (what the next run
-    folds in, rollups.compute.changed_pairs); every event before any run. A late payment
-    older than the asked window then still moves a first purchase at once."""
+    may not hold yet: those ingested after W (each run folds in what it ingested up to its W,
+    rollups.customers.observe_ingested); every event before any run. A late payment older
+    than the asked window then still moves a first purchase at once."""
     clauses: list[dict[str, Any]] = [
         {"term": {"merchant_id": merchant_id}},
         {"range": {"occurred_at": {"lt": before_ms, "format": "epoch_millis"}}},
@@ -155,11 +155,7 @@ def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -
         {"exists": {"field": "customer_id"}},
     ]
     if w is not None:
-        recent = [
-            {"range": {"ingested_at": {"gt": w, "format": "epoch_millis"}}},
-            {"range": {"occurred_at": {"gte": rs.hour_start(w), "format": "epoch_millis"}}},
-        ]
-        clauses.append({"bool": {"should": recent, "minimum_should_match": 1}})
+        clauses.append({"range": {"ingested_at": {"gt": w, "format": "epoch_millis"}}})
     sources = [{"c": {"terms": {"field": "customer_id"}}}]
     out: dict[int, int] = {}
     for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, (0, before_ms)):

@@ -2,11 +2,13 @@
 
 Two entry points, both one call from the rollup machinery (docs/decisions/0210):
 
-- ``observe(pairs)``: after a run (or a backfill hour) recomputed (merchant, hour) pairs, the
-  earliest succeeded payment of every customer in those pairs is folded in: first =
-  min(stored, seen). A late earlier payment moves the first back; a duplicate, a re-run or an
-  overlapping run changes nothing (min is idempotent). Cost: one composite aggregation over
-  the pairs' paid events, one ``mget`` and a write only for customers whose first moved.
+- ``observe_ingested(W_from, W_to)`` (each scheduled run) and ``observe(pairs)`` (each
+  backfill hour): the earliest succeeded payment of every customer among the events ingested
+  in (W_from, W_to], or occurring in the pairs, is folded in: first = min(stored, seen). A late
+  earlier payment moves the first back; a duplicate, a re-run or an overlapping run changes
+  nothing (min is idempotent), so unlike the rollups this needs no closed hour. Cost: one
+  composite aggregation over those paid events, one ``mget`` of their customers, and a write
+  only where a first purchase is new or moved.
 - ``rebuild(start, end)``: after ``pulse reprocess`` replaced the raw events of [start, end)
   (switch or rollback), a first inside the range may no longer exist, so min() is not enough.
   For every customer paying in the range or stored with a first in it, the first becomes
@@ -65,6 +67,30 @@ def paid_minimums(client: OpenSearch, index: str, scope: dict[str, Any], page: i
     return out
 
 
+def observe_ingested(
+    client: OpenSearch, settings: Settings, names: Names, after_ms: int | None, through_ms: int
+) -> int:
+    """Fold in the succeeded payments ingested in (after, through] (a scheduled run's W_from
+    and W_to), whatever hour they occurred in: min() needs no closed hour, so first purchases
+    are folded in at the arrival rate rather than in each hour's closing run."""
+    fp.ensure_index(client, names, settings.generation, settings.first_purchase_shards)
+    ingested: dict[str, Any] = {"lte": through_ms, "format": "epoch_millis"}
+    if after_ms is not None:
+        ingested["gt"] = after_ms
+    scope = {"range": {"ingested_at": ingested}}
+    seen = paid_minimums(client, names.events_alias, scope, settings.rollup_page_size)
+    return fold(client, settings, names, seen)
+
+
+def fold(client: OpenSearch, settings: Settings, names: Names, seen: Minimums) -> int:
+    """first = min(stored, seen) for every key seen; documents written."""
+
+    def earliest(key: Key, stored: int | None) -> int | None:
+        return seen[key] if stored is None else min(stored, seen[key])
+
+    return settle(client, settings, names, sorted(seen), earliest)
+
+
 def observe(client: OpenSearch, settings: Settings, names: Names, pairs: Sequence[Pair]) -> int:
     """Fold the first purchases seen in ``pairs`` into the state; documents written."""
     if not pairs:
@@ -79,11 +105,7 @@ def observe(client: OpenSearch, settings: Settings, names: Names, pairs: Sequenc
         )
         for key, first in found.items():
             seen[key] = min(first, seen.get(key, first))
-
-    def earliest(key: Key, stored: int | None) -> int | None:
-        return seen[key] if stored is None else min(stored, seen[key])
-
-    return settle(client, settings, names, sorted(seen), earliest)
+    return fold(client, settings, names, seen)
 
 
 def rebuild(

@@ -154,7 +154,8 @@ class RollupJob:
             self.client, self.raw, w_from, w_to, self.settings.rollup_page_size
         )
         totals = self.recompute_pairs(pairs, on_chunk)
-        customers.observe(self.client, self.settings, self.names, pairs)  # before W moves
+        # First purchases of everything ingested in (W_from, W_to], before W moves past it.
+        customers.observe_ingested(self.client, self.settings, self.names, w_from, w_to)
         self._commit(prior, w_to, totals)
         return RunReport(
             self.owner,

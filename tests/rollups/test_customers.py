@@ -167,3 +167,16 @@ def test_backfill_and_rebuild_follow_replaced_raw_events(
     rebuild(os_client, settings, names, base_ms + 3 * DAY_MS, base_ms + 4 * DAY_MS)
     assert stored(os_client, settings, names) == oracle(replaced)
     assert oracle(replaced)[("m0", customer_hash("c1"))] == base_ms + 2 * DAY_MS  # moved later
+
+
+def test_a_run_folds_in_payments_of_the_open_hour(
+    rsettings: Settings, os_client: OpenSearch
+) -> None:
+    """First purchases need no closed hour (min is idempotent): a payment a minute old is
+    folded in by the next run, while the rollups wait for its hour to close."""
+    settings, names = fresh(rsettings)
+    now = int(time.time() * 1000)
+    event = Event("o", "m0", "payment", now - 60_000, customer_id="c9", status="succeeded")
+    write_raw(os_client, settings, names, [event], now - 1000)
+    catch_up(os_client, settings, names)
+    assert stored(os_client, settings, names) == {("m0", customer_hash("c9")): now - 60_000}
