@@ -4,7 +4,8 @@ One document per merchant-customer (storage.first_purchases), written by every s
 rollup run from the payments it ingested (rollups.customers.observe_ingested): a ``mget`` of
 every (merchant, customer) paying among them, and a compare-and-set write only where a first
 purchase is new or moved earlier. Runs follow arrivals (every ``rollup_interval_s``), so the
-lunch peak's rate is the load, not a burst at the hour's close. ``bench.capacity`` renders ``customers_table`` into its generated block.
+lunch peak's rate is the load, not a burst at the hour's close. ``bench.capacity`` renders
+``customers_table`` into its generated block.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def measured_paid_share(samples: int = 20_000) -> float:
     return paid / samples
 
 
-def measured_new_share(weeks: int = 16, events: int = 200_000) -> float:
+def measured_new_share(weeks: int = 16, events: int = 60_000) -> float:
     """First purchases per succeeded payment in loadgen's returning-customer model, over its
     last four weeks (the shop has history by then): the share of paying customer-events that
     create a document."""
@@ -95,7 +96,8 @@ def customer_inputs() -> dict[str, Input]:
 
 
 def customer_plan(events_per_day: float, inp: dict[str, Input]) -> dict[str, float]:
-    """The state's figures at one volume (base inputs ``lunch_share``, ``replicas``, ``storage_overhead``, ``shard_target_gb`` from bench.capacity)."""
+    """The state's figures at one volume (base inputs ``lunch_share``, ``replicas``,
+    ``storage_overhead``, ``shard_target_gb`` from bench.capacity)."""
     v: Callable[[str], float] = lambda name: inp[name].value  # noqa: E731
     paid_day = events_per_day * v("paid_share")
     new_day = paid_day * v("new_share")
