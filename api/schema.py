@@ -206,7 +206,9 @@ class Series:
 @strawberry.type(description="How a report was answered.")
 class ReportMeta:
     sources: list[str] = strawberry.field(
-        description="What answered: rollups (hourly aggregates) and/or raw (events)."
+        description="What answered: rollups (hourly aggregates) and/or raw (events); "
+        "first_purchases (each customer's first purchase) for NEW/RETURNING_CUSTOMERS and "
+        "cohorts."
     )
     watermark: datetime | None = strawberry.field(
         description="The instant through which rollups are complete; null when no rollups "
