@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 from api.cells import Cell
 from api.dsl import filter_clause
-from api.engine import engine_errors
+from api.engine import engine_errors, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import Base, Dimension, Filter, Granularity, QueryPlan, Source
 from api.planner import to_ms
@@ -37,6 +37,7 @@ from api.timebuckets import ENGINE_INTERVAL, boundaries, zone
 from ingest.contract import customer_hash
 from pulse.settings import Settings
 from rollups import state  # the named seam: the watermark the first-purchase state lags by
+from storage import arrivals, served
 from storage import first_purchases as fp
 from storage import rollup_schema as rs
 
@@ -113,8 +114,13 @@ def active_customers(
 
 
 def _pages(
-    ctx: Ctx, query: dict[str, Any], sources: list[dict[str, Any]], span: tuple[int, int]
+    ctx: Ctx,
+    query: dict[str, Any],
+    sources: list[dict[str, Any]],
+    span: tuple[int, int],
+    index: str | None = None,
 ) -> Iterable[list[dict[str, Any]]]:
+    """Composite pages over the raw members covering ``span``, or over ``index`` when given."""
     after: dict[str, Any] | None = None
     while True:
         composite: dict[str, Any] = {"size": PAGE, "sources": sources}
@@ -128,7 +134,11 @@ def _pages(
                 "k": {"composite": composite, "aggs": {"first": {"min": {"field": "occurred_at"}}}}
             },
         }
-        agg = (ctx.search(Source.RAW, body, (span,)).get("aggregations") or {}).get("k") or {}
+        if index is None:
+            answer = ctx.search(Source.RAW, body, (span,))
+        else:
+            answer = search(ctx.client, index, body, ctx.settings.api_request_timeout_s)
+        agg = (answer.get("aggregations") or {}).get("k") or {}
         buckets: list[dict[str, Any]] = agg.get("buckets") or []
         if buckets:
             yield buckets
@@ -154,15 +164,38 @@ def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -
         rs.RAW_PAID,
         {"exists": {"field": "customer_id"}},
     ]
+    index = None
     if w is not None:
         clauses.append({"range": {"ingested_at": {"gt": w, "format": "epoch_millis"}}})
+        index = _days_written_after(ctx, before_ms, w)
+        if not index:
+            return {}
     sources = [{"c": {"terms": {"field": "customer_id"}}}]
     out: dict[int, int] = {}
-    for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, (0, before_ms)):
+    for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, (0, before_ms), index):
         for b in page:
             who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
             out[who] = min(first, out.get(who, first))
     return out
+
+
+def _days_written_after(ctx: Ctx, before_ms: int, w: int) -> str:
+    """The raw indices before ``before_ms`` that may hold an event ingested after W: those
+    whose day's arrivals bound (storage.arrivals) is above W or unknown (decision 0048), so
+    the look-back skips every day nothing arrived in since the last rollup run."""
+    with engine_errors("raw members read"):
+        found = [
+            m
+            for m in served.members(ctx.client, ctx.names.events_alias)
+            if m.start_ms is None or m.start_ms < before_ms
+        ]
+        days = {m.start_ms // rs.DAY_MS for m in found if m.start_ms is not None}
+        known = arrivals.bounds(ctx.client, ctx.names, days)
+    return ",".join(
+        m.index
+        for m in found
+        if m.start_ms is None or known.get(m.start_ms // rs.DAY_MS, w + 1) > w
+    )
 
 
 def first_purchases(

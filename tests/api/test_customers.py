@@ -23,6 +23,7 @@ from ingest.contract import Event
 from pulse.naming import names_for
 from pulse.settings import Settings
 from rollups.job import catch_up
+from storage.arrivals import Arrivals
 from tests.api import customers_oracle as oracle
 from tests.api.helpers import index_events
 
@@ -74,6 +75,15 @@ def as_events(specs: list[Any]) -> list[tuple[Event, bool]]:
         )  # fmt: skip
         out.append((event, late))
     return out
+
+
+def write(ctx: Ctx, events: list[Event]) -> None:
+    """Index as the indexer does: the days' arrival bounds first (storage.arrivals: readers
+    skip the days nothing arrived in after the watermark), then the documents."""
+    stamp = int(time.time() * 1000)
+    days = {e.occurred_at_ms // DAY_MS for e in events}
+    Arrivals(ctx.client, ctx.names, lookahead_ms=0).cover(days, stamp)
+    index_events(ctx.client, ctx.settings, ctx.names, events, stamp)
 
 
 def metrics_points(ctx: Ctx, plan: QueryPlan) -> oracle.Counts:
@@ -193,10 +203,10 @@ def test_new_returning_and_cohorts_equal_the_oracle(
     events = as_events(specs)
     on_time = [e for e, late in events if not late]
     late = [e for e, late in events if late] + [events[i][0] for i in duplicates if i < len(events)]
-    index_events(os_client, own, ctx.names, on_time, int(time.time() * 1000))
+    write(ctx, on_time)
     catch_up(os_client, own, ctx.names)  # first purchases of the on-time payments
     time.sleep(0.005)
-    index_events(os_client, own, ctx.names, late, int(time.time() * 1000))
+    write(ctx, late)
     everything = on_time + late
     check(ctx, everything, draw)  # late payments not folded in yet: read from raw
     catch_up(os_client, own, ctx.names)
