@@ -38,13 +38,14 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import SchemaExtension
 
-from api import customers, planner
+from api import customers, funnel, funnel_schema, planner
 from api.errors import BadInput, ClientError
 from api.model import Dimension, Granularity, Metric, QueryPlan
 from pulse.settings import Settings
 
 REPORT_FIELD = "metrics"  # the root field whose cost is its planned points
 COHORTS_FIELD = "cohorts"  # priced as its matrix: cohorts x periods (api.customers)
+FUNNEL_FIELD = "funnel"  # priced by api.funnel.price: steps x hours read
 
 
 @dataclass(frozen=True)
@@ -213,6 +214,9 @@ def price(
             reports += 1
             args = get_argument_values(definition, node, coerced)
             planned = _cohort_points(args, settings, when)
+        elif node.name.value == FUNNEL_FIELD:
+            reports += 1
+            planned = _funnel_points(get_argument_values(definition, node, coerced), settings)
         points += max(per_token, planned)  # any field resolved costs a token at least
         if points > settings.max_request_points:
             break  # over already: the rest need not be planned
@@ -251,6 +255,15 @@ def _cohort_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> 
     except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
         return 0  # the resolver refuses it with its usual error, before any engine read
     return customers.cohort_points(plan)
+
+
+def _funnel_points(args: Mapping[str, Any], settings: Settings) -> int:
+    try:
+        return funnel.price(
+            funnel.build_plan(**funnel_schema.arguments(dict(args)), settings=settings)
+        )
+    except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
+        return 0  # the resolver refuses it with its usual error, before any engine read
 
 
 def _check_shape(shape: Shape, settings: Settings) -> None:

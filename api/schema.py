@@ -22,12 +22,14 @@ from graphql import (
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from api import customers, model, planner, report, service
+from api import customers, funnel_read, funnel_schema, model, planner, report, service
+from api import funnel as funnels
 from api.authcache import KeyGuard
 from api.budget import Cost
 from api.engine import engine_errors
 from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
+from api.funnel_schema import FUNNEL_LIMITS, FunnelKey, FunnelReport, FunnelStepInput
 from api.keys import Principal, lookup
 from api.ratelimit import RateLimiter
 from api.sources import Ctx
@@ -38,6 +40,8 @@ LIMITS = (
     "at most max_buckets [5000] buckets, buckets x groups at most max_points [100000], "
     "limit at most max_limit [100]; each exceeded one is a BAD_USER_INPUT error."
 )
+
+
 COHORT_LIMITS = (
     "Limits: range at most max_range_days [1098] days, periods 1 to cohort_max_periods [60], "
     "at most cohort_max_cohorts [400] cohorts, at most customer_max_keys [500000] "
@@ -302,6 +306,9 @@ class Backend:
     def cohorts(self, ctx: Ctx, plan: customers.CohortPlan) -> service.CohortAnswer:
         return service.cohort_report(ctx, plan)
 
+    def funnel(self, ctx: Ctx, plan: funnels.FunnelPlan) -> list[int]:
+        return funnel_read.counts(ctx, plan)
+
 
 class Context(BaseContext):
     """Per request: the shared execution context, the limiter, the presented key, the
@@ -510,6 +517,61 @@ class Query:
         plan = service.process(ctx, plan, principal)
         rep = await to_thread.run_sync(info.context.backend.report, ctx, plan)
         return to_graphql(rep)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="A funnel for one merchant: how many sessions (or customers) entered with "
+        "step 1 in the range and went on through the steps in order within withinSeconds of "
+        "entering. Exact, from raw events (docs/decisions/0215). " + FUNNEL_LIMITS
+    )
+    async def funnel(
+        self,
+        info: Info[Context, None],
+        merchant_id: MerchantArg,
+        range: Annotated[
+            TimeRange,
+            _arg(
+                "Keys enter with a step-1 event in [start, end); later steps may follow up to "
+                "withinSeconds after the entry, past end. Offset-less DateTimes are UTC."
+            ),
+        ],
+        steps: Annotated[
+            list[FunnelStepInput],
+            _arg(
+                "The steps in order. A key reaches step k when distinct events matching steps "
+                "2..k follow its entry in order, each at or after the previous one."
+            ),
+        ],
+        by: Annotated[
+            FunnelKey | None,  # type: ignore[valid-type]
+            _arg("What goes through the funnel: a session_id or a customer_id."),
+        ] = funnels.FunnelKey.SESSION,
+        within_seconds: Annotated[
+            int | None,
+            _arg(
+                "Every step must happen at most this many seconds after the entering event "
+                "(inclusive)."
+            ),
+        ] = 1800,
+        filters: Annotated[
+            list[DimensionFilter] | None,
+            _arg("Only events matching every filter take part (entry and later steps)."),
+        ] = (),  # type: ignore[assignment]
+    ) -> FunnelReport:
+        started = time.perf_counter()
+        principal = await to_thread.run_sync(_principal, info)
+        plan = funnels.build_plan(
+            str(merchant_id),
+            range.start,
+            range.end,
+            funnel_schema.steps_of(steps),
+            by or funnels.FunnelKey.SESSION,
+            1800 if within_seconds is None else within_seconds,
+            _filters(list(filters or [])),
+            info.context.ctx.settings,
+        )
+        plan = funnel_schema.tenant_scope(plan, principal)
+        counts = await to_thread.run_sync(info.context.backend.funnel, info.context.ctx, plan)
+        return funnel_schema.report(plan, counts, started)
 
     @strawberry.field(  # type: ignore[untyped-decorator]
         description="Cohort retention for one merchant: customers grouped by the period of "

@@ -9,6 +9,7 @@ the very events they send.
 from __future__ import annotations
 
 import bisect
+import heapq
 import itertools
 import random
 import time
@@ -216,3 +217,99 @@ def paced(
 def days_ago_ms(days: int) -> int:
     today = datetime.now(tz=UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return int((today - timedelta(days=days)).timestamp() * 1000)
+
+
+# --- shop sessions: page views -> checkout_start -> payment, for funnels (issue 17) --------
+# Separate from ``Generator.event_at`` (independent events) so the funnel's traffic and other
+# traffic shapes can change apart. Drop-off per session, roughly a small web shop's: 1-12 page
+# views; 35% start a checkout; 80% of those pay; 85% of payments succeed, half of the failed
+# ones are retried (70% of retries succeed). Half the visitors are signed in (customer_id on
+# every event); the others carry customer_id only from checkout on.
+
+CHECKOUT_RATE = 0.35
+PAY_RATE = 0.8
+PAY_SUCCESS = 0.85
+RETRY_RATE = 0.5
+
+
+def shop_session(gen: Generator, start_ms: int) -> list[dict[str, Any]]:
+    """One session of one merchant starting at ``start_ms``, its events in time order."""
+    rng = gen.rng
+    m = gen.merchant()
+    mid = f"m{m:05d}"
+    customer = f"{mid}-c{gen._customer()}"
+    signed_in = rng.random() < 0.5
+    common = {
+        "merchant_id": mid,
+        "session_id": f"{mid}-s{rng.randrange(1 << 40):x}",
+        "channel": CHANNELS[(m + rng.randrange(2)) % 2],  # web or app: sessions are online
+        "device": rng.choice(DEVICES[:3]),
+        "country": COUNTRIES[(m + (rng.random() < 0.1)) % len(COUNTRIES)],
+    }
+    out: list[dict[str, Any]] = []
+    t = start_ms
+
+    def add(kind: str, status: str | None = None) -> None:
+        nonlocal t
+        event: dict[str, Any] = {**common, "event_id": f"s{gen.spec.seed}-{next(gen._seq):012d}"}
+        event.update(event_type=kind, occurred_at=_rfc3339(t))
+        if signed_in or kind != "page_view":
+            event["customer_id"] = customer
+        if kind == "payment":
+            _add_payment_fields(event, rng, m)
+            event["status"] = status
+        out.append(event)
+        t += rng.randint(5_000, 90_000)
+
+    for _ in range(1 + min(int(rng.expovariate(1 / 2.5)), 11)):
+        add("page_view")
+    if rng.random() < CHECKOUT_RATE:
+        add("checkout_start")
+        if rng.random() < PAY_RATE:
+            paid = rng.random() < PAY_SUCCESS
+            add("payment", "succeeded" if paid else "failed")
+            if not paid and rng.random() < RETRY_RATE:
+                add("payment", "succeeded" if rng.random() < 0.7 else "failed")
+    return out
+
+
+def shop_sessions(
+    gen: Generator, events: int, start_ms: int, end_ms: int
+) -> Iterator[dict[str, Any]]:
+    """Whole sessions starting over [start, end) with the brief's day shape, ``events`` events
+    in all (the last session may be cut short)."""
+    sent = 0
+    while sent < events:
+        for event in shop_session(gen, day_shaped_time(gen.rng, start_ms, end_ms)):
+            if sent >= events:
+                return
+            sent += 1
+            yield event
+
+
+class LiveSessions:
+    """Live traffic of sessions: ``event_at(now)`` returns the next event that is due (a
+    session started earlier) or starts a new session and returns its first event."""
+
+    def __init__(self, gen: Generator) -> None:
+        self.gen = gen
+        self._due: list[tuple[int, int, dict[str, Any]]] = []
+        self._order = itertools.count()
+
+    def event_at(self, ts_ms: int) -> dict[str, Any]:
+        if self._due and self._due[0][0] <= ts_ms:
+            return heapq.heappop(self._due)[2]
+        first, *rest = shop_session(self.gen, ts_ms)
+        for event in rest:
+            heapq.heappush(
+                self._due, (parse_instant(event["occurred_at"]), next(self._order), event)
+            )
+        return first
+
+
+def with_sessions(
+    gen: Generator, share: float, other: Callable[[int], dict[str, Any]]
+) -> Callable[[int], dict[str, Any]]:
+    """An ``event_at`` sending a ``share`` of its events from live shop sessions."""
+    live = LiveSessions(gen)
+    return lambda ts: live.event_at(ts) if gen.rng.random() < share else other(ts)

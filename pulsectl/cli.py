@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -77,6 +80,12 @@ def loadgen_cmd(
         False, help="Customers join and come back over weeks (cohorts look like a shop's)."
     ),
     invalid: float = typer.Option(0.0, help="Share of contract-breaking messages (Kafka only)."),
+    sessions: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of events sent as shop sessions (page views -> checkout -> payment).",
+    ),
     seed: int = typer.Option(7),
     to: str = typer.Option("kafka", help="kafka or collector"),
     key: str = typer.Option(
@@ -96,9 +105,14 @@ def loadgen_cmd(
     )
     gen = loadgen.Generator(spec)
     if days > 0:
-        source = gen.events(events, loadgen.days_ago_ms(days), loadgen.now_ms())
+        start, end = loadgen.days_ago_ms(days), loadgen.now_ms()
+        in_sessions = round(events * sessions)
+        source: Iterator[dict[str, Any]] = itertools.chain(
+            gen.events(events - in_sessions, start, end),
+            loadgen.shop_sessions(gen, in_sessions, start, end),
+        )
     else:
-        source = loadgen.paced(gen.event_at, rate, duration)
+        source = loadgen.paced(loadgen.with_sessions(gen, sessions, gen.event_at), rate, duration)
     stream = gen.stream(source)
     if to == "collector":
         if not key:

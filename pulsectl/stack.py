@@ -214,11 +214,16 @@ def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
     history.append("--returning")
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
     live.append("--returning")
+    shop = ["--sessions", "0.4"]  # 40% of events as shop sessions: the demo's funnel
     live_env = {**env, "PULSE_WRITE_KEY": write_key}
     return [
-        Child("loadgen-history", [*history, "--duplicates", "0.01", "--seed", "1"], env, False),
         Child(
-            "loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], live_env
+            "loadgen-history", [*history, *shop, "--duplicates", "0.01", "--seed", "1"], env, False
+        ),
+        Child(
+            "loadgen-live",
+            [*live, *shop, "--to", "collector", "--late", "0.01", "--seed", "2"],
+            live_env,
         ),
     ]
 

@@ -78,7 +78,7 @@ def backfill(
             client, job.raw, hour, hour + HOUR_MS, settings.rollup_page_size
         )
         computed_at = job.clock()
-        totals = job.recompute_pairs(found, fenced=False, derive_packs=not prune_absent)
+        totals = job.recompute_pairs(found, derive_packs=not prune_absent)
         if prune_absent:
             gone = job.writer.delete_absent(hour, {m for m, _ in found}, computed_at)
             job.packs.derive([*found, *((m, hour) for m in gone)])

@@ -68,17 +68,25 @@ def paid_minimums(client: OpenSearch, index: str, scope: dict[str, Any], page: i
 
 
 def observe_ingested(
-    client: OpenSearch, settings: Settings, names: Names, after_ms: int | None, through_ms: int
+    client: OpenSearch,
+    settings: Settings,
+    names: Names,
+    after_ms: int | None,
+    through_ms: int,
+    keep: Callable[[str], bool] | None = None,
 ) -> int:
     """Fold in the succeeded payments ingested in (after, through] (a scheduled run's W_from
     and W_to), whatever hour they occurred in: min() needs no closed hour, so first purchases
-    are folded in at the arrival rate rather than in each hour's closing run."""
+    are folded in at the arrival rate rather than in each hour's closing run. ``keep`` picks
+    the merchants (a sharded worker's shards)."""
     fp.ensure_index(client, names, settings.generation, settings.first_purchase_shards)
     ingested: dict[str, Any] = {"lte": through_ms, "format": "epoch_millis"}
     if after_ms is not None:
         ingested["gt"] = after_ms
     scope = {"range": {"ingested_at": ingested}}
     seen = paid_minimums(client, names.events_alias, scope, settings.rollup_page_size)
+    if keep is not None:
+        seen = {key: first for key, first in seen.items() if keep(key[0])}
     return fold(client, settings, names, seen)
 
 

@@ -166,8 +166,10 @@ def test_a_state_of_the_previous_schema_serves_nothing_until_a_full_run(
     job = _job(os_client, rsettings, names)
     w = job.run_once().watermark_to
     doc = os_client.get(index=names.state_index, id=state.STATE_ID)["_source"]
-    del doc["rollups"]["schema"]  # what the first job version wrote
+    del doc["rollups"]["schema"]  # what the first job version wrote (it had no shards)
     os_client.index(index=names.state_index, id=state.STATE_ID, body=doc, refresh=True)
+    shard_docs = {"query": {"exists": {"field": "rollups.shard"}}}
+    os_client.delete_by_query(index=names.state_index, body=shard_docs, refresh=True)
     os_client.delete_by_query(
         index=names.rollups_alias, body={"query": rs.TOTALS_ONLY}, refresh=True
     )
