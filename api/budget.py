@@ -38,12 +38,13 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import SchemaExtension
 
-from api import funnel, funnel_schema, planner
+from api import customers, funnel, funnel_schema, planner
 from api.errors import BadInput, ClientError
 from api.model import Dimension, Granularity, Metric, QueryPlan
 from pulse.settings import Settings
 
 REPORT_FIELD = "metrics"  # the root field whose cost is its planned points
+COHORTS_FIELD = "cohorts"  # priced as its matrix: cohorts x periods (api.customers)
 FUNNEL_FIELD = "funnel"  # priced by api.funnel.price: steps x hours read
 
 
@@ -210,6 +211,10 @@ def price(
             known = priced.get(key := repr(sorted(args.items())))
             planned = known if known is not None else _report_points(args, settings, when)
             priced[key] = planned
+        elif node.name.value == COHORTS_FIELD:
+            reports += 1
+            args = get_argument_values(definition, node, coerced)
+            planned = _cohort_points(args, settings, when)
         elif node.name.value == FUNNEL_FIELD:
             reports += 1
             planned = _funnel_points(get_argument_values(definition, node, coerced), settings)
@@ -232,6 +237,25 @@ def _report_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> 
         return plan_points(report_plan(args, settings, now_ms))
     except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
         return 0  # the resolver refuses it with its usual error, before any engine read
+
+
+def _cohort_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> int:
+    """A cohort matrix's values, cohorts x periods, planned without reading anything."""
+    try:
+        span = args["range"]
+        plan = customers.plan_request(
+            settings,
+            str(args.get("merchant_id", args.get("merchantId"))),
+            _instant(span, "start"),
+            _instant(span, "end"),
+            _member(Granularity, args.get("granularity") or Granularity.WEEK),
+            args.get("timezone") or "UTC",
+            8 if args.get("periods") is None else int(args["periods"]),
+            now_ms,
+        )
+    except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
+        return 0  # the resolver refuses it with its usual error, before any engine read
+    return customers.cohort_points(plan)
 
 
 def _funnel_points(args: Mapping[str, Any], settings: Settings) -> int:

@@ -115,6 +115,8 @@ class Cell:
     # None on nearly every cell (only report totals and converting plans have one): a cell is
     # made and merged thousands of times per report, so it costs nothing until it is needed.
     money: Money | None = None
+    new_customers: int = 0  # exact, from one source only (api.customers)
+    returning_customers: int = 0
 
     def merge(self, other: Cell) -> None:
         self.events += other.events
@@ -123,6 +125,8 @@ class Cell:
         self.failed += other.failed
         self.refunds += other.refunds
         self.uniques.merge(other.uniques)
+        self.new_customers += other.new_customers
+        self.returning_customers += other.returning_customers
         if other.money is not None:
             self.currencies().merge(other.money)
 

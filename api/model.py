@@ -24,6 +24,8 @@ class Metric(Enum):
     AVERAGE_TICKET = "AVERAGE_TICKET"
     UNIQUE_CUSTOMERS = "UNIQUE_CUSTOMERS"
     PAYMENT_SUCCESS_RATE = "PAYMENT_SUCCESS_RATE"
+    NEW_CUSTOMERS = "NEW_CUSTOMERS"
+    RETURNING_CUSTOMERS = "RETURNING_CUSTOMERS"
 
 
 class Granularity(Enum):
@@ -65,6 +67,7 @@ class Base(Enum):
     FAILED = "failed"  # failed payments
     REFUNDS = "refunds"  # milli
     CUSTOMERS = "customers"  # distinct customers (not additive: sketches / engine cardinality)
+    FIRSTS = "firsts"  # paying customers split by first purchase (api.customers)
 
 
 NEEDS: dict[Metric, frozenset[Base]] = {
@@ -76,6 +79,8 @@ NEEDS: dict[Metric, frozenset[Base]] = {
     Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
     Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
     Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+    Metric.NEW_CUSTOMERS: frozenset({Base.FIRSTS}),
+    Metric.RETURNING_CUSTOMERS: frozenset({Base.FIRSTS}),
 }
 
 

@@ -8,7 +8,7 @@ from functools import cache
 from itertools import pairwise
 
 from api.cells import Cell
-from api.model import Dimension, Granularity, Metric, QueryPlan, Source
+from api.model import Base, Dimension, Granularity, Metric, QueryPlan, Source
 from api.money import Currencies
 from api.sources import Cells, GroupKey
 
@@ -45,6 +45,7 @@ class Report:
     comparison: Report | None = field(default=None)
 
 
+FIRST_PURCHASES = "first_purchases"  # meta.sources of reports using the first-purchase state
 Reader = Callable[[Cell], MetricValue]  # one metric of a cell
 
 
@@ -77,6 +78,14 @@ def _payment_success_rate(cell: Cell) -> float | None:
     return cell.paid / tried if tried else None
 
 
+def _new_customers(cell: Cell) -> float | None:
+    return float(cell.new_customers)
+
+
+def _returning_customers(cell: Cell) -> float | None:
+    return float(cell.returning_customers)
+
+
 def _exact(
     metric: Metric, value_of: Callable[[Cell], float | None], currency: str | None = None
 ) -> Reader:
@@ -104,6 +113,8 @@ _READERS: dict[Metric, Reader] = {
     Metric.AVERAGE_TICKET: _exact(Metric.AVERAGE_TICKET, _average_ticket),
     Metric.PAYMENT_SUCCESS_RATE: _exact(Metric.PAYMENT_SUCCESS_RATE, _payment_success_rate),
     Metric.UNIQUE_CUSTOMERS: _unique_customers,
+    Metric.NEW_CUSTOMERS: _exact(Metric.NEW_CUSTOMERS, _new_customers),
+    Metric.RETURNING_CUSTOMERS: _exact(Metric.RETURNING_CUSTOMERS, _returning_customers),
 }
 
 
@@ -160,8 +171,10 @@ def shape(
     sources = []
     if split and split.rollups:
         sources.append(Source.ROLLUPS.value)
-    if split and split.raw:
+    if (split and split.raw) or Base.FIRSTS in plan.bases:
         sources.append(Source.RAW.value)
+    if Base.FIRSTS in plan.bases:
+        sources.append(FIRST_PURCHASES)
     return Report(
         series=series,
         totals=[_total(m, total, money) for m in plan.metrics],

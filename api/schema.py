@@ -22,12 +22,12 @@ from graphql import (
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
+from api import customers, funnel_read, funnel_schema, model, planner, report, service
 from api import funnel as funnels
-from api import funnel_read, funnel_schema, model, planner, report, service
 from api.authcache import KeyGuard
 from api.budget import Cost
 from api.engine import engine_errors
-from api.errors import Forbidden, RateLimited, Unauthenticated
+from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
 from api.funnel_schema import FUNNEL_LIMITS, FunnelKey, FunnelReport, FunnelStepInput
 from api.keys import Principal, lookup
@@ -39,6 +39,13 @@ LIMITS = (
     "Limits (server settings, defaults in brackets): range at most max_range_days [1098] days, "
     "at most max_buckets [5000] buckets, buckets x groups at most max_points [100000], "
     "limit at most max_limit [100]; each exceeded one is a BAD_USER_INPUT error."
+)
+
+
+COHORT_LIMITS = (
+    "Limits: range at most max_range_days [1098] days, periods 1 to cohort_max_periods [60], "
+    "at most cohort_max_cohorts [400] cohorts, at most customer_max_keys [500000] "
+    "(period, customer) pairs read; each exceeded one is a BAD_USER_INPUT error."
 )
 
 
@@ -71,6 +78,16 @@ Metric = _describe(
         "buckets.",
         "PAYMENT_SUCCESS_RATE": "Succeeded / (succeeded + failed) payments, a fraction in "
         "[0, 1]; pending payments are excluded; null when there are none.",
+        "NEW_CUSTOMERS": "Distinct customers whose first-ever succeeded payment with the "
+        "merchant (all retained history, late events included) falls in the bucket; exact. "
+        "In totals the range is one bucket. With filters or groupBy: customers with a "
+        "matching succeeded payment in the bucket whose first-ever one (of any dimension "
+        "values) is in it. Cannot be grouped or filtered by EVENT_TYPE or STATUS "
+        "(BAD_USER_INPUT).",
+        "RETURNING_CUSTOMERS": "Distinct customers with a succeeded payment in the bucket "
+        "whose first-ever one was earlier than the bucket; exact. NEW_CUSTOMERS + "
+        "RETURNING_CUSTOMERS = the bucket's paying customers. Same filter, groupBy and "
+        "EVENT_TYPE/STATUS rules as NEW_CUSTOMERS.",
     },
 )
 Granularity = _describe(
@@ -202,7 +219,9 @@ class Series:
 @strawberry.type(description="How a report was answered.")
 class ReportMeta:
     sources: list[str] = strawberry.field(
-        description="What answered: rollups (hourly aggregates) and/or raw (events)."
+        description="What answered: rollups (hourly aggregates) and/or raw (events); "
+        "first_purchases (each customer's first purchase) for NEW/RETURNING_CUSTOMERS and "
+        "cohorts."
     )
     watermark: datetime | None = strawberry.field(
         description="The instant through which rollups are complete; null when no rollups "
@@ -224,6 +243,38 @@ class Report:
         description="The same report over compareTo; null without compareTo."
     )
     meta: ReportMeta = strawberry.field(description="Sources, watermark and server time.")
+
+
+@strawberry.type(
+    description="Customers whose first-ever succeeded payment with the merchant falls in one "
+    "calendar period (DAY, WEEK or MONTH in the request's time zone)."
+)
+class Cohort:
+    start: datetime = strawberry.field(
+        description="The cohort's period start, with the offset of the request's time zone."
+    )
+    customers: int = strawberry.field(
+        description="The cohort's size: customers whose first-ever succeeded payment falls in "
+        "the period (exact; late events included)."
+    )
+    retained: list[float | None] = strawberry.field(
+        description="retained[i] (i = 0 ... periods-1): the share of the cohort with at least "
+        "one succeeded payment in the i-th period from the cohort's own, so retained[0] is "
+        "1.0; null for a period that has not begun, and for every period of an empty cohort "
+        "(customers = 0: no share to take)."
+    )
+
+
+@strawberry.type(description="A cohort retention matrix: one row per cohort, oldest first.")
+class CohortReport:
+    cohorts: list[Cohort] = strawberry.field(
+        description="Every period starting inside the range is a cohort, empty ones included."
+    )
+    meta: ReportMeta = strawberry.field(
+        description="Sources (raw events and the first-purchase state), the rollup watermark "
+        "through which first purchases are folded in (later payments are read from raw), and "
+        "server time."
+    )
 
 
 @strawberry.type(description="How far a merchant's data has arrived and been rolled up.")
@@ -260,6 +311,9 @@ class Backend:
 
     def freshness(self, ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:
         return service.freshness(ctx, merchant_id)
+
+    def cohorts(self, ctx: Ctx, plan: customers.CohortPlan) -> service.CohortAnswer:
+        return service.cohort_report(ctx, plan)
 
     def funnel(self, ctx: Ctx, plan: funnels.FunnelPlan) -> list[int]:
         return funnel_read.counts(ctx, plan)
@@ -540,6 +594,61 @@ class Query:
         plan = funnel_schema.tenant_scope(plan, principal)
         counts = await to_thread.run_sync(info.context.backend.funnel, info.context.ctx, plan)
         return funnel_schema.report(plan, counts, started)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="Cohort retention for one merchant: customers grouped by the period of "
+        "their first-ever succeeded payment, and the share of each cohort paying again in "
+        "each following period. Exact. " + COHORT_LIMITS
+    )
+    async def cohorts(
+        self,
+        info: Info[Context, None],
+        merchant_id: MerchantArg,
+        range: Annotated[
+            TimeRange, _arg("Cohorts are the periods whose start lies in [start, end).")
+        ],
+        granularity: Annotated[
+            Granularity | None,  # type: ignore[valid-type]
+            _arg("The period: DAY, WEEK (Monday) or MONTH in timezone; others BAD_USER_INPUT."),
+        ] = model.Granularity.WEEK,
+        timezone: Annotated[
+            str | None,
+            _arg("IANA time zone of the periods and of offset-less DateTimes."),
+        ] = "UTC",
+        periods: Annotated[
+            int | None,
+            _arg("How many periods each cohort's retained list covers, from its own on."),
+        ] = 8,
+    ) -> CohortReport:
+        principal = await to_thread.run_sync(_principal, info)
+        tz_name = timezone or "UTC"
+        zone(tz_name)
+        if not planner.MERCHANT_RE.fullmatch(str(merchant_id)):
+            raise BadInput("merchantId must be 1-64 characters of [A-Za-z0-9_.-]")
+        if not principal.may_read(str(merchant_id)):
+            raise Forbidden("this API key may not read that merchant")
+        plan = customers.plan_request(
+            info.context.ctx.settings,
+            str(merchant_id),
+            range.start,
+            range.end,
+            granularity or model.Granularity.WEEK,
+            tz_name,
+            8 if periods is None else periods,
+            int(time.time() * 1000),
+        )
+        answer = await to_thread.run_sync(info.context.backend.cohorts, info.context.ctx, plan)
+        tz = zone(tz_name)
+        rows = [
+            Cohort(start=iso(r.start_ms, tz), customers=r.customers, retained=r.retained)
+            for r in answer.rows
+        ]
+        meta = ReportMeta(
+            sources=answer.sources,
+            watermark=_ts(answer.watermark_ms, tz_name),
+            took_ms=answer.took_ms,
+        )
+        return CohortReport(cohorts=rows, meta=meta)
 
     @strawberry.field(  # type: ignore[untyped-decorator]
         description="How fresh a merchant's data is: what has been ingested and rolled up."

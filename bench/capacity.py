@@ -511,8 +511,20 @@ def render(inp: dict[str, Input]) -> str:
         "### Plan per volume", "", *plan_table(inp), "",
         "### Backlog drain when the lunch peak overshoots", "", *backlog_table(inp), "",
         "### Rebuilding one day (reprocess)", "", *rebuild_table(inp),
+        *_customers_section(inp),
     ]  # fmt: skip
     return "\n".join(parts)
+
+
+def _customers_section(inp: dict[str, Input]) -> list[str]:
+    """The first-purchase state (bench.customers_capacity; imported here: it imports Input)."""
+    from bench import customers_capacity as cc
+
+    own = cc.customer_inputs()
+    return [
+        "", "### First purchases (NEW/RETURNING_CUSTOMERS, cohorts)", "", *inputs_table(own), "",
+        *cc.customers_table({**inp, **own}, VOLUMES),
+    ]  # fmt: skip
 
 
 def write(doc: Path, block: str) -> None:

@@ -3,7 +3,8 @@
 Generates loadgen events straight into the raw indices with bulk (skipped when the bench
 namespace already holds enough), lets rollups be built when the rollups package offers a
 job, then times a 30-day hourly and a 90-day daily report for the biggest merchant through
-the ASGI app in-process (GraphQL parsing, auth, planning, engine, shaping all included).
+the ASGI app in-process (GraphQL parsing, auth, planning, engine, shaping all included), and
+the customer cases of bench.query_customers (cohorts, NEW/RETURNING_CUSTOMERS).
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from opensearchpy import OpenSearch, helpers
 from api.app import create_app
 from api.keys import create_key
 from bench import funnel
+from bench.query_customers import customer_cases
 from ingest.contract import validate
-from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec, shop_sessions
+from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec, Returning, shop_sessions
 from pulse.clients import opensearch_client, read_stack
 from pulse.naming import Names, day_of, names_for
 from pulse.settings import Settings, get_settings
@@ -191,6 +193,10 @@ def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
         raw = _time(tc, key, {**variables, "f": "RAW"}, requests)
         speedup = raw["p95_ms"] / normal["p95_ms"] if normal["p95_ms"] else None
         out[name] = {"normal": normal, "forced_raw": raw, "p95_speedup": speedup}
+    baseline = out["90d_daily"]["forced_raw"]["p95_ms"]
+    for name, case in customer_cases(tc, key, MERCHANT, requests, _iso).items():
+        case["p95_vs_90d_daily_raw"] = round(case["p95_ms"] / baseline, 3) if baseline else None
+        out[name] = case
     return out
 
 
@@ -220,7 +226,8 @@ def run(
         present = _count(client, names)
         load_s = None
         if present < events:
-            spec = LoadSpec(merchants=merchants, seed=seed)
+            # Customers join and come back over weeks: the cohort case reads a shop's shape.
+            spec = LoadSpec(merchants=merchants, seed=seed, returning=Returning())
             load_s = load(client, settings, names, events - present, spec)
         rollup_s = None if only_funnels else build_rollups(client, settings, names)
         total = _count(client, names)

@@ -38,6 +38,45 @@ DEVICES = ("ios", "android", "desktop", "terminal")
 CHANNELS = ("web", "app", "pos")
 
 
+WEEK_MS = 7 * DAY_MS
+
+
+@dataclass(frozen=True)
+class Returning:
+    """Customers over weeks, so cohort retention looks like a shop's (``Cohorts``).
+
+    Of a merchant's events, ``new_share`` come from a customer never seen before; the others
+    from a customer who joined ``k`` weeks before the event's week (k = 0 is the same week),
+    chosen with weight ``decay ** k`` up to ``horizon_weeks``, uniformly among that week's
+    joiners. A cohort's chance to come back thus falls with its age, whatever the merchant's
+    size: with the defaults about a quarter of a weekly cohort pays again the next week.
+    """
+
+    new_share: float = 0.15
+    decay: float = 0.6
+    horizon_weeks: int = 12
+
+
+@dataclass
+class Cohorts:
+    """The customers each (merchant, week) gained so far, for ``Returning`` picks."""
+
+    spec: Returning
+    joined: dict[tuple[str, int], list[str]] = field(default_factory=dict)
+
+    def customer(self, rng: random.Random, merchant_id: str, ts_ms: int) -> str:
+        week = ts_ms // WEEK_MS
+        if rng.random() >= self.spec.new_share:
+            ages = range(self.spec.horizon_weeks + 1)
+            age = rng.choices(ages, [self.spec.decay**k for k in ages])[0]
+            pool = self.joined.get((merchant_id, week - age))
+            if pool:
+                return rng.choice(pool)
+        pool = self.joined.setdefault((merchant_id, week), [])
+        pool.append(f"{merchant_id}-w{week}-c{len(pool)}")
+        return pool[-1]
+
+
 @dataclass(frozen=True)
 class LoadSpec:
     """What to generate. Times are epoch milliseconds (UTC)."""
@@ -49,6 +88,7 @@ class LoadSpec:
     late_rate: float = 0.0  # share of events whose occurred_at lies hours to days back
     invalid_rate: float = 0.0  # share of messages that break the contract
     customers_per_merchant: int = 500
+    returning: Returning | None = None  # customers joining and coming back over weeks
 
 
 @dataclass
@@ -59,12 +99,14 @@ class Generator:
     rng: random.Random = field(init=False)
     _cum: list[float] = field(init=False)
     _seq: Iterator[int] = field(init=False)
+    _cohorts: Cohorts | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.spec.seed)
         weights = [1 / (k**self.spec.zipf_s) for k in range(1, self.spec.merchants + 1)]
         self._cum = list(itertools.accumulate(weights))
         self._seq = itertools.count()
+        self._cohorts = Cohorts(self.spec.returning) if self.spec.returning else None
 
     def merchant(self) -> int:
         return bisect.bisect_left(self._cum, self.rng.random() * self._cum[-1])
@@ -72,6 +114,11 @@ class Generator:
     def _customer(self) -> int:
         """Pareto-distributed: most events come from a few returning customers."""
         return int(self.rng.paretovariate(1.2)) % self.spec.customers_per_merchant
+
+    def _customer_of(self, merchant_id: str, ts_ms: int) -> str:
+        if self._cohorts is None:
+            return f"{merchant_id}-c{self._customer()}"
+        return self._cohorts.customer(self.rng, merchant_id, ts_ms)
 
     def event_at(self, ts_ms: int) -> dict[str, Any]:
         m = self.merchant()
@@ -85,7 +132,7 @@ class Generator:
                 ("page_view", "checkout_start", "payment", "refund"), (55, 15, 25, 5)
             )[0],
             "occurred_at": _rfc3339(ts_ms),
-            "customer_id": f"{mid}-c{self._customer()}",
+            "customer_id": self._customer_of(mid, ts_ms),
             "session_id": f"{mid}-s{rng.randrange(1 << 30):x}",
             "channel": CHANNELS[(m + rng.randrange(2)) % 3],
             "device": rng.choice(DEVICES),

@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
     rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
+    # First purchases per merchant-customer (storage.first_purchases, docs/decisions/0210).
+    first_purchase_shards: int = Field(default=1, ge=1)
 
     # API
     api_host: str = "127.0.0.1"
@@ -125,6 +127,11 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=3 * 366, ge=1)
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
+    # NEW/RETURNING_CUSTOMERS and cohorts (api.customers, docs/decisions/0211): the distinct
+    # (group, bucket, customer) keys one request may read, and the cohort matrix's limits.
+    customer_max_keys: int = Field(default=500_000, ge=1)
+    cohort_max_periods: int = Field(default=60, ge=1)
+    cohort_max_cohorts: int = Field(default=400, ge=1)
     # Funnels (api.funnel, docs/decisions/0215): each exceeded limit is a BAD_USER_INPUT error.
     funnel_max_range_days: int = Field(default=93, ge=1)
     funnel_max_steps: int = Field(default=10, ge=1, le=30)

@@ -76,6 +76,9 @@ def loadgen_cmd(
     merchants: int = typer.Option(200),
     duplicates: float = typer.Option(0.0, help="Share of events re-sent with the same id."),
     late: float = typer.Option(0.0, help="Share of events arriving hours to days late."),
+    returning: bool = typer.Option(
+        False, help="Customers join and come back over weeks (cohorts look like a shop's)."
+    ),
     invalid: float = typer.Option(0.0, help="Share of contract-breaking messages (Kafka only)."),
     sessions: float = typer.Option(
         0.0,
@@ -94,7 +97,11 @@ def loadgen_cmd(
 
     settings = get_settings()
     spec = loadgen.LoadSpec(
-        merchants=merchants, seed=seed, duplicate_rate=duplicates, late_rate=late
+        merchants=merchants,
+        seed=seed,
+        duplicate_rate=duplicates,
+        late_rate=late,
+        returning=loadgen.Returning() if returning else None,
     )
     gen = loadgen.Generator(spec)
     if days > 0:

@@ -211,10 +211,13 @@ def components(stack: Stack, demo: bool) -> list[Child]:
 
 
 def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
-    """A week of history straight to Kafka, then live traffic through the collector (with an
-    admin write key: the demo sends for all its merchants)."""
-    history = ["loadgen", "--days", "7", "--events", "50000", "--merchants", "200"]
+    """Eight weeks of history straight to Kafka, then live traffic through the collector (with
+    an admin write key: the demo sends for all its merchants). Customers join and come back
+    over the weeks (``--returning``), so the cohorts look like a shop's."""
+    history = ["loadgen", "--days", "56", "--events", "100000", "--merchants", "200"]
+    history.append("--returning")
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
+    live.append("--returning")
     shop = ["--sessions", "0.4"]  # 40% of events as shop sessions: the demo's funnel
     live_env = {**env, "PULSE_WRITE_KEY": write_key}
     return [

@@ -13,6 +13,8 @@ run of one worker (``pulse rollups`` replica):
    hours still open at W_from (compute.changed_pairs), kept for the shards starting there;
    all of them ordered by shard. One worker scans a window, the others read its result
    (rollups.scan).
+   Then the first purchases of the pending shards' merchants among the payments ingested in
+   (lowest W_from, W_to] are folded in (rollups.customers.observe_ingested, decision 0210).
 4. For each chunk of pairs (it may span shards): renew the chunk's shards' leases (one bulk
    compare-and-set), take ``computed_at``, recompute, then fence: drop every bucket of a shard
    whose lease has run out (another worker may own it now) before writing, and before pruning.
@@ -39,7 +41,7 @@ from opensearchpy import OpenSearch
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import compute, shards, state
+from rollups import compute, customers, shards, state
 from rollups.compute import Pair
 from rollups.lease import LeaseLost
 from rollups.packs import PackWriter
@@ -215,6 +217,13 @@ class RollupJob:
         after = None if any(w is None for w in starts) else min(w for w in starts if w is not None)
         share = through_ms is None and self.step_ms > 0  # aligned: the others ask the same
         pairs = self._pairs({i: w_from[i] for i in pending}, w_to, share)
+        # First purchases of the pending shards' merchants ingested in (W_from, W_to], before
+        # any of their W moves (a min: folding from the lowest W_from is harmless).
+        mine: dict[str, bool] = {}  # merchant -> in a pending shard (memo)
+        customers.observe_ingested(
+            self.client, self.settings, self.names, after, w_to,
+            lambda m: mine.setdefault(m, shard_of(m, self.shard_count) in pending),
+        )  # fmt: skip
         totals = self._run_shards(pending, pairs, w_to, on_chunk)
         served = self.publish()
         return RunReport(

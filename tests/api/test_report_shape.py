@@ -44,6 +44,10 @@ def _metric_value_reference(metric: Metric, cell: Cell) -> MetricValue:
     elif metric is Metric.PAYMENT_SUCCESS_RATE:
         tried = cell.paid + cell.failed
         value = cell.paid / tried if tried else None
+    elif metric is Metric.NEW_CUSTOMERS:  # added with the metrics (decision 0211)
+        value = cell.new_customers
+    elif metric is Metric.RETURNING_CUSTOMERS:
+        value = cell.returning_customers
     else:
         value, bound = cell.uniques.value()
     return MetricValue(
@@ -75,8 +79,11 @@ def _shape_reference(
     sources = []
     if split and split.rollups:
         sources.append(Source.ROLLUPS.value)
-    if split and split.raw:
+    firsts = {Metric.NEW_CUSTOMERS, Metric.RETURNING_CUSTOMERS} & set(plan.metrics)
+    if (split and split.raw) or firsts:
         sources.append(Source.RAW.value)
+    if firsts:
+        sources.append("first_purchases")
     return Report(
         series=series,
         totals=[_metric_value_reference(m, total) for m in plan.metrics],
@@ -183,6 +190,8 @@ def random_cell(rng: random.Random, sketches: bool) -> Cell:
         failed=rng.choice([0, rng.randint(0, 500)]),
         refunds=rng.choice([0, rng.randint(0, gross + 1)]),
         uniques=uniques,
+        new_customers=rng.choice([0, rng.randint(0, 5000)]),
+        returning_customers=rng.choice([0, rng.randint(0, 5000)]),
     )
 
 

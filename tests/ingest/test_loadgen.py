@@ -65,3 +65,27 @@ def test_a_minority_of_merchants_sells_in_several_currencies() -> None:
     assert len(several) < len(currencies) / 5  # a minority
     assert currencies["m00007"] == {"GBP", "EUR", "USD"}
     assert currencies["m00000"] == {"EUR"}  # the others keep their one currency
+
+
+def test_returning_customers_make_decaying_weekly_cohorts() -> None:
+    """With ``Returning``, a weekly cohort's share coming back falls as it ages, and most of
+    a week's paying customers are returning ones once the shop has history."""
+    from ingest.loadgen import WEEK_MS, Returning
+    from pulse.clock import parse_instant
+
+    spec = LoadSpec(merchants=5, seed=4, returning=Returning())
+    gen = Generator(spec)
+    start = 2_800 * WEEK_MS  # an epoch-week boundary: weeks of the model and of the check agree
+    weeks: dict[str, set[int]] = {}
+    for event in gen.events(60_000, start, start + 12 * WEEK_MS):
+        if event["merchant_id"] == "m00000" and event.get("status") == "succeeded":
+            week = (parse_instant(event["occurred_at"]) - start) // WEEK_MS
+            weeks.setdefault(event["customer_id"], set()).add(week)
+    first = {c: min(w) for c, w in weeks.items()}
+    cohort = [c for c, f in first.items() if f == 4]
+    retained = [sum(1 for c in cohort if 4 + k in weeks[c]) / len(cohort) for k in range(6)]
+    assert retained[0] == 1.0
+    assert 0.08 < retained[1] < 0.5 and retained[1] > retained[3] > retained[5]
+    in_week_8 = [c for c, w in weeks.items() if 8 in w]
+    returning = sum(1 for c in in_week_8 if first[c] < 8) / len(in_week_8)
+    assert 0.2 < returning < 0.8
