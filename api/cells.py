@@ -84,6 +84,7 @@ class Cell:
     gross: int = 0  # milli
     failed: int = 0
     refunds: int = 0  # milli
+    disputes: int = 0
     uniques: Uniques = field(default_factory=Uniques)
 
     def merge(self, other: Cell) -> None:
@@ -92,6 +93,7 @@ class Cell:
         self.gross += other.gross
         self.failed += other.failed
         self.refunds += other.refunds
+        self.disputes += other.disputes
         self.uniques.merge(other.uniques)
 
 
@@ -114,6 +116,7 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
         gross=_int(agg, "paid", "amt", "value"),
         failed=_int(agg, "failed", "doc_count"),
         refunds=_int(agg, "refunds", "amt", "value"),
+        disputes=_int(agg, "disputes", "doc_count"),
     )
     if Base.CUSTOMERS not in bases:
         return cell
@@ -136,6 +139,7 @@ def rollup_cell(agg: dict[str, Any]) -> Cell:
         gross=_int(agg, "gross", "value"),
         failed=_int(agg, "failed", "value"),
         refunds=_int(agg, "refunds", "value"),
+        disputes=_int(agg, "disputes", "value"),
     )
 
 

@@ -19,13 +19,14 @@ Body = dict[str, Any]
 GroupKey = tuple[str, ...]
 
 TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
-PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
+PAID, FAILED, REFUND, DISPUTE = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND, rs.RAW_DISPUTE
 ROLLUP_SUMS = {
     Base.EVENTS: rs.EVENTS,
     Base.PAID: rs.PAYMENTS_SUCCEEDED,
     Base.GROSS: rs.GROSS_MILLI,
     Base.FAILED: rs.PAYMENTS_FAILED,
     Base.REFUNDS: rs.REFUNDS_MILLI,
+    Base.DISPUTES: rs.DISPUTES,
 }
 
 
@@ -87,6 +88,8 @@ def base_aggs(bases: frozenset[Base], source: Source, hashes_cap: int, threshold
         aggs["failed"] = {"filter": FAILED}
     if Base.REFUNDS in bases:
         aggs["refunds"] = {"filter": REFUND, "aggs": {"amt": {"sum": {"field": "amount_milli"}}}}
+    if Base.DISPUTES in bases:
+        aggs["disputes"] = {"filter": DISPUTE}
     if Base.CUSTOMERS in bases:
         card = {"field": "customer_id", "precision_threshold": threshold}
         aggs["cust"] = {"cardinality": card}

@@ -24,6 +24,10 @@ class Metric(Enum):
     AVERAGE_TICKET = "AVERAGE_TICKET"
     UNIQUE_CUSTOMERS = "UNIQUE_CUSTOMERS"
     PAYMENT_SUCCESS_RATE = "PAYMENT_SUCCESS_RATE"
+    FAILED_PAYMENTS = "FAILED_PAYMENTS"
+    REFUND_RATE = "REFUND_RATE"
+    DISPUTES = "DISPUTES"
+    DISPUTE_RATE = "DISPUTE_RATE"
 
 
 class Granularity(Enum):
@@ -43,6 +47,7 @@ class Dimension(Enum):
     COUNTRY = "COUNTRY"
     CHANNEL = "CHANNEL"
     DEVICE = "DEVICE"
+    DECLINE_CODE = "DECLINE_CODE"
 
     @property
     def field(self) -> str:
@@ -63,6 +68,7 @@ class Base(Enum):
     GROSS = "gross"  # milli
     FAILED = "failed"  # failed payments
     REFUNDS = "refunds"  # milli
+    DISPUTES = "disputes"  # dispute events
     CUSTOMERS = "customers"  # distinct customers (not additive: sketches / engine cardinality)
 
 
@@ -75,6 +81,10 @@ NEEDS: dict[Metric, frozenset[Base]] = {
     Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
     Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
     Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+    Metric.FAILED_PAYMENTS: frozenset({Base.FAILED}),
+    Metric.REFUND_RATE: frozenset({Base.REFUNDS, Base.GROSS}),
+    Metric.DISPUTES: frozenset({Base.DISPUTES}),
+    Metric.DISPUTE_RATE: frozenset({Base.DISPUTES, Base.PAID}),
 }
 
 

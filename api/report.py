@@ -74,6 +74,22 @@ def _payment_success_rate(cell: Cell) -> float | None:
     return cell.paid / tried if tried else None
 
 
+def _failed_payments(cell: Cell) -> float | None:
+    return float(cell.failed)
+
+
+def _refund_rate(cell: Cell) -> float | None:
+    return cell.refunds / cell.gross if cell.gross else None
+
+
+def _disputes(cell: Cell) -> float | None:
+    return float(cell.disputes)
+
+
+def _dispute_rate(cell: Cell) -> float | None:
+    return cell.disputes / cell.paid if cell.paid else None
+
+
 def _exact(metric: Metric, value_of: Callable[[Cell], float | None]) -> Reader:
     """A metric computed exactly from counts and sums: bound 0, or None with the value."""
 
@@ -99,6 +115,10 @@ _READERS: dict[Metric, Reader] = {
     Metric.AVERAGE_TICKET: _exact(Metric.AVERAGE_TICKET, _average_ticket),
     Metric.PAYMENT_SUCCESS_RATE: _exact(Metric.PAYMENT_SUCCESS_RATE, _payment_success_rate),
     Metric.UNIQUE_CUSTOMERS: _unique_customers,
+    Metric.FAILED_PAYMENTS: _exact(Metric.FAILED_PAYMENTS, _failed_payments),
+    Metric.REFUND_RATE: _exact(Metric.REFUND_RATE, _refund_rate),
+    Metric.DISPUTES: _exact(Metric.DISPUTES, _disputes),
+    Metric.DISPUTE_RATE: _exact(Metric.DISPUTE_RATE, _dispute_rate),
 }
 
 

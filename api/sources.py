@@ -196,6 +196,7 @@ def _place_total(plan: QueryPlan, hour: int, pack: dict[str, list[int]], out: Ce
         gross=int(pack[rs.GROSS_MILLI][slot]),
         failed=int(pack[rs.PAYMENTS_FAILED][slot]),
         refunds=int(pack[rs.REFUNDS_MILLI][slot]),
+        disputes=int(pack[rs.DISPUTES][slot]),
     )
     if not cell.events:
         return  # an hour without events: zero everywhere, the buckets are zero-filled

@@ -21,6 +21,8 @@ from pulse.settings import Settings
 from rollups.job import catch_up
 from tests.api.helpers import dedupe, index_events, to_events
 from tests.api.test_reports import (
+    HEALTH,
+    HEALTH_DIMS,
     MERCHANTS,
     WINDOWS,
     Events,
@@ -81,6 +83,14 @@ SEEN: set[str] = set()
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
 @given(q=queries())
 def test_rolled_up_answers_equal_the_oracle(
+    http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any]
+) -> None:
+    SEEN.update(run_queries(http, world, keys, q))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(q=queries(HEALTH, HEALTH_DIMS))
+def test_rolled_up_payment_health_equals_the_oracle(
     http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any]
 ) -> None:
     SEEN.update(run_queries(http, world, keys, q))
