@@ -196,7 +196,11 @@ def sketches_body(
         "track_total_hits": False,
         "query": query(plan, Source.ROLLUPS, intervals),
         "_source": fields,
-        "sort": [{rs.HOUR: "asc"}, *({d: "asc"} for d in rs.DIMENSIONS)],
+        # unmapped_type: a monthly index older than a dimension (decision 0205) sorts too.
+        "sort": [
+            {rs.HOUR: "asc"},
+            *({d: {"order": "asc", "unmapped_type": "keyword"}} for d in rs.DIMENSIONS),
+        ],
     }
     if after:
         body["search_after"] = after
