@@ -25,7 +25,7 @@ const KIND = Object.fromEntries([...TILES.map((t) => [t.metric, t.kind]), ["EVEN
 const LABEL = Object.fromEntries([...TILES.map((t) => [t.metric, t.label]), ["EVENTS", "Events"]]);
 const BREAKDOWN_METRICS = ["EVENTS", "PAYMENTS", "GROSS_SALES", "AVERAGE_TICKET", "PAYMENT_SUCCESS_RATE"];
 // Until sign-in lists the API's own Dimension enum (new dimensions then appear by themselves).
-const DIMENSIONS = ["EVENT_TYPE", "STATUS", "PAYMENT_METHOD", "COUNTRY", "CHANNEL", "DEVICE", "STORE_ID", "DECLINE_CODE"];
+const DIMENSIONS = ["EVENT_TYPE", "STATUS", "PAYMENT_METHOD", "COUNTRY", "CHANNEL", "DEVICE", "STORE_ID"];
 
 const $ = (id) => document.getElementById(id);
 const state = {
