@@ -111,6 +111,7 @@ class Cell:
     gross: int = 0  # milli
     failed: int = 0
     refunds: int = 0  # milli
+    disputes: int = 0
     uniques: Uniques = field(default_factory=Uniques)
     # None on nearly every cell (only report totals and converting plans have one): a cell is
     # made and merged thousands of times per report, so it costs nothing until it is needed.
@@ -124,6 +125,7 @@ class Cell:
         self.gross += other.gross
         self.failed += other.failed
         self.refunds += other.refunds
+        self.disputes += other.disputes
         self.uniques.merge(other.uniques)
         self.new_customers += other.new_customers
         self.returning_customers += other.returning_customers
@@ -186,6 +188,7 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
         gross=_int(agg, "paid", "amt", "value"),
         failed=_int(agg, "failed", "doc_count"),
         refunds=_int(agg, "refunds", "amt", "value"),
+        disputes=_int(agg, "disputes", "doc_count"),
     )
     if "cp" in agg or "cr" in agg:  # only the report total of a money report has a probe
         _currencies(cell, agg)
@@ -212,6 +215,7 @@ def rollup_cell(agg: dict[str, Any]) -> Cell:
         gross=_int(agg, "gross", "value"),
         failed=_int(agg, "failed", "value"),
         refunds=_int(agg, "refunds", "value"),
+        disputes=_int(agg, "disputes", "value"),
     )
     if "cp" in agg or "cr" in agg:
         _currencies(cell, agg)

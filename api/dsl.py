@@ -19,13 +19,14 @@ Body = dict[str, Any]
 GroupKey = tuple[str, ...]
 
 TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
-PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
+PAID, FAILED, REFUND, DISPUTE = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND, rs.RAW_DISPUTE
 ROLLUP_SUMS = {
     Base.EVENTS: rs.EVENTS,
     Base.PAID: rs.PAYMENTS_SUCCEEDED,
     Base.GROSS: rs.GROSS_MILLI,
     Base.FAILED: rs.PAYMENTS_FAILED,
     Base.REFUNDS: rs.REFUNDS_MILLI,
+    Base.DISPUTES: rs.DISPUTES,
 }
 
 
@@ -140,6 +141,8 @@ def base_aggs(
         aggs["refunds"] = {"filter": REFUND, "aggs": dict(AMOUNT)}
         if convert:
             aggs["refunds"]["aggs"]["fx"] = _by_currency_and_day(source, AMOUNT)
+    if Base.DISPUTES in bases:
+        aggs["disputes"] = {"filter": DISPUTE}
     if Base.CUSTOMERS in bases:
         card = {"field": "customer_id", "precision_threshold": threshold}
         aggs["cust"] = {"cardinality": card}
@@ -247,7 +250,11 @@ def sketches_body(
         "track_total_hits": False,
         "query": query(plan, Source.ROLLUPS, intervals),
         "_source": fields,
-        "sort": [{rs.HOUR: "asc"}, *({d: "asc"} for d in rs.DIMENSIONS)],
+        # unmapped_type: a monthly index older than a dimension (decision 0205) sorts too.
+        "sort": [
+            {rs.HOUR: "asc"},
+            *({d: {"order": "asc", "unmapped_type": "keyword"}} for d in rs.DIMENSIONS),
+        ],
     }
     if after:
         body["search_after"] = after

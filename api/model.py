@@ -26,6 +26,10 @@ class Metric(Enum):
     PAYMENT_SUCCESS_RATE = "PAYMENT_SUCCESS_RATE"
     NEW_CUSTOMERS = "NEW_CUSTOMERS"
     RETURNING_CUSTOMERS = "RETURNING_CUSTOMERS"
+    FAILED_PAYMENTS = "FAILED_PAYMENTS"
+    REFUND_RATE = "REFUND_RATE"
+    DISPUTES = "DISPUTES"
+    DISPUTE_RATE = "DISPUTE_RATE"
 
 
 class Granularity(Enum):
@@ -46,6 +50,7 @@ class Dimension(Enum):
     CHANNEL = "CHANNEL"
     DEVICE = "DEVICE"
     CURRENCY = "CURRENCY"
+    DECLINE_CODE = "DECLINE_CODE"
 
     @property
     def field(self) -> str:
@@ -66,6 +71,7 @@ class Base(Enum):
     GROSS = "gross"  # milli
     FAILED = "failed"  # failed payments
     REFUNDS = "refunds"  # milli
+    DISPUTES = "disputes"  # dispute events
     CUSTOMERS = "customers"  # distinct customers (not additive: sketches / engine cardinality)
     FIRSTS = "firsts"  # paying customers split by first purchase (api.customers)
 
@@ -79,6 +85,10 @@ NEEDS: dict[Metric, frozenset[Base]] = {
     Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
     Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
     Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+    Metric.FAILED_PAYMENTS: frozenset({Base.FAILED}),
+    Metric.REFUND_RATE: frozenset({Base.REFUNDS, Base.GROSS}),
+    Metric.DISPUTES: frozenset({Base.DISPUTES}),
+    Metric.DISPUTE_RATE: frozenset({Base.DISPUTES, Base.PAID}),
     Metric.NEW_CUSTOMERS: frozenset({Base.FIRSTS}),
     Metric.RETURNING_CUSTOMERS: frozenset({Base.FIRSTS}),
 }

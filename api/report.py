@@ -86,6 +86,22 @@ def _returning_customers(cell: Cell) -> float | None:
     return float(cell.returning_customers)
 
 
+def _failed_payments(cell: Cell) -> float | None:
+    return float(cell.failed)
+
+
+def _refund_rate(cell: Cell) -> float | None:
+    return cell.refunds / cell.gross if cell.gross else None
+
+
+def _disputes(cell: Cell) -> float | None:
+    return float(cell.disputes)
+
+
+def _dispute_rate(cell: Cell) -> float | None:
+    return cell.disputes / cell.paid if cell.paid else None
+
+
 def _exact(
     metric: Metric, value_of: Callable[[Cell], float | None], currency: str | None = None
 ) -> Reader:
@@ -115,6 +131,10 @@ _READERS: dict[Metric, Reader] = {
     Metric.UNIQUE_CUSTOMERS: _unique_customers,
     Metric.NEW_CUSTOMERS: _exact(Metric.NEW_CUSTOMERS, _new_customers),
     Metric.RETURNING_CUSTOMERS: _exact(Metric.RETURNING_CUSTOMERS, _returning_customers),
+    Metric.FAILED_PAYMENTS: _exact(Metric.FAILED_PAYMENTS, _failed_payments),
+    Metric.REFUND_RATE: _exact(Metric.REFUND_RATE, _refund_rate),
+    Metric.DISPUTES: _exact(Metric.DISPUTES, _disputes),
+    Metric.DISPUTE_RATE: _exact(Metric.DISPUTE_RATE, _dispute_rate),
 }
 
 

@@ -88,6 +88,13 @@ Metric = _describe(
         "whose first-ever one was earlier than the bucket; exact. NEW_CUSTOMERS + "
         "RETURNING_CUSTOMERS = the bucket's paying customers. Same filter, groupBy and "
         "EVENT_TYPE/STATUS rules as NEW_CUSTOMERS.",
+        "FAILED_PAYMENTS": "Count of payment events with status failed (group or filter by "
+        "DECLINE_CODE for why).",
+        "REFUND_RATE": "REFUNDS / GROSS_SALES over the same events, a fraction (may exceed 1 "
+        "when refunds of earlier sales outweigh the bucket's sales); null when GROSS_SALES is 0.",
+        "DISPUTES": "Count of dispute events (chargebacks opened against the merchant).",
+        "DISPUTE_RATE": "DISPUTES / PAYMENTS over the same events, a fraction; null when "
+        "PAYMENTS is 0.",
     },
 )
 Granularity = _describe(
@@ -112,7 +119,8 @@ Dimension = _describe(
         "has the value __none__ (which filters can name too).",
     ),
     {
-        "EVENT_TYPE": "event_type: payment, refund, page_view, checkout_start or another type.",
+        "EVENT_TYPE": "event_type: payment, refund, dispute, page_view, checkout_start or "
+        "another type.",
         "STATUS": "status of a payment: succeeded, failed or pending.",
         "PAYMENT_METHOD": "payment_method as sent by the producer (e.g. card, wallet).",
         "STORE_ID": "store_id: the merchant's store or point of sale.",
@@ -121,6 +129,8 @@ Dimension = _describe(
         "DEVICE": "device as sent by the producer (e.g. ios, android, desktop).",
         "CURRENCY": "currency: ISO 4217 code of the event's amount (__none__ without one). "
         "Grouping or filtering by it splits money that is in several currencies.",
+        "DECLINE_CODE": "decline_code: why a failed payment failed (e.g. insufficient_funds, "
+        "do_not_honor); __none__ for events without one.",
     },
 )
 
@@ -179,7 +189,8 @@ class MetricValue:
     value: float | None = strawberry.field(
         description="The value (money in major units, rates as fractions); null where the "
         "metric is undefined (AVERAGE_TICKET without payments, PAYMENT_SUCCESS_RATE without "
-        "succeeded or failed payments)."
+        "succeeded or failed payments, REFUND_RATE without gross sales, DISPUTE_RATE without "
+        "payments)."
     )
     error_bound: float | None = strawberry.field(
         description="Absolute half-width of a ~95% interval; 0 when exact."

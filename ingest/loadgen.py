@@ -2,8 +2,10 @@
 
 Merchants are Zipf-distributed (a few big, a long tail); a day has the brief's shape (20% in a
 morning hour, 50% in the lunch hour, 30% spread); payments fail ~10% of the time; customers
-return. Generation is deterministic for a seed, so tests can compute their own oracle from
-the very events they send.
+return; failed payments carry a decline code, a few codes dominating (as acquirers report:
+insufficient funds and "do not honor" are about half of all declines); refunds are ~5% of
+sales and disputes under 1% of payments. Generation is deterministic for a seed, so tests can
+compute their own oracle from the very events they send.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ COUNTRIES = ("DE", "FR", "US", "GB", "JP", "IN", "NP", "ES")
 METHODS = ("card", "wallet", "bank_transfer", "bnpl")
 DEVICES = ("ios", "android", "desktop", "terminal")
 CHANNELS = ("web", "app", "pos")
+# Decline codes of failed payments and their weights: a skewed head and a long tail.
+DECLINE_CODES = (
+    "insufficient_funds", "do_not_honor", "generic_decline", "expired_card", "incorrect_cvc",
+    "card_velocity_exceeded", "processing_error", "incorrect_number", "fraudulent", "lost_card",
+    "stolen_card",
+)  # fmt: skip
+DECLINE_WEIGHTS = (34, 24, 14, 8, 6, 4, 3, 2, 2, 2, 1)
+# Event types and their shares of all events: ~2 refunds per 22 succeeded payments (at 60% of
+# a sale's amount: a refund rate near 5%), a dispute for ~0.8% of payments.
+EVENT_TYPES = ("page_view", "checkout_start", "payment", "refund", "dispute")
+EVENT_TYPE_WEIGHTS = (58, 15, 25, 2, 0.2)
 
 
 WEEK_MS = 7 * DAY_MS
@@ -128,9 +141,7 @@ class Generator:
         event: dict[str, Any] = {
             "event_id": f"s{self.spec.seed}-{n:012d}",
             "merchant_id": mid,
-            "event_type": rng.choices(
-                ("page_view", "checkout_start", "payment", "refund"), (55, 15, 25, 5)
-            )[0],
+            "event_type": rng.choices(EVENT_TYPES, EVENT_TYPE_WEIGHTS)[0],
             "occurred_at": _rfc3339(ts_ms),
             "customer_id": self._customer_of(mid, ts_ms),
             "session_id": f"{mid}-s{rng.randrange(1 << 30):x}",
@@ -175,15 +186,17 @@ def multi_currency(m: int) -> bool:
 
 def _add_payment_fields(event: dict[str, Any], rng: random.Random, m: int, n: int) -> None:
     kind = event["event_type"]
-    if kind not in ("payment", "refund"):
+    if kind not in ("payment", "refund", "dispute"):
         return
     currency = currency_of(m, n)
     amount = round(rng.lognormvariate(3.4, 0.9), 0 if currency == "JPY" else 2)
-    event["amount"] = amount if kind == "payment" else round(amount * 0.6, 2)
+    event["amount"] = round(amount * 0.6, 2) if kind == "refund" else amount
     event["currency"] = currency
     event["payment_method"] = METHODS[(m + rng.randrange(3)) % len(METHODS)]
     if kind == "payment":
         event["status"] = rng.choices(("succeeded", "failed", "pending"), (88, 10, 2))[0]
+        if event["status"] == "failed":
+            event["decline_code"] = rng.choices(DECLINE_CODES, DECLINE_WEIGHTS)[0]
 
 
 def day_shaped_time(rng: random.Random, start_ms: int, end_ms: int) -> int:

@@ -5,7 +5,7 @@ Two questions are asked of the raw events behind the read alias (what the API se
 1. Which (merchant, UTC hour) pairs changed? A composite over ``merchant_id`` and the hour of
    ``occurred_at``, restricted by INGEST time (``ingested_at`` in (after, through]). An event
    arriving days late lives in an old day index, so the pattern spans every raw day.
-2. What do those pairs hold? One composite over merchant, hour, the seven dimensions and,
+2. What do those pairs hold? One composite over merchant, hour, the eight dimensions and,
    last, ``customer_hash``, restricted to exactly the chosen pairs. Sub-aggregations give
    the counts and sums (filter + sum, no scripts); the customer source hands us each bucket's
    distinct customer hashes for its HLL sketch. We chose that over a ``terms`` sub-aggregation
@@ -30,11 +30,12 @@ from storage import served
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]
 
-PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
+PAID, FAILED, REFUND, DISPUTE = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND, rs.RAW_DISPUTE
 SUB_AGGS: dict[str, Any] = {
     "paid": {"filter": PAID, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "failed": {"filter": FAILED},
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
+    "dispute": {"filter": DISPUTE},
     "newest": {"max": {"field": "ingested_at"}},
 }
 CURRENCY_AT = rs.DIMENSIONS.index(rs.CURRENCY)  # where a detail key holds its currency
@@ -50,6 +51,7 @@ class Bucket:
     failed: int = 0
     gross_milli: int = 0
     refunds_milli: int = 0
+    disputes: int = 0
     newest_ingested_at: int = 0
     customers: Any = field(default_factory=sketch.new_sketch)
     # TOTAL buckets only: money per currency (storage.rollup_schema.MONEY), from the details.
@@ -62,6 +64,7 @@ class Bucket:
         self.failed += other.failed
         self.gross_milli += other.gross_milli
         self.refunds_milli += other.refunds_milli
+        self.disputes += other.disputes
         self.newest_ingested_at = max(self.newest_ingested_at, other.newest_ingested_at)
 
     def to_doc(self, key: BucketKey, generation: str, computed_at: int) -> dict[str, Any]:
@@ -79,6 +82,7 @@ class Bucket:
             rs.PAYMENTS_FAILED: self.failed,
             rs.GROSS_MILLI: self.gross_milli,
             rs.REFUNDS_MILLI: self.refunds_milli,
+            rs.DISPUTES: self.disputes,
             rs.CUSTOMERS_SKETCH: sketch.encode(self.customers),
             **({rs.MONEY: dict(sorted(self.money.items()))} if total and self.money else {}),
             rs.COMPUTED_AT: computed_at,
@@ -247,6 +251,7 @@ def _add(out: dict[BucketKey, Bucket], b: dict[str, Any]) -> None:
     # Sums of integer milli come back as doubles; per bucket they stay far below 2^53.
     bucket.gross_milli += round(b["paid"]["amount"]["value"] or 0)
     bucket.refunds_milli += round(b["refund"]["amount"]["value"] or 0)
+    bucket.disputes += int(b["dispute"]["doc_count"])
     newest = b["newest"]["value"]
     if newest is not None:
         bucket.newest_ingested_at = max(bucket.newest_ingested_at, int(newest))

@@ -17,7 +17,8 @@ built from the field names below (this module is their source of truth).
 - Counts and sums are exact integers (money in thousandths, like raw ``amount_milli``):
   ``events`` all events; ``payments_succeeded``/``payments_failed`` events with
   event_type=payment and that status; ``gross_milli`` the amounts of succeeded payments;
-  ``refunds_milli`` the amounts of event_type=refund. Add them across documents.
+  ``refunds_milli`` the amounts of event_type=refund; ``disputes`` the events with
+  event_type=dispute. Add them across documents.
 - ``customers_hll`` is a DataSketches HLL sketch (lg_k = ``SKETCH_LG_K``, HLL_8, compact
   serialization, standard base64) of the ``customer_hash`` values of the document's events;
   events without a customer add nothing. Union sketches (``rollups.sketch``) to count unique
@@ -34,7 +35,7 @@ built from the field names below (this module is their source of truth).
   ``DETAILS_ONLY``): summing both counts every event twice.
 - Each (merchant, UTC day) with a TOTAL document has one DAY PACK document (``level`` =
   ``LEVEL_DAY``, id ``pack_id``): no ``hour`` and no dimension fields, only ``merchant_id``,
-  ``day`` and ``hours``, an unindexed object of five 24-long arrays (``PACK_FIELDS``) holding
+  ``day`` and ``hours``, an unindexed object of six 24-long arrays (``PACK_FIELDS``) holding
   the day's TOTAL documents' counts and sums, hour by hour (0 where an hour has none). A report
   with no filter, no grouping and no unique customers reads one pack per day instead of 24
   TOTAL documents (decision 0049). ``hours`` also holds ``currency``, 24 slot codes (``""``:
@@ -66,6 +67,7 @@ DIMENSIONS: tuple[str, ...] = (
     "channel",
     "device",
     "currency",  # added in schema 4 (decision 0200)
+    "decline_code",  # schema 4; on failed payments only, in practice (decision 0205)
 )
 MISSING = "__none__"
 # Dimension value of every dimension field in a merchant-hour TOTAL document (below).
@@ -75,7 +77,8 @@ LEVEL_DETAIL = "detail"
 LEVEL_TOTAL = "merchant"
 LEVEL_DAY = "day"  # a day pack: the day's TOTAL documents' counts, one array slot per hour
 # Bumped when documents of an older job lack something readers rely on (2: total documents,
-# 3: day packs, 4: currency in the key, money per currency in totals and packs).
+# 3: day packs, 4: currency in the key and money per currency (decision 0200), disputes and
+# decline_code (decision 0205)).
 # A state written by an older job serves nothing and makes the next run recompute everything.
 SCHEMA_VERSION = 4
 
@@ -87,6 +90,7 @@ PAYMENTS_SUCCEEDED = "payments_succeeded"  # long
 PAYMENTS_FAILED = "payments_failed"  # long
 GROSS_MILLI = "gross_milli"  # long: sum of amount_milli of succeeded payments
 REFUNDS_MILLI = "refunds_milli"  # long: sum of amount_milli of refunds
+DISPUTES = "disputes"  # long: count of dispute events (schema 4)
 CUSTOMERS_SKETCH = "customers_hll"  # binary: serialized HLL sketch of customer_hash values
 COMPUTED_AT = "computed_at"  # date: when the job last changed this document (its version)
 SOURCE_MAX_INGESTED_AT = "source_max_ingested_at"  # date: newest raw ingested_at it includes
@@ -97,7 +101,7 @@ LEVEL = "level"  # keyword: LEVEL_DETAIL, or LEVEL_TOTAL (absent in documents of
 TOTAL_OF = "total_of"
 DAY = "day"  # date, day packs only: start of the UTC day
 PACK = "hours"  # object (not indexed), day packs only: PACK_FIELDS -> 24 values, hour by hour
-PACK_FIELDS = (EVENTS, PAYMENTS_SUCCEEDED, PAYMENTS_FAILED, GROSS_MILLI, REFUNDS_MILLI)
+PACK_FIELDS = (EVENTS, PAYMENTS_SUCCEEDED, PAYMENTS_FAILED, GROSS_MILLI, REFUNDS_MILLI, DISPUTES)
 CURRENCY = "currency"  # keyword dimension; in a pack's ``hours``: the 24 slot codes
 MONEY = "money"  # TOTAL documents: currency -> MoneyEntry; packs' ``hours``: slot -> that
 MULTI = "*"  # slot code of an hour whose money is in more than one currency
@@ -119,6 +123,7 @@ RAW_FAILED = {
     "bool": {"filter": [{"term": {"event_type": "payment"}}, {"term": {"status": "failed"}}]}
 }
 RAW_REFUND = {"term": {"event_type": "refund"}}
+RAW_DISPUTE = {"term": {"event_type": "dispute"}}
 
 # Query clauses choosing one level of documents (a detail clause also matches schema-1 docs).
 TOTALS_ONLY = {"term": {LEVEL: LEVEL_TOTAL}}

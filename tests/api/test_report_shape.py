@@ -48,6 +48,15 @@ def _metric_value_reference(metric: Metric, cell: Cell) -> MetricValue:
         value = cell.new_customers
     elif metric is Metric.RETURNING_CUSTOMERS:
         value = cell.returning_customers
+    # The payment-health metrics (issue 16), by DESIGN.md's definitions.
+    elif metric is Metric.FAILED_PAYMENTS:
+        value = cell.failed
+    elif metric is Metric.REFUND_RATE:
+        value = cell.refunds / cell.gross if cell.gross else None
+    elif metric is Metric.DISPUTES:
+        value = cell.disputes
+    elif metric is Metric.DISPUTE_RATE:
+        value = cell.disputes / cell.paid if cell.paid else None
     else:
         value, bound = cell.uniques.value()
     return MetricValue(
@@ -189,6 +198,7 @@ def random_cell(rng: random.Random, sketches: bool) -> Cell:
         gross=gross,
         failed=rng.choice([0, rng.randint(0, 500)]),
         refunds=rng.choice([0, rng.randint(0, gross + 1)]),
+        disputes=rng.choice([0, 0, rng.randint(0, 50)]),
         uniques=uniques,
         new_customers=rng.choice([0, rng.randint(0, 5000)]),
         returning_customers=rng.choice([0, rng.randint(0, 5000)]),

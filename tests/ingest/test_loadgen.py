@@ -89,3 +89,21 @@ def test_returning_customers_make_decaying_weekly_cohorts() -> None:
     in_week_8 = [c for c, w in weeks.items() if 8 in w]
     returning = sum(1 for c in in_week_8 if first[c] < 8) / len(in_week_8)
     assert 0.2 < returning < 0.8
+
+
+def test_decline_codes_are_skewed_refunds_and_disputes_are_realistic() -> None:
+    events = list(Generator(LoadSpec()).events(40000, START, START + DAY_MS))
+    payments = [e for e in events if e["event_type"] == "payment"]
+    failed = [e for e in payments if e["status"] == "failed"]
+    assert all("decline_code" in e for e in failed)
+    assert not any("decline_code" in e for e in payments if e["status"] != "failed")
+    codes = Counter(e["decline_code"] for e in failed)
+    top_two = sum(n for _, n in codes.most_common(2)) / len(failed)
+    assert 0.5 < top_two < 0.65 and len(codes) >= 8  # a dominant head, a long tail
+    assert codes.most_common(1)[0][0] == "insufficient_funds"
+    gross = sum(e["amount"] for e in payments if e["status"] == "succeeded")
+    refunds = sum(e["amount"] for e in events if e["event_type"] == "refund")
+    assert 0.03 < refunds / gross < 0.08
+    disputes = [e for e in events if e["event_type"] == "dispute"]
+    assert 0.004 < len(disputes) / len(payments) < 0.012
+    assert all(e["amount"] > 0 and e["currency"] for e in disputes)

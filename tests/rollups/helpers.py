@@ -50,6 +50,7 @@ class Expected:
     failed: int = 0
     gross_milli: int = 0
     refunds_milli: int = 0
+    disputes: int = 0
     customers: set[int] = field(default_factory=set)
     money: dict[str, list[int]] = field(default_factory=dict)  # TOTAL buckets: per currency
 
@@ -73,6 +74,7 @@ def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
             exp.gross_milli += e.amount_milli or 0
         if e.event_type == "refund":
             exp.refunds_milli += e.amount_milli or 0
+        exp.disputes += e.event_type == "dispute"
         if "customer_hash" in doc:
             exp.customers.add(doc["customer_hash"])
     return {**out, **_totals(out)}
@@ -88,6 +90,7 @@ def _totals(details: dict[BucketKey, Expected]) -> dict[BucketKey, Expected]:
         total.failed += exp.failed
         total.gross_milli += exp.gross_milli
         total.refunds_milli += exp.refunds_milli
+        total.disputes += exp.disputes
         total.customers |= exp.customers
         if exp.succeeded or exp.refunds_milli:  # money per currency (decision 0200)
             entry = total.money.setdefault(values[rs.DIMENSIONS.index(rs.CURRENCY)], [0, 0, 0])
@@ -182,9 +185,12 @@ def assert_matches_oracle(
         doc = got[key]
         actual = (
             doc[rs.EVENTS], doc[rs.PAYMENTS_SUCCEEDED], doc[rs.PAYMENTS_FAILED],
-            doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI],
+            doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI], doc[rs.DISPUTES],
         )  # fmt: skip
-        assert actual == (exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli)
+        assert actual == (
+            exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli,
+            exp.disputes,
+        )  # fmt: skip
         assert doc.get(rs.MONEY, {}) == exp.money, key
         _, low, high = sketch.bounds(sketch.decode(doc[rs.CUSTOMERS_SKETCH]), sigmas)
         assert low <= len(exp.customers) <= high, key
