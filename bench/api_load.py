@@ -94,7 +94,7 @@ class LoadConfig:
 @dataclass
 class ClientResult:
     latencies_ms: dict[str, list[float]] = field(default_factory=dict)
-    errors: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # "kind: HTTP status or error code"
 
 
 def _iso(ms: int) -> str:
@@ -133,25 +133,36 @@ def _client(
     url = urls[index % len(urls)]  # one kept-alive connection to one replica, as a pod gets
     with httpx.Client(timeout=120.0, headers=headers) as http:
 
-        def ask() -> tuple[str, float, bool]:
+        def ask() -> tuple[str, float, str | None]:
             name = rng.choices(kinds, shares)[0]
             body = {"query": QUERY, "variables": _variables(KINDS[name], pick_merchant(), end)}
             started = time.perf_counter()
             response = http.post(url, json=body)
-            ok = response.status_code == 200 and not response.json().get("errors")
-            return name, (time.perf_counter() - started) * 1000, ok
+            return name, (time.perf_counter() - started) * 1000, _error_of(response)
 
         warm_until = time.monotonic() + config.warmup_s
         while time.monotonic() < warm_until:
             ask()
         ready.wait()
         while not stop.is_set():
-            name, ms, ok = ask()
+            name, ms, error = ask()
             if stop.is_set():
                 break  # finished after the window closed: not measured
             result.latencies_ms.setdefault(name, []).append(ms)
-            result.errors += 0 if ok else 1
+            if error is not None:
+                what = f"{name}: {error}"
+                result.errors[what] = result.errors.get(what, 0) + 1
     out.put(asdict(result))
+
+
+def _error_of(response: httpx.Response) -> str | None:
+    """None for an answer without errors, else its HTTP status or first GraphQL error code."""
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}"
+    errors = response.json().get("errors")
+    if not errors:
+        return None
+    return str(errors[0].get("extensions", {}).get("code", errors[0].get("message", "?"))[:80])
 
 
 def _free_port() -> int:
@@ -195,6 +206,18 @@ def _cpu_s(pids: list[int]) -> float:
     return total
 
 
+def _settle(pid: int, busy_cores: float = 0.2, limit_s: float = 120.0) -> float:
+    """Wait until the engine's own work after loading (merges, refreshes) has quietened: less
+    than ``busy_cores`` of CPU over a second, or ``limit_s``. Returns the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < limit_s:
+        before = _cpu_s([pid])
+        time.sleep(1.0)
+        if _cpu_s([pid]) - before < busy_cores:
+            break
+    return round(time.monotonic() - started, 1)
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
@@ -203,9 +226,10 @@ def _percentile(values: list[float], q: float) -> float:
 def _summary(results: list[dict[str, Any]], window_s: float, api_cpu: float, engine_cpu: float,
              config: LoadConfig) -> dict[str, Any]:  # fmt: skip
     by_kind: dict[str, list[float]] = {}
-    errors = 0
+    errors: dict[str, int] = {}
     for r in results:
-        errors += r["errors"]
+        for what, n in r["errors"].items():
+            errors[what] = errors.get(what, 0) + n
         for name, values in r["latencies_ms"].items():
             by_kind.setdefault(name, []).extend(values)
     done = sum(len(v) for v in by_kind.values())
@@ -278,7 +302,9 @@ def run(config: LoadConfig) -> dict[str, Any]:
             _wait_ready(port)
         urls = [f"http://127.0.0.1:{port}/graphql" for port in ports]
         end = int(time.time() * 1000) // HOUR_MS * HOUR_MS + HOUR_MS
-        return _measure(urls, key, config, end, [p.pid for p in apis], engine.pid)
+        settled_s = _settle(engine.pid)
+        out = _measure(urls, key, config, end, [p.pid for p in apis], engine.pid)
+        return {**out, "engine_settle_s": settled_s}
     finally:
         for proc in apis:
             stop_process(proc, 10.0)
