@@ -149,7 +149,12 @@ class FxAcc(Acc):
 
     def value(self, metric: str) -> float | None:
         if self.target is not None and metric in MONEY:
-            self.gross, self.refunds = self._convert(self.gross_by), self._convert(self.refunds_by)
+            # Only the money the metric adds needs rates (expected_error's rule): GROSS_SALES
+            # is answered while a refund currency lacks a rate.
+            if metric != "REFUNDS":
+                self.gross = self._convert(self.gross_by)
+            if metric in ("REFUNDS", "NET_SALES"):
+                self.refunds = self._convert(self.refunds_by)
         return super().value(metric)
 
     def currencies(self, metric: str) -> set[str]:

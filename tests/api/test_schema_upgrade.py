@@ -25,6 +25,7 @@ from rollups.job import catch_up
 from storage import rollup_schema as rs
 from tests.api.conftest import post
 from tests.api.helpers import Acc, dedupe, index_events, iso, to_events
+from tests.rollups.helpers import as_single_lease_job
 
 START = 1_730_419_200_000  # 2024-11-01T00:00:00Z
 END = START + 6 * HOUR_MS
@@ -85,6 +86,7 @@ def _as_schema_3(client: OpenSearch, names: Names) -> int:
     found = client.get(index=names.state_index, id=state.STATE_ID)["_source"]
     found["rollups"]["schema"] = 3
     client.index(index=names.state_index, id=state.STATE_ID, body=found, refresh=True)
+    as_single_lease_job(client, names)  # the schema-3 job held one lease, no shard documents
     details = sum(1 for h in hits if h["_source"][rs.LEVEL] == rs.LEVEL_DETAIL)
     return details - sum(1 for d in v3.values() if d[rs.LEVEL] == rs.LEVEL_DETAIL)
 

@@ -15,6 +15,7 @@ from rollups.job import RollupJob, wall_clock_ms
 from storage import rollup_schema as rs
 from tests.rollups.helpers import (
     HOUR,
+    as_single_lease_job,
     assert_matches_oracle,
     assert_union_within_bounds,
     make_events,
@@ -215,11 +216,7 @@ def _as_schema_3(client: OpenSearch, names: Names) -> int:
     stored = client.get(index=names.state_index, id=state.STATE_ID)["_source"]
     stored["rollups"]["schema"] = 3
     client.index(index=names.state_index, id=state.STATE_ID, body=stored, refresh=True)
-    # The schema-3 job held one lease: it left no shard documents (decision 0220).
-    held = client.search(index=names.state_index, body={"size": 1000, "query": {"match_all": {}}})
-    for hit in held["hits"]["hits"]:
-        if hit["_id"].startswith("rollups.shard."):
-            client.delete(index=names.state_index, id=hit["_id"], refresh=True)
+    as_single_lease_job(client, names)  # the schema-3 job held one lease, no shard documents
     return sum(1 for a in actions if a.get("_op_type") == "delete")
 
 
