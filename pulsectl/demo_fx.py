@@ -18,7 +18,9 @@ from ingest.loadgen import CURRENCIES
 from pulse.naming import Names
 from storage import fx
 
-DAYS_BACK = 10  # the demo's history is 7 days; each rate also serves the 7 days after it
+HISTORY_DAYS = 56  # the demo's history (`pulse up --demo`'s loadgen --days)
+# Late events of the history go up to 3 days further back (ingest.loadgen.Generator.stream).
+DAYS_BACK = HISTORY_DAYS + 4
 LEVELS = {"EUR": "0.92", "GBP": "0.79", "JPY": "151.3", "INR": "83.4"}  # per USD
 
 

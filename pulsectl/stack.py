@@ -37,7 +37,7 @@ from pulse.engines import (
 from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
 from pulse.settings import Settings
-from pulsectl.demo_fx import load_demo_rates
+from pulsectl.demo_fx import HISTORY_DAYS, load_demo_rates
 from storage.templates import ensure_templates
 
 log = logging.getLogger("pulsectl.stack")
@@ -214,7 +214,7 @@ def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
     """Eight weeks of history straight to Kafka, then live traffic through the collector (with
     an admin write key: the demo sends for all its merchants). Customers join and come back
     over the weeks (``--returning``), so the cohorts look like a shop's."""
-    history = ["loadgen", "--days", "56", "--events", "100000", "--merchants", "200"]
+    history = ["loadgen", "--days", str(HISTORY_DAYS), "--events", "100000", "--merchants", "200"]
     history.append("--returning")
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
     live.append("--returning")

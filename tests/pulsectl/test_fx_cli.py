@@ -12,7 +12,7 @@ from ingest.loadgen import CURRENCIES
 from pulse.naming import names_for
 from pulse.settings import Settings
 from pulsectl.cli import app
-from pulsectl.demo_fx import demo_rates
+from pulsectl.demo_fx import HISTORY_DAYS, demo_rates
 from storage import fx
 
 
@@ -70,7 +70,8 @@ def test_demo_rates_let_every_demo_currency_convert_over_the_history() -> None:
     rates = demo_rates(today)
     table = fx.table(r.doc() for r in sorted(rates, key=lambda r: (r.currency, r.day)))
     for currency in CURRENCIES:
-        for back in range(-1, 8):  # the week of history, today and tomorrow (live traffic)
+        # The demo's history and its late events, today and tomorrow (live traffic).
+        for back in range(-1, HISTORY_DAYS + 4):
             assert table.per_usd(currency, today - timedelta(days=back)) > 0
     assert fx.parse_csv("date,currency,per_usd\n" + "".join(
         f"{r.day},{r.currency},{r.per_usd}\n" for r in rates)) == sorted(
