@@ -107,6 +107,11 @@ MONEY_KINDS: dict[Metric, frozenset[MoneyKind]] = {
     Metric.REFUNDS: frozenset({MoneyKind.REFUNDED}),
     Metric.NET_SALES: frozenset({MoneyKind.PAID, MoneyKind.REFUNDED}),
 }
+# Ratios of money: no currency of their own, but computed from amounts, so they follow the
+# same rule: converted with reportingCurrency, and an error when their amounts mix currencies.
+MONEY_RATIOS: dict[Metric, frozenset[MoneyKind]] = {
+    Metric.REFUND_RATE: frozenset({MoneyKind.PAID, MoneyKind.REFUNDED}),
+}
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,9 @@ class QueryPlan:
 
     @property
     def money(self) -> bool:
-        """Whether the plan asks for a money metric (which carries a currency)."""
-        return any(m in MONEY_KINDS for m in self.metrics)
+        """Whether the plan asks for a money metric (which carries a currency) or a ratio of
+        money: either needs the amounts' currencies."""
+        return any(m in MONEY_KINDS or m in MONEY_RATIOS for m in self.metrics)
 
     @property
     def converts(self) -> bool:

@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 
 from api.cells import Cell, Money
 from api.errors import BadInput
-from api.model import MISSING, MONEY_KINDS, Dimension, Metric, MoneyKind, QueryPlan
+from api.model import (
+    MISSING,
+    MONEY_KINDS,
+    MONEY_RATIOS,
+    Dimension,
+    Metric,
+    MoneyKind,
+    QueryPlan,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +63,7 @@ def resolve(plan: QueryPlan, total: Cell) -> Currencies:
     of: dict[Metric, str | None] = {}
     mixed: set[Metric] = set()
     for metric in plan.metrics:
-        kinds = MONEY_KINDS.get(metric)
+        kinds = MONEY_KINDS.get(metric) or MONEY_RATIOS.get(metric)
         if kinds is None:
             continue
         currencies = set().union(*(found[k] for k in kinds))
@@ -65,6 +73,8 @@ def resolve(plan: QueryPlan, total: Cell) -> Currencies:
             mixed.add(metric)
             of[metric] = None
             continue
+        if metric not in MONEY_KINDS:
+            continue  # a ratio: one currency underneath, none of its own
         # No money of this metric's kind (e.g. no refunds): 0 in the report's one currency.
         chosen = currencies or (either if len(either) == 1 else set())
         of[metric] = code(next(iter(chosen))) if chosen else None
@@ -74,6 +84,7 @@ def resolve(plan: QueryPlan, total: Cell) -> Currencies:
 def mixed_message(metric: Metric, currencies: set[str]) -> str:
     names = ", ".join(sorted("(no currency)" if c == MISSING else c for c in currencies))
     return (
-        f"{metric.value} would add amounts in different currencies ({names}); "
+        f"{metric.value} would {'divide' if metric in MONEY_RATIOS else 'add'} amounts in "
+        f"different currencies ({names}); "
         "pass reportingCurrency to convert them, group by CURRENCY, or filter on one CURRENCY"
     )

@@ -91,7 +91,9 @@ Metric = _describe(
         "FAILED_PAYMENTS": "Count of payment events with status failed (group or filter by "
         "DECLINE_CODE for why).",
         "REFUND_RATE": "REFUNDS / GROSS_SALES over the same events, a fraction (may exceed 1 "
-        "when refunds of earlier sales outweigh the bucket's sales); null when GROSS_SALES is 0.",
+        "when refunds of earlier sales outweigh the bucket's sales); null when GROSS_SALES is 0. "
+        "Its amounts follow the money rules: converted with reportingCurrency, and "
+        "BAD_USER_INPUT when they are in several currencies without it or a CURRENCY split.",
         "DISPUTES": "Count of dispute events (chargebacks opened against the merchant).",
         "DISPUTE_RATE": "DISPUTES / PAYMENTS over the same events, a fraction; null when "
         "PAYMENTS is 0.",

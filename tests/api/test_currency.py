@@ -57,6 +57,9 @@ WINDOWS = (
 )
 TARGETS = ("EUR", "USD", "JPY", "GBP", "CHF")
 MONEY = {"GROSS_SALES", "REFUNDS", "NET_SALES", "AVERAGE_TICKET"}
+RATIOS = {"REFUND_RATE"}  # money divided by money: converted and checked, no currency of its own
+PAID_MONEY = {"GROSS_SALES", "AVERAGE_TICKET", "NET_SALES", "REFUND_RATE"}
+REFUND_MONEY = {"REFUNDS", "NET_SALES", "REFUND_RATE"}
 CURRENCY_VALUES = ("EUR", "USD", "GBP", "JPY", "INR", "CHF", "__none__")
 QUERY = """
 query($m: ID!, $s: DateTime!, $e: DateTime!, $metrics: [Metric!]!, $g: Granularity, $tz: String,
@@ -148,18 +151,18 @@ class FxAcc(Acc):
         return round(total)
 
     def value(self, metric: str) -> float | None:
-        if self.target is not None and metric in MONEY:
-            # Only the money the metric adds needs rates (expected_error's rule): GROSS_SALES
+        if self.target is not None:
+            # Only the money the metric uses needs rates (expected_error's rule): GROSS_SALES
             # is answered while a refund currency lacks a rate.
-            if metric != "REFUNDS":
+            if metric in PAID_MONEY:
                 self.gross = self._convert(self.gross_by)
-            if metric in ("REFUNDS", "NET_SALES"):
+            if metric in REFUND_MONEY:
                 self.refunds = self._convert(self.refunds_by)
         return super().value(metric)
 
     def currencies(self, metric: str) -> set[str]:
-        paid = self.paid_cur if metric in ("GROSS_SALES", "AVERAGE_TICKET", "NET_SALES") else set()
-        refunded = self.refund_cur if metric in ("REFUNDS", "NET_SALES") else set()
+        paid = self.paid_cur if metric in PAID_MONEY else set()
+        refunded = self.refund_cur if metric in REFUND_MONEY else set()
         return paid | refunded
 
 
@@ -201,10 +204,12 @@ def oracle(events: list[Event], q: dict[str, Any], rates: fx.RateTable) -> dict[
 def expected_error(cells: dict[Any, Any], q: dict[str, Any]) -> str | None:
     """FX_RATE_MISSING, BAD_USER_INPUT (mixed currencies) or None, as the contract says."""
     total: FxAcc = cells[None]["total"]
-    money = [m for m in q["metrics"] if m in MONEY]
+    money = [m for m in q["metrics"] if m in MONEY | RATIOS]
     if q["rc"] is not None and money:
-        wants_gross = any(m != "REFUNDS" for m in money)
-        wants_refunds = any(m in ("REFUNDS", "NET_SALES") for m in money)
+        # The API converts every amount the asked metrics use (each source breaks down the
+        # paid and refunded amounts it reads): a rate is needed for each of those.
+        wants_gross = any(m in PAID_MONEY for m in money)
+        wants_refunds = any(m in REFUND_MONEY for m in money)
         used = {k for k, v in total.gross_by.items() if v and wants_gross}
         used |= {k for k, v in total.refunds_by.items() if v and wants_refunds}
         try:
@@ -243,7 +248,7 @@ def check(report: dict[str, Any], cells: dict[Any, Any], q: dict[str, Any]) -> N
     tz = ZoneInfo(q["tz"])
     total: FxAcc = cells[None]["total"]
     for got, metric in zip(report["totals"], q["metrics"], strict=True):
-        if metric in MONEY and q["rc"] is None and len(total.currencies(metric)) > 1:
+        if metric in MONEY | RATIOS and q["rc"] is None and len(total.currencies(metric)) > 1:
             assert got["value"] is None and got["currency"] is None, got  # across CURRENCY groups
             continue
         same(metric, got, total)
@@ -355,6 +360,10 @@ MULTI_TO_JPY = _q("m00001", WINDOWS[0][0], 7, ["NET_SALES", "AVERAGE_TICKET"], r
 CHF_MISSING = _q("m00003", WINDOWS[1][0], 3, ["GROSS_SALES"], rc="EUR", tz="Asia/Kathmandu")
 SINGLE = _q("m00000", WINDOWS[1][0], 7, ["GROSS_SALES", "EVENTS"], g="HOUR", tz="UTC")
 BY_CURRENCY = _q("m00001", WINDOWS[1][0], 7, ["REFUNDS", "PAYMENTS"], groupBy=["CURRENCY"])
+# A ratio of money follows the money rules: an error mixed, converted with reportingCurrency.
+RATE_MIXED = _q("m00001", WINDOWS[0][0], 7, ["REFUND_RATE"])
+RATE_TO_EUR = _q("m00001", WINDOWS[0][0], 7, ["REFUND_RATE", "PAYMENTS"], rc="EUR")
+RATE_BY_CURRENCY = _q("m00001", WINDOWS[1][0], 7, ["REFUND_RATE"], groupBy=["CURRENCY"])
 
 
 SEEN: set[str] = set()  # what the drawn queries met (test_the_drawn_queries_met_every_case)
@@ -367,6 +376,9 @@ SEEN: set[str] = set()  # what the drawn queries met (test_the_drawn_queries_met
 @example(q=CHF_MISSING)
 @example(q=SINGLE)
 @example(q=BY_CURRENCY)
+@example(q=RATE_MIXED)
+@example(q=RATE_TO_EUR)
+@example(q=RATE_BY_CURRENCY)
 def test_money_per_currency_equals_the_oracle(
     http: TestClient, world: World, keys: dict[str, str], admin_key: str, q: dict[str, Any]
 ) -> None:
