@@ -28,6 +28,7 @@ from typing import Any
 from opensearchpy import OpenSearch, helpers
 
 from pulse.naming import Names
+from storage import paging
 from storage.templates import ensure_index
 
 USD = "USD"
@@ -161,22 +162,8 @@ def _scan(client: OpenSearch, names: Names, query: dict[str, Any]) -> Iterator[d
     """Every rate document matching ``query``, by (currency, date), with search_after."""
     if not client.indices.exists(index=names.fx_index):
         return
-    after: list[Any] | None = None
-    while True:
-        body: dict[str, Any] = {
-            "size": PAGE,
-            "query": query,
-            "sort": [{"currency": "asc"}, {"date": "asc"}],
-            "track_total_hits": False,
-        }
-        if after:
-            body["search_after"] = after
-        hits = client.search(index=names.fx_index, body=body)["hits"]["hits"]
-        for hit in hits:
-            yield hit["_source"]
-        if len(hits) < PAGE:
-            return
-        after = hits[-1]["sort"]
+    sort = [{"currency": "asc"}, {"date": "asc"}]
+    yield from paging.pages(client, names.fx_index, query, sort, PAGE)
 
 
 @dataclass
