@@ -7,6 +7,7 @@ messages are shown verbatim; anything else is masked as INTERNAL (see api.maskin
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 
 class Code(StrEnum):
@@ -19,13 +20,16 @@ class Code(StrEnum):
 
 
 class ClientError(Exception):
-    """A request the caller must change; the message is safe to show."""
+    """A request the caller must change; the message is safe to show. ``details`` go into the
+    error's ``extensions`` beside ``code``, for clients that act on them (e.g. the dashboard
+    offering the currencies of a mixed-currency report)."""
 
     code: Code = Code.BAD_USER_INPUT
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.details = details or {}
 
 
 class BadInput(ClientError):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
@@ -22,7 +23,7 @@ log = logging.getLogger(__name__)
 def classify(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, ClientError):
-        return _with(error, original.message, original.code)
+        return _with(error, original.message, original.code, original.details)
     if error.path is None:  # raised before execution: it can only be about the request
         return _with(error, error.message, Code.BAD_USER_INPUT)
     if isinstance(original, SystemFailure):
@@ -36,7 +37,9 @@ def classify(error: GraphQLError) -> GraphQLError:
     return _with(error, "internal error", Code.INTERNAL)
 
 
-def _with(error: GraphQLError, message: str, code: Code) -> GraphQLError:
+def _with(
+    error: GraphQLError, message: str, code: Code, details: dict[str, Any] | None = None
+) -> GraphQLError:
     return GraphQLError(
         message=message,
         nodes=error.nodes,
@@ -44,7 +47,7 @@ def _with(error: GraphQLError, message: str, code: Code) -> GraphQLError:
         positions=error.positions,
         path=error.path,
         original_error=None,
-        extensions={"code": code.value},
+        extensions={"code": code.value, **(details or {})},
     )
 
 

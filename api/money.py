@@ -69,7 +69,10 @@ def resolve(plan: QueryPlan, total: Cell) -> Currencies:
         currencies = set().union(*(found[k] for k in kinds))
         if len(currencies) > 1:
             if position is None:
-                raise BadInput(mixed_message(metric, currencies))
+                raise BadInput(
+                    mixed_message(metric, currencies),
+                    {"currencies": sorted(c for c in currencies if c != MISSING)},
+                )
             mixed.add(metric)
             of[metric] = None
             continue

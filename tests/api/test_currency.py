@@ -392,6 +392,8 @@ def test_money_per_currency_equals_the_oracle(
         SEEN.add(error)
         if error == "BAD_USER_INPUT":
             assert "reportingCurrency" in found["message"] and "CURRENCY" in found["message"]
+            offered = found["extensions"]["currencies"]  # what a client may convert to
+            assert len(offered) >= 2 and offered == sorted(offered), found
         else:
             assert "on 2024-" in found["message"], found  # names the currency and the date
         return
@@ -427,6 +429,7 @@ def test_the_examples_reach_every_outcome(
     assert outcomes["mixed"]["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     message = outcomes["mixed"]["errors"][0]["message"]
     assert "EUR, GBP, USD" in message, message
+    assert outcomes["mixed"]["errors"][0]["extensions"]["currencies"] == ["EUR", "GBP", "USD"]
     chf = outcomes["chf"]["errors"][0]
     assert chf["extensions"]["code"] == "FX_RATE_MISSING" and "CHF" in chf["message"], chf
     single = outcomes["single"]["data"]["metrics"]

@@ -37,10 +37,13 @@ from ingest.contract import validate
 from ingest.loadgen import Generator, LoadSpec
 from pulse.naming import Names
 from pulse.settings import Settings
+from pulsectl.demo_fx import demo_rates
 from rollups.job import catch_up
+from storage import fx
 from tests.api.helpers import index_events
 
 MERCHANT = "m00000"
+MULTI = "m00007"  # sells in several currencies (ingest.loadgen.multi_currency)
 REPORT_METRICS = [
     "GROSS_SALES",
     "NET_SALES",
@@ -48,6 +51,8 @@ REPORT_METRICS = [
     "PAYMENT_SUCCESS_RATE",
     "AVERAGE_TICKET",
     "UNIQUE_CUSTOMERS",
+    "REFUND_RATE",
+    "DISPUTES",
     "EVENTS",
 ]
 BREAKDOWN_METRICS = ["EVENTS", "PAYMENTS", "GROSS_SALES", "AVERAGE_TICKET", "PAYMENT_SUCCESS_RATE"]
@@ -96,8 +101,16 @@ def dataset(api_settings: Settings, api_client: OpenSearch, api_names: Names) ->
     recent = [
         validate(gen.event_at(rng.randrange(now - 30 * MINUTE_MS, now - 2_000))) for _ in range(150)
     ]
+    # A merchant selling in several currencies (loadgen's rank 7), and the demo's daily rates.
+    several = Generator(LoadSpec(merchants=8, zipf_s=0.0, seed=19, customers_per_merchant=200))
+    abroad = [
+        event
+        for event in map(validate, several.events(1600, now - 4 * 86_400_000, now - MINUTE_MS))
+        if event.merchant_id == MULTI
+    ]
+    fx.load(api_client, api_names, demo_rates())
     t0 = time.perf_counter()
-    written = index_events(api_client, api_settings, api_names, [*days, *recent], now)
+    written = index_events(api_client, api_settings, api_names, [*days, *recent, *abroad], now)
     t1 = time.perf_counter()
     catch_up(api_client, api_settings, api_names)
     print(f"index {t1 - t0:.1f}s rollups {time.perf_counter() - t1:.1f}s")
@@ -220,9 +233,9 @@ def preset_range(
 
 REPORT = """
 query($m: ID!, $r: TimeRange!, $p: TimeRange, $g: Granularity!, $tz: String!,
-      $f: [DimensionFilter!]!, $metrics: [Metric!]!) {
+      $f: [DimensionFilter!]!, $metrics: [Metric!]!, $cur: String) {
   metrics(merchantId: $m, range: $r, compareTo: $p, metrics: $metrics, granularity: $g,
-          timezone: $tz, filters: $f) {
+          timezone: $tz, filters: $f, reportingCurrency: $cur) {
     series { points { start complete values { metric value } } }
     totals { metric value }
     comparison { totals { metric value } }
@@ -230,9 +243,9 @@ query($m: ID!, $r: TimeRange!, $p: TimeRange, $g: Granularity!, $tz: String!,
 }"""
 BREAKDOWN = """
 query($m: ID!, $r: TimeRange!, $tz: String!, $d: Dimension!, $f: [DimensionFilter!]!,
-      $metrics: [Metric!]!, $top: Int!) {
+      $metrics: [Metric!]!, $top: Int!, $cur: String) {
   metrics(merchantId: $m, range: $r, metrics: $metrics, granularity: ALL, timezone: $tz,
-          groupBy: [$d], filters: $f, limit: $top) {
+          groupBy: [$d], filters: $f, limit: $top, reportingCurrency: $cur) {
     series { group { value } points { values { metric value } } }
   }
 }"""
@@ -253,7 +266,7 @@ def page_tiles(b: Browser) -> dict[str, tuple[float | None, float | None]]:
 def api_tiles(report: dict[str, Any]) -> dict[str, tuple[float | None, float | None]]:
     now = {v["metric"]: v["value"] for v in report["totals"]}
     before = {v["metric"]: v["value"] for v in report["comparison"]["totals"]}
-    return {m: (now[m], before[m]) for m in REPORT_METRICS[:6]}
+    return {m: (now[m], before[m]) for m in REPORT_METRICS[:-1]}  # every metric but EVENTS
 
 
 def page_points(b: Browser) -> list[tuple[float | None, bool]]:
@@ -297,9 +310,11 @@ def check_page_equals_api(
     granularity: str,
     dimension: str,
     filters: list[dict[str, Any]],
+    merchant: str = MERCHANT,
+    currency: str | None = None,
 ) -> dict[str, Any]:
     span, before = preset_range(tz, days)
-    variables = {"m": MERCHANT, "r": span, "tz": tz, "f": filters}
+    variables = {"m": merchant, "r": span, "tz": tz, "f": filters, "cur": currency}
     report = ask(
         origin, key, REPORT, {**variables, "p": before, "g": granularity, "metrics": REPORT_METRICS}
     )["metrics"]
@@ -352,6 +367,7 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
         filters=[],
     )
     assert len(page_points(b)) == 7 * 24
+    assert not b.by_id("currency-field").is_displayed()  # one currency: nothing to choose
     assert sum(1 for _, complete in page_points(b) if not complete) >= 1  # today's open hours
 
     b.choose("preset", "30")
@@ -436,6 +452,51 @@ def test_numbers_equal_the_api_and_follow_range_zone_breakdown_and_filters(
     b.driver.find_element(By.CSS_SELECTOR, "#filters .chip button").click()
     b.state_is("ready")
     assert page_tiles(b) == api_tiles(unfiltered)
+
+
+def test_a_merchant_selling_in_several_currencies_picks_one_and_sees_converted_numbers(
+    server: Served, browser: Browser, api_client: OpenSearch, api_names: Names, merchant_key: str
+) -> None:
+    """Without a reporting currency every money value of such a merchant is an error: the page
+    offers the currencies the API names, converts to one at once, and follows a change."""
+    b, origin = browser, server.origin
+    key = create_key(api_client, api_names, MULTI, admin=False)[0]
+    span, _ = preset_range("UTC", 7)
+    refused = httpx.post(
+        f"{origin}/graphql",
+        json={"query": REPORT, "variables": {"m": MULTI, "r": span, "tz": "UTC", "f": [],
+                                              "g": "HOUR", "metrics": REPORT_METRICS}},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ).json()["errors"][0]  # fmt: skip
+    offered = refused["extensions"]["currencies"]
+    assert refused["extensions"]["code"] == "BAD_USER_INPUT" and len(offered) >= 2, refused
+    sign_in(b, origin, key)
+    b.state_is("ready")
+    assert b.by_id("currency-field").is_displayed()
+    shown = Select(b.by_id("currency"))
+    assert [o.get_attribute("value") for o in shown.options] == ["", *offered]
+    assert shown.first_selected_option.get_attribute("value") == offered[0]
+    check_page_equals_api(b, origin, key, tz="UTC", days=7, granularity="HOUR",
+                          dimension="EVENT_TYPE", filters=[], merchant=MULTI,
+                          currency=offered[0])  # fmt: skip
+    gross = b.driver.find_element(By.CSS_SELECTOR, "#tiles .tile[data-metric=GROSS_SALES] .value")
+    assert gross.text.endswith(offered[0]), gross.text
+
+    other = offered[-1]
+    b.choose("currency", other)
+    b.wait(lambda d: f"cur={other}" in d.current_url)  # the view (and its link) follow
+    b.state_is("ready")
+    b.choose("dimension", "CURRENCY")
+    b.state_is("ready")
+    check_page_equals_api(b, origin, key, tz="UTC", days=7, granularity="HOUR",
+                          dimension="CURRENCY", filters=[], merchant=MULTI,
+                          currency=other)  # fmt: skip
+    assert {value for value, _ in page_breakdown(b)} >= set(offered)  # converted, all listed
+    assert f"converted to {other}" in b.by_id("report-meta").text
+    b.choose("dimension", "EVENT_TYPE")
+    sign_in(b, origin, merchant_key)  # the tests after this one use the tab's merchant key
+    b.state_is("ready")
 
 
 LIVE = """

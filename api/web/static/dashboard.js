@@ -7,6 +7,7 @@
 const KEY = "pulse.apiKey";
 const MERCHANT = "pulse.merchant";
 const VIEWER = "pulse.viewer"; // who the key is (not a secret): spares a round trip on reload
+const CURRENCY = "pulse.currency"; // the reporting currency last chosen in this tab
 const ENDPOINT = new URL("graphql", document.baseURI).pathname;
 const LIVE_EVERY_MS = 5000;
 const RETRY_MS = { RATE_LIMITED: 15000, INTERNAL: 10000, NETWORK: 10000 };
@@ -19,6 +20,9 @@ const TILES = [
   { metric: "PAYMENT_SUCCESS_RATE", label: "Success rate", kind: "rate" },
   { metric: "AVERAGE_TICKET", label: "Average ticket", kind: "money" },
   { metric: "UNIQUE_CUSTOMERS", label: "Unique customers", kind: "count" },
+  // `upIsBad`: a rise is coloured as the bad news it is.
+  { metric: "REFUND_RATE", label: "Refund rate", kind: "rate", upIsBad: true },
+  { metric: "DISPUTES", label: "Disputes", kind: "count", upIsBad: true },
 ];
 const REPORT_METRICS = [...TILES.map((t) => t.metric), "EVENTS"];
 const KIND = Object.fromEntries([...TILES.map((t) => [t.metric, t.kind]), ["EVENTS", "count"]]);
@@ -100,7 +104,7 @@ function selectedRange() {
 // ---- the API --------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(code, message) { super(message); this.code = code; }
+  constructor(code, message, details = {}) { super(message); this.code = code; this.details = details; }
 }
 
 async function gql(query, variables) {
@@ -118,7 +122,8 @@ async function gql(query, variables) {
   try { body = await response.json(); } catch (err) { body = null; }
   if (body && body.errors && body.errors.length) {
     const first = body.errors[0];
-    throw new ApiError((first.extensions && first.extensions.code) || "INTERNAL", first.message);
+    const ext = first.extensions || {};
+    throw new ApiError(ext.code || "INTERNAL", first.message, ext);
   }
   if (!response.ok || !body || !body.data) {
     throw new ApiError(response.status >= 500 ? "INTERNAL" : "NETWORK", `Pulse answered HTTP ${response.status}; retrying.`);
@@ -129,9 +134,9 @@ async function gql(query, variables) {
 const VALUE_FIELDS = () => (state.withCurrency ? "metric value errorBound currency" : "metric value errorBound");
 const REPORT_QUERY = () => `
 query Report($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Metric!]!, $g: Granularity!,
-             $tz: String!, $filters: [DimensionFilter!]!) {
+             $tz: String!, $filters: [DimensionFilter!]!, $cur: String) {
   report: metrics(merchantId: $m, range: $range, metrics: $metrics, granularity: $g, timezone: $tz,
-                  filters: $filters, compareTo: $previous) {
+                  filters: $filters, compareTo: $previous, reportingCurrency: $cur) {
     series { points { start complete values { ${VALUE_FIELDS()} } } }
     totals { ${VALUE_FIELDS()} }
     comparison { series { points { start values { metric value } } } totals { ${VALUE_FIELDS()} } }
@@ -142,9 +147,9 @@ query Report($m: ID!, $range: TimeRange!, $previous: TimeRange, $metrics: [Metri
 // wait for it.
 const BREAKDOWN_QUERY = () => `
 query Breakdown($m: ID!, $range: TimeRange!, $tz: String!, $filters: [DimensionFilter!]!,
-                $dims: [Dimension!]!, $bmetrics: [Metric!]!, $top: Int!) {
+                $dims: [Dimension!]!, $bmetrics: [Metric!]!, $top: Int!, $cur: String) {
   breakdown: metrics(merchantId: $m, range: $range, metrics: $bmetrics, granularity: ALL, timezone: $tz,
-                     filters: $filters, groupBy: $dims, limit: $top) {
+                     filters: $filters, groupBy: $dims, limit: $top, reportingCurrency: $cur) {
     series { group { value } points { values { ${VALUE_FIELDS()} } } }
   }
 }`;
@@ -279,7 +284,7 @@ async function refresh() {
   const sel = selectedRange();
   setState("loading", "Loading…", "loading");
   const metricFirst = [state.sort.metric, ...BREAKDOWN_METRICS.filter((m) => m !== state.sort.metric)];
-  const common = { m: state.merchant, range: sel.range, tz: sel.tz, filters: state.filters };
+  const common = { m: state.merchant, range: sel.range, tz: sel.tz, filters: state.filters, cur: $("currency").value || null };
   const report = gql(REPORT_QUERY(), {
     ...common, previous: $("compare").checked ? sel.previous : null, metrics: REPORT_METRICS, g: sel.granularity,
   }).then((data) => {
@@ -305,8 +310,31 @@ async function refresh() {
     const empty = !(byMetric(data.report.totals).EVENTS || {}).value;
     setState(empty ? "empty" : "ready", empty ? "No events in this range." : "");
   } catch (err) {
-    if (current()) handleError(err, refresh);
+    if (!current()) return;
+    if (offerCurrencies(err)) refresh();
+    else handleError(err, refresh);
   }
+}
+
+/** A merchant selling in several currencies makes every money value an error until one
+ * currency is chosen: offer those the API named (error extensions.currencies), pick the one
+ * last chosen in this tab or the first, and say so. True when the report should be asked again. */
+function offerCurrencies(err) {
+  const found = err instanceof ApiError && err.code === "BAD_USER_INPUT" && err.details.currencies;
+  if (!found || !found.length || $("currency").value) return false;
+  const select = $("currency");
+  const known = new Set([...select.options].map((o) => o.value));
+  for (const code of found) if (!known.has(code)) select.append(new Option(code, code));
+  const last = sessionStorage.getItem(CURRENCY);
+  select.value = found.includes(last) ? last : found[0];
+  $("currency-field").hidden = false;
+  return true;
+}
+
+function resetCurrency() {
+  const select = $("currency");
+  select.replaceChildren(new Option("as sold", ""));
+  $("currency-field").hidden = true;
 }
 
 function renderReport(report, sel) {
@@ -314,7 +342,8 @@ function renderReport(report, sel) {
   renderChart(report, sel);
   if (report.meta.watermark) renderWatermark(report.meta.watermark, sel.tz);
   const meta = report.meta;
-  $("report-meta").textContent = `${sel.granularity.toLowerCase()} buckets in ${sel.tz} · answered from ${meta.sources.join(" + ") || "nothing"} in ${meta.tookMs} ms`;
+  const converted = $("currency").value ? ` · money converted to ${$("currency").value} at daily rates` : "";
+  $("report-meta").textContent = `${sel.granularity.toLowerCase()} buckets in ${sel.tz} · answered from ${meta.sources.join(" + ") || "nothing"} in ${meta.tookMs} ms${converted}`;
 }
 
 function renderTiles(report) {
@@ -337,6 +366,7 @@ function renderTiles(report) {
       const prev = (before[tile.metric] || {}).value;
       el.dataset.previous = prev === null || prev === undefined ? "" : String(prev);
       Object.assign(change, describeChange(tile.kind, cur.value, prev));
+      if (tile.upIsBad) change.classList.add("inverse"); // the class still says which way it went
     } else {
       change.textContent = "";
     }
@@ -557,9 +587,14 @@ function startLive() {
 
 // ---- the view in the URL fragment (shareable; never the key) -------------------------------
 
-const VIEW = { range: "preset", from: "from", to: "to", zone: "zone", by: "granularity", dim: "dimension", top: "top", chart: "chart-metric" };
+const VIEW = { range: "preset", from: "from", to: "to", zone: "zone", by: "granularity", dim: "dimension", top: "top", chart: "chart-metric", cur: "currency" };
 function readView() {
   const params = new URLSearchParams(location.hash.slice(1));
+  const cur = params.get("cur");
+  if (cur && /^[A-Z]{3}$/.test(cur)) { // a shared view in a reporting currency
+    $("currency").append(new Option(cur, cur));
+    $("currency-field").hidden = false;
+  }
   for (const [name, id] of Object.entries(VIEW)) {
     const value = params.get(name);
     if (value !== null && [...($(id).options || [])].some((o) => o.value === value)) $(id).value = value;
@@ -571,6 +606,7 @@ function readView() {
 function writeView() {
   const params = new URLSearchParams();
   for (const [name, id] of Object.entries(VIEW)) {
+    if (name === "cur" && !$(id).value) continue;
     if ((name !== "from" && name !== "to") || $("preset").value === "custom") params.set(name, $(id).value);
   }
   if (!$("compare").checked) params.set("compare", "0");
@@ -617,6 +653,10 @@ function wire() {
   $("sign-out").addEventListener("click", () => signOut(""));
   $("preset").addEventListener("change", () => { $("custom").hidden = $("preset").value !== "custom"; refresh(); });
   for (const id of ["from", "to", "granularity", "compare", "top", "dimension"]) $(id).addEventListener("change", refresh);
+  $("currency").addEventListener("change", () => {
+    if ($("currency").value) sessionStorage.setItem(CURRENCY, $("currency").value);
+    refresh();
+  });
   $("zone").addEventListener("change", () => { refresh(); startLive(); });
   $("chart-metric").addEventListener("change", refresh);
   $("merchant").addEventListener("change", () => {
@@ -626,6 +666,7 @@ function wire() {
     sessionStorage.setItem(MERCHANT, m);
     state.filters = [];
     renderFilters();
+    resetCurrency(); // another merchant sells in other currencies, or in one
     refresh();
     startLive();
   });
