@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
     rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
+    # How many `pulse rollups` workers `pulse up` runs; they share the shards as the replicas
+    # of the k8s Deployment do (docs/decisions/0240). Components run them one each.
+    rollup_workers: int = Field(default=2, ge=1, le=64)
     # First purchases per merchant-customer (storage.first_purchases, docs/decisions/0210).
     first_purchase_shards: int = Field(default=1, ge=1)
 

@@ -125,7 +125,7 @@ class Stack:
     api_port: int
     collector_port: int
     indexer_metrics_port: int = 0
-    rollups_metrics_port: int = 0
+    rollups_metrics_ports: list[int] = field(default_factory=list)  # one per rollups worker
     children: list[Child] = field(default_factory=list)
 
     @property
@@ -148,18 +148,24 @@ class Stack:
             PULSE_API_PORT=str(self.api_port),
             PULSE_COLLECTOR_PORT=str(self.collector_port),
             PULSE_INDEXER_METRICS_PORT=str(self.indexer_metrics_port),
-            PULSE_ROLLUPS_METRICS_PORT=str(self.rollups_metrics_port),
             PULSE_STATE_DIR=self.settings.state_dir,
             PULSE_NAMESPACE=self.settings.namespace,
         )
         return env
+
+    def rollup_workers(self) -> dict[str, int]:
+        """The rollups workers' component names (``rollups-1`` ...) and their metrics ports."""
+        return {f"rollups-{n}": port for n, port in enumerate(self.rollups_metrics_ports, 1)}
 
     def metrics_urls(self) -> dict[str, str]:
         """Each component's Prometheus endpoint (`pulse status` and a scraper read them)."""
         local = "127.0.0.1"
         return {
             "indexer": f"http://{local}:{self.indexer_metrics_port}/metrics",
-            "rollups": f"http://{local}:{self.rollups_metrics_port}/metrics",
+            **{
+                name: f"http://{local}:{port}/metrics"
+                for name, port in self.rollup_workers().items()
+            },
             "api": self.graphql_url.replace("/graphql", "/metrics"),
             "collector": self.collector_url.replace("/events", "/metrics"),
         }
@@ -196,9 +202,15 @@ def port_or_free(host: str, port: int) -> int:
 
 def components(stack: Stack, demo: bool) -> list[Child]:
     env = stack.child_env()
+    # Several rollup workers sharing the shards, as in production (decisions 0220, 0240):
+    # each with its own metrics port; all are stopped together with the rest (0150).
+    workers = [
+        Child(name, ["rollups"], {**env, "PULSE_ROLLUPS_METRICS_PORT": str(port)})
+        for name, port in stack.rollup_workers().items()
+    ]
     parts = [
         Child("indexer", ["indexer"], env),
-        Child("rollups", ["rollups"], env),
+        *workers,
         Child("api", ["api"], env),
         Child("collector", ["collector"], env),
         Child("ilm", ["ilm", "run", "--loop"], env),
@@ -286,7 +298,7 @@ def run_stack(settings: Settings, demo: bool) -> int:
         api_port=port_or_free(settings.api_host, settings.api_port),
         collector_port=port_or_free(settings.collector_host, settings.collector_port),
         indexer_metrics_port=settings.indexer_metrics_port or free_port(),
-        rollups_metrics_port=settings.rollups_metrics_port or free_port(),
+        rollups_metrics_ports=rollups_metrics_ports(settings),
     )
     try:
         bootstrap(settings, endpoints)
@@ -297,6 +309,16 @@ def run_stack(settings: Settings, demo: bool) -> int:
         stack_file(settings).unlink(missing_ok=True)
         engines.stop()
         log.info("engines stopped")
+
+
+def rollups_metrics_ports(settings: Settings) -> list[int]:
+    """One metrics port per rollups worker: the configured one (if any) for the first."""
+    ports = [settings.rollups_metrics_port or free_port()]
+    while len(ports) < settings.rollup_workers:
+        port = free_port()  # released at once: two calls may return the same one
+        if port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _address(engines: EmbeddedEngines, which: str) -> str:

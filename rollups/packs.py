@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_random
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from pulse.naming import Names
 from storage import rollup_schema as rs
@@ -34,10 +34,12 @@ from storage import rollup_schema as rs
 DayKey = tuple[str, int]  # (merchant, start of the UTC day)
 DAYS_PER_BATCH = 200  # packs per round (and up to 200 x 24 TOTAL ids per mget)
 HOURS = 24
+# How long a derivation keeps retrying packs other writers keep changing before it fails.
+CONFLICT_BUDGET_S = 60.0
 
 
 class PackConflict(RuntimeError):
-    """Packs still changed under this derivation after every retry."""
+    """Packs still changed under this derivation for the whole retry budget."""
 
 
 @dataclass(frozen=True)
@@ -95,36 +97,55 @@ class PackWriter:
 
     def derive(self, pairs: Iterable[tuple[str, int]]) -> int:
         """Bring the pack slots of ``pairs`` in line with their TOTAL documents; packs
-        written."""
+        written. Raises PackConflict only if some pack kept changing under it for
+        ``CONFLICT_BUDGET_S`` (the job's run then fails and the next run derives again)."""
         wanted = list(slots_of(pairs).items())
         return sum(
-            self._derive_batch(dict(wanted[i : i + DAYS_PER_BATCH]))
+            self._derive_until_done(dict(wanted[i : i + DAYS_PER_BATCH]))
             for i in range(0, len(wanted), DAYS_PER_BATCH)
         )
 
-    @retry(
-        retry=retry_if_exception_type(PackConflict),
-        stop=stop_after_attempt(8),
-        wait=wait_random(0, 0.05),
-        reraise=True,
-    )
-    def _derive_batch(self, wanted: dict[DayKey, frozenset[int]]) -> int:
+    def _derive_until_done(self, wanted: dict[DayKey, frozenset[int]]) -> int:
+        """Derive, then again for the packs that lost their compare-and-set, until none does.
+
+        A lost compare-and-set means another writer stored the pack in between; ours must be
+        derived again from the pack it wrote (its copy of our slots may predate our TOTAL
+        write). Only those days are retried, after a random, growing pause: with several
+        writers on one pack (tests: six on two) a fixed few quick attempts could all lose under
+        load, which the job then reported as a failed run (decision 0240).
+        """
+        written = 0
+        retrying = Retrying(
+            retry=retry_if_exception_type(PackConflict),
+            stop=stop_after_delay(CONFLICT_BUDGET_S),
+            wait=wait_random_exponential(multiplier=0.01, max=1.0),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                done, wanted = self._derive_batch(wanted)
+                written += done
+                if wanted:
+                    raise PackConflict(f"{len(wanted)} day packs changed while being derived")
+        return written
+
+    def _derive_batch(
+        self, wanted: dict[DayKey, frozenset[int]]
+    ) -> tuple[int, dict[DayKey, frozenset[int]]]:
+        """One derivation: packs written, and the days whose compare-and-set was refused."""
         stored = self._packs(list(wanted))  # first: a pack written after this read fails our CAS
         # A missing pack is derived whole: the day may have hours written before packs existed.
         slots = {k: s if stored[k].source else frozenset(range(HOURS)) for k, s in wanted.items()}
         totals = self._totals(slots)
-        actions = []
+        actions = {}
         for key, update in slots.items():
             if key not in totals and stored[key].source is None:
                 continue  # no TOTAL documents and no pack: a missing pack reads as zeros
             doc = pack_doc(*key, totals.get(key, {}), update, stored[key].source)
             if stored[key].source != doc:
-                actions.append(self._action(key, stored[key], doc))
-        conflicts = self._write(actions)
-        if conflicts:
-            # Re-derive them all: only the conflicting ones can be wrong, but a batch is cheap.
-            raise PackConflict(f"{conflicts} day packs changed while being derived")
-        return len(actions)
+                actions[key] = self._action(key, stored[key], doc)
+        refused = self._write(actions)
+        return len(actions) - len(refused), {k: wanted[k] for k in refused}
 
     def _index(self, day_ms: int) -> str:
         return rs.index_for(self.names, self.generation, day_ms)
@@ -181,17 +202,19 @@ class PackWriter:
             action["if_seq_no"], action["if_primary_term"] = stored.cas
         return action
 
-    def _write(self, actions: list[dict[str, Any]]) -> int:
-        """Write the packs; how many lost a compare-and-set (409). Other failures raise."""
-        conflicts = 0
-        for ok, item in self._bulk(actions):
+    def _write(self, actions: dict[DayKey, dict[str, Any]]) -> set[DayKey]:
+        """Write the packs; the days that lost a compare-and-set (409). Other failures raise."""
+        by_id = {action["_id"]: key for key, action in actions.items()}
+        refused = set()
+        for ok, item in self._bulk(list(actions.values())):
             if ok:
                 continue
-            if next(iter(item.values())).get("status") == 409:
-                conflicts += 1
+            result = next(iter(item.values()))
+            if result.get("status") == 409:
+                refused.add(by_id[result["_id"]])
             else:
                 raise RuntimeError(f"writing a day pack failed: {item}")
-        return conflicts
+        return refused
 
     def _bulk(self, actions: list[dict[str, Any]]) -> Iterator[tuple[bool, Any]]:
         if not actions:

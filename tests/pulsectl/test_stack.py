@@ -33,11 +33,13 @@ from pulse.clients import opensearch_client
 from pulse.engines import free_port, pid_alive, wait_until
 from pulse.naming import names_for
 from pulse.settings import Settings
+from rollups.shards import read_all
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "k8s" / "monitoring" / "prometheusrule.yaml"
 STOP_LIMIT_S = 15.0
 PARTITIONS = 2
+WORKERS, SHARDS = 3, 6  # rollups workers `pulse up` runs, sharing this many shards
 EVENTS, INVALID = 300, 7
 
 
@@ -66,6 +68,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
         PULSE_RAW_PARTITIONS=str(PARTITIONS),
         PULSE_ROLLUP_INTERVAL_S="1",
         PULSE_ROLLUP_VISIBILITY_MARGIN_S="1",
+        PULSE_ROLLUP_WORKERS=str(WORKERS),
+        PULSE_ROLLUP_SHARDS=str(SHARDS),
         PULSE_LOG_JSON="false",
     )
     log = root / "up.log"
@@ -99,17 +103,21 @@ def prometheus_binary() -> str:
     return path
 
 
+def job_of(component: str) -> str:
+    """The Prometheus job of a component: every rollups worker (``rollups-2``) is in
+    ``pulse-rollups``, as every replica is in k8s/monitoring/podmonitors.yaml."""
+    return "pulse-" + component.split("-")[0]
+
+
 def scrape_config(info: dict[str, Any], rules: Path) -> dict[str, Any]:
-    jobs = []
+    targets: dict[str, list[str]] = {}
     for component, url in sorted(info["metrics_urls"].items()):
         address = httpx.URL(url)
-        jobs.append(
-            {
-                "job_name": f"pulse-{component}",
-                "metrics_path": address.path,
-                "static_configs": [{"targets": [f"{address.host}:{address.port}"]}],
-            }
-        )
+        assert address.path == "/metrics"
+        targets.setdefault(job_of(component), []).append(f"{address.host}:{address.port}")
+    jobs = [
+        {"job_name": job, "static_configs": [{"targets": hosts}]} for job, hosts in targets.items()
+    ]
     return {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
@@ -211,12 +219,13 @@ def test_prometheus_scrapes_every_component_after_traffic(stack: UpStack, promet
     ask_api(info)
     anonymous = httpx.post(info["collector_url"], json=[{"event_id": "x"}], timeout=30)
     assert anonymous.status_code == 401  # the front door wants a write key
-    jobs = {f"pulse-{c}" for c in info["metrics_urls"]}
+    jobs = {job_of(c) for c in info["metrics_urls"]}
     assert jobs == {"pulse-indexer", "pulse-rollups", "pulse-api", "pulse-collector"}
 
     def all_up() -> bool:
-        up = {r["metric"]["job"]: r["value"][1] for r in query(prometheus, "up")}
-        return up == dict.fromkeys(jobs, "1")
+        up = [(r["metric"]["job"], r["value"][1]) for r in query(prometheus, "up")]
+        targets = len(info["metrics_urls"])  # every rollups worker is a target of its own
+        return len(up) == targets and {j for j, _ in up} == jobs and {v for _, v in up} == {"1"}
 
     assert wait_until(all_up, 30, 0.5), query(prometheus, "up")
     indexed = "sum(pulse_indexer_indexed_total)"
@@ -234,12 +243,11 @@ def test_prometheus_scrapes_every_component_after_traffic(stack: UpStack, promet
     )
 
     runs = scalar(prometheus, 'sum(pulse_rollups_runs_total{outcome="ok"})') or 0
-    assert (
-        runs >= 1 and (scalar(prometheus, "pulse_rollups_run_duration_seconds_count") or 0) >= runs
-    )
-    age = scalar(prometheus, "pulse_rollups_watermark_age_seconds")
+    durations = scalar(prometheus, "sum(pulse_rollups_run_duration_seconds_count)") or 0
+    assert runs >= 1 and durations >= runs
+    age = scalar(prometheus, "max(pulse_rollups_watermark_age_seconds)")
     assert age is not None and 0 <= age < 120  # 1 s interval, 1 s visibility margin
-    assert scalar(prometheus, "pulse_rollups_holds") == 0
+    assert scalar(prometheus, "max(pulse_rollups_holds)") == 0
     ok = 'pulse_api_graphql_operations_total{operation="metrics",code="OK"}'
     assert wait_until(lambda: scalar(prometheus, ok) == 1, 10, 0.5), query(prometheus, ok)
     refused = 'pulse_api_graphql_operations_total{operation="metrics",code="UNAUTHENTICATED"}'
@@ -268,11 +276,53 @@ def test_prometheus_scrapes_every_component_after_traffic(stack: UpStack, promet
     assert wait_until(quiet, 15, 1.0), [r["name"] for r in rules() if r["state"] != "inactive"]
 
 
+def test_the_rollups_workers_share_the_shards(stack: UpStack) -> None:
+    """`pulse up` runs PULSE_ROLLUP_WORKERS `pulse rollups` processes; each holds its fair
+    share of the shards (live leases in the engine), and `pulse status` says who holds what."""
+    info = stack.info
+    pids = {name: pid for name, pid in info["components"].items() if name.startswith("rollups")}
+    assert sorted(pids) == [f"rollups-{n}" for n in range(1, WORKERS + 1)]
+    assert len(set(pids.values())) == WORKERS and all(pid_alive(p) for p in pids.values())
+    client = opensearch_client(info["opensearch_url"])
+    names = names_for(Settings())
+
+    def owners() -> dict[int, int]:
+        """Shard -> pid of the worker whose lease on it runs (rollups.job.default_owner)."""
+        now = time.time() * 1000
+        docs = read_all(client, names, SHARDS).values()
+        return {d.index: int(str(d.owner()).split("-")[-2]) for d in docs if d.expires_at() > now}
+
+    def shared() -> bool:
+        held = owners()
+        counts = sorted(list(held.values()).count(p) for p in pids.values())
+        return len(held) == SHARDS and counts == [SHARDS // WORKERS] * WORKERS
+
+    assert wait_until(shared, 60, 0.5), (owners(), pids, stack.output()[-3000:])
+    held = owners()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_")}
+    env.update(PULSE_STATE_DIR=str(stack.state), PULSE_ROLLUP_SHARDS=str(SHARDS))
+    shown = subprocess.run(
+        [sys.executable, "-m", "pulsectl.cli", "status", "--json", "--sample", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert shown.stdout, shown.stderr
+    status = json.loads(shown.stdout)
+    by_worker: dict[int, set[int]] = {}
+    for shard in status["rollups"]["shards"]:
+        by_worker.setdefault(int(shard["owner"].split("-")[-2]), set()).add(shard["shard"])
+    assert by_worker == {p: {i for i, o in held.items() if o == p} for p in pids.values()}
+    alive = {c["name"] for c in status["components"] if c["alive"]}
+    assert set(pids) <= alive, status["components"]
+
+
 def test_ctrl_c_stops_components_then_engines_without_traceback(stack: UpStack) -> None:
     info = stack.info
     children = list(info["components"].values())
     engines = list(info["engine_pids"].values())
-    assert len(children) == 5 and len(engines) == 2
+    assert len(children) == 4 + WORKERS and len(engines) == 2
     started = time.monotonic()
     os.killpg(stack.process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     code = stack.process.wait(STOP_LIMIT_S + 10)

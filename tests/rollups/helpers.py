@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from opensearchpy import OpenSearch, helpers
@@ -35,10 +36,15 @@ def write_raw(
 ) -> None:
     """Index events as the indexer would (deterministic _id), stamped ``ingested_at``."""
     ensure_templates(client, settings, names)
+    targets: dict[date, str] = {}  # one existence check per day, as the indexer per batch
     actions: list[dict[str, Any]] = []
     for event in events:
-        index = write_target(client, names, settings.generation, day_of(event.occurred_at_ms))
-        actions.append({"_index": index, "_id": event.doc_id, "_source": event.to_doc(ingested_at)})
+        day = day_of(event.occurred_at_ms)
+        if day not in targets:
+            targets[day] = write_target(client, names, settings.generation, day)
+        actions.append(
+            {"_index": targets[day], "_id": event.doc_id, "_source": event.to_doc(ingested_at)}
+        )
     helpers.bulk(client, actions, chunk_size=2000)
     client.indices.refresh(index=names.raw_prefix(settings.generation) + "*")
 
