@@ -26,19 +26,15 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from api import dsl, resolve, sources
 from api.cells import Cell
-from api.dsl import filter_clause
-from api.engine import engine_errors, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import Base, Dimension, Filter, Granularity, QueryPlan, Source
 from api.planner import to_ms
 from api.sources import Cells, Ctx, GroupKey
-from api.timebuckets import ENGINE_INTERVAL, boundaries, zone
+from api.timebuckets import boundaries, zone
 from ingest.contract import customer_hash
 from pulse.settings import Settings
-from rollups import state  # the named seam: the watermark the first-purchase state lags by
-from storage import arrivals, served
-from storage import first_purchases as fp
 from storage import rollup_schema as rs
 
 UNSPLITTABLE = (Dimension.EVENT_TYPE, Dimension.STATUS)
@@ -74,27 +70,12 @@ def active_customers(
 ) -> tuple[Active, dict[int, int]]:
     """Who paid where in [start, end): (group, bucket start) -> customers, and each
     customer's earliest succeeded payment in the span."""
-    start, end = span
-    clauses: list[dict[str, Any]] = [
-        {"term": {"merchant_id": merchant_id}},
-        {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
-        rs.RAW_PAID,
-        {"exists": {"field": "customer_id"}},
-        *(filter_clause(Source.RAW, f) for f in filters),
-    ]
-    sources: list[dict[str, Any]] = [
-        {f"d{i}": {"terms": {"field": d.field, "missing_bucket": True}}}
-        for i, d in enumerate(group_by)
-    ]
-    if histogram is not None:
-        gran, tz_name = histogram
-        interval = {"calendar_interval": ENGINE_INTERVAL[gran], "time_zone": tz_name}
-        sources.append({"b": {"date_histogram": {"field": "occurred_at", **interval}}})
-    sources.append({"c": {"terms": {"field": "customer_id"}}})
+    query = dsl.paying_customers_query(merchant_id, span, filters)
+    keys_of = dsl.paying_customers_keys(group_by, histogram)
     active: Active = {}
     earliest: dict[int, int] = {}
     keys = 0
-    for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, span):
+    for page in _pages(ctx, query, keys_of, span):
         keys += len(page)
         if keys > ctx.settings.customer_max_keys:
             raise BadInput(
@@ -116,28 +97,18 @@ def active_customers(
 def _pages(
     ctx: Ctx,
     query: dict[str, Any],
-    sources: list[dict[str, Any]],
+    keys_of: list[dict[str, Any]],
     span: tuple[int, int],
     index: str | None = None,
 ) -> Iterable[list[dict[str, Any]]]:
     """Composite pages over the raw members covering ``span``, or over ``index`` when given."""
     after: dict[str, Any] | None = None
     while True:
-        composite: dict[str, Any] = {"size": PAGE, "sources": sources}
-        if after:
-            composite["after"] = after
-        body = {
-            "size": 0,
-            "track_total_hits": False,
-            "query": query,
-            "aggs": {
-                "k": {"composite": composite, "aggs": {"first": {"min": {"field": "occurred_at"}}}}
-            },
-        }
+        body = dsl.first_payments_page(query, keys_of, PAGE, after)
         if index is None:
             answer = ctx.search(Source.RAW, body, (span,))
         else:
-            answer = search(ctx.client, index, body, ctx.settings.api_request_timeout_s)
+            answer = sources.search_indices(ctx, index, body)
         agg = (answer.get("aggregations") or {}).get("k") or {}
         buckets: list[dict[str, Any]] = agg.get("buckets") or []
         if buckets:
@@ -147,32 +118,19 @@ def _pages(
             return
 
 
-def watermark(ctx: Ctx) -> int | None:
-    """The rollup watermark W: the first-purchase state holds what runs up to W folded in."""
-    with engine_errors("rollup state read"):
-        return state.watermark(ctx.client, ctx.names)
-
-
 def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -> dict[int, int]:
     """Earliest succeeded payment per customer before ``before_ms`` among the events the state
     may not hold yet: those ingested after W (each run folds in what it ingested up to its W,
     rollups.customers.observe_ingested); every event before any run. A late payment older
     than the asked window then still moves a first purchase at once."""
-    clauses: list[dict[str, Any]] = [
-        {"term": {"merchant_id": merchant_id}},
-        {"range": {"occurred_at": {"lt": before_ms, "format": "epoch_millis"}}},
-        rs.RAW_PAID,
-        {"exists": {"field": "customer_id"}},
-    ]
     index = None
     if w is not None:
-        clauses.append({"range": {"ingested_at": {"gt": w, "format": "epoch_millis"}}})
         index = _days_written_after(ctx, before_ms, w)
         if not index:
             return {}
-    sources = [{"c": {"terms": {"field": "customer_id"}}}]
+    query = dsl.unfolded_payments_query(merchant_id, before_ms, w)
     out: dict[int, int] = {}
-    for page in _pages(ctx, {"bool": {"filter": clauses}}, sources, (0, before_ms), index):
+    for page in _pages(ctx, query, dsl.customer_key(), (0, before_ms), index):
         for b in page:
             who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
             out[who] = min(first, out.get(who, first))
@@ -183,14 +141,9 @@ def _days_written_after(ctx: Ctx, before_ms: int, w: int) -> str:
     """The raw indices before ``before_ms`` that may hold an event ingested after W: those
     whose day's arrivals bound (storage.arrivals) is above W or unknown (decision 0048), so
     the look-back skips every day nothing arrived in since the last rollup run."""
-    with engine_errors("raw members read"):
-        found = [
-            m
-            for m in served.members(ctx.client, ctx.names.events_alias)
-            if m.start_ms is None or m.start_ms < before_ms
-        ]
-        days = {m.start_ms // rs.DAY_MS for m in found if m.start_ms is not None}
-        known = arrivals.bounds(ctx.client, ctx.names, days)
+    found = [m for m in sources.raw_members(ctx) if m.start_ms is None or m.start_ms < before_ms]
+    days = {m.start_ms // rs.DAY_MS for m in found if m.start_ms is not None}
+    known = sources.arrival_bounds(ctx, days)
     return ",".join(
         m.index
         for m in found
@@ -206,15 +159,9 @@ def first_purchases(
     customers = sorted(earliest)
     if not customers:
         return {}
-    older = unfolded_before(ctx, merchant_id, before_ms, watermark(ctx))
-    with engine_errors("first purchases read"):
-        stored = fp.read(
-            ctx.client,
-            ctx.names,
-            ctx.settings.generation,
-            [(merchant_id, c) for c in customers],
-            ctx.settings.api_request_timeout_s,
-        )
+    # The first-purchase state holds what rollup runs up to W folded in.
+    older = unfolded_before(ctx, merchant_id, before_ms, resolve.watermark(ctx))
+    stored = sources.first_purchases(ctx, [(merchant_id, c) for c in customers])
     out: dict[int, int] = {}
     for c in customers:
         seen = [t for t in (stored[(merchant_id, c)].first_paid_at, older.get(c)) if t is not None]

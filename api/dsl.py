@@ -1,18 +1,38 @@
-"""The one formatter: a processed QueryPlan (plus the intervals a source answers) -> DSL dicts.
+"""Request formatting: the API's only writer of OpenSearch DSL (docs/decisions/0230).
 
-Nothing here talks to the engine. Raw documents keep each event's fields; rollup documents
-are per merchant x UTC hour x dimension combination, plus one total per merchant x hour
-(storage.rollup_schema), and store absent dimension values as MISSING, so the two sources need
-different filters for "no value".
+A resolved plan (api.resolve) becomes typed requests: ``shared_requests`` (rollup sketches),
+``totals_requests`` (every group's totals, for ranking), ``series_requests`` (what a report
+shows, once its groups are ranked), ``late_hours_request`` and ``freshness_request`` (source
+resolution's raw reads); the execution stage (api.sources) runs them. Nothing here talks to
+the engine. tests/api/test_dsl_owner.py fails when another api module writes DSL.
+
+Raw documents keep each event's fields; rollup documents are per merchant x UTC hour x
+dimension combination, plus one total per merchant x hour (storage.rollup_schema), and store
+absent dimension values as MISSING, so the two sources need different filters for "no value".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
-from api.model import MISSING, Base, Dimension, Filter, Granularity, Interval, QueryPlan, Source
+from api.model import (
+    HOUR_MS,
+    MISSING,
+    Base,
+    Dimension,
+    Filter,
+    Granularity,
+    Interval,
+    QueryPlan,
+    ResolvedPlan,
+    Source,
+)
 from api.timebuckets import ENGINE_INTERVAL
+from pulse.settings import Settings
+from storage import late_events
 from storage import rollup_schema as rs
 
 Body = dict[str, Any]
@@ -259,3 +279,216 @@ def sketches_body(
     if after:
         body["search_after"] = after
     return body
+
+
+# --- requests: what the execution stage (api.sources) runs -------------------------------
+
+PAGE = 1000  # composite and search_after page size of the report reads
+
+
+@dataclass(frozen=True)
+class Search:
+    """One search of one source, restricted to ``intervals`` (which routes it, api.engine)."""
+
+    source: Source
+    intervals: tuple[Interval, ...]
+    body: Body
+
+
+@dataclass(frozen=True)
+class Pages:
+    """A paged read of one source: ``page(after)`` is the body of the page after ``after``
+    (None: the first page); the answers say when to stop."""
+
+    source: Source
+    intervals: tuple[Interval, ...]
+    page: Callable[[Any], Body]
+
+
+@dataclass(frozen=True)
+class Packs:
+    """The merchant's day packs holding ``hours`` (rollups.packs), fetched by id."""
+
+    hours: tuple[int, ...]
+    docs: tuple[Body, ...]
+
+
+@dataclass(frozen=True)
+class RawSearch:
+    """A search of the served raw events (``span``: the occurred_at range it can match)."""
+
+    body: Body
+    span: Interval | None
+
+
+@dataclass(frozen=True)
+class SharedRequests:
+    """Reads whose cells both ranking and the series use: the rollup documents' customer
+    sketches (stitched reports) and whether NEW/RETURNING_CUSTOMERS are asked (api.customers
+    formats those reads itself from this module's ``active_customers_*`` functions)."""
+
+    resolved: ResolvedPlan
+    sketches: tuple[Pages, ...]
+    firsts: bool
+
+
+@dataclass(frozen=True)
+class TotalsRequests:
+    """Every group's totals from each source, for ranking (composite pages)."""
+
+    resolved: ResolvedPlan
+    pages: tuple[Pages, ...]
+
+
+@dataclass(frozen=True)
+class SeriesRequests:
+    """What the report shows: per source the total and every bucket (of each chosen group:
+    ``groups``, None when the report is not grouped), in the order of ``resolved.parts``."""
+
+    resolved: ResolvedPlan
+    groups: tuple[GroupKey, ...] | None
+    reads: tuple[Search | Packs, ...]
+
+
+def hashes_cap(resolved: ResolvedPlan, settings: Settings) -> int:
+    """How many customer hashes raw lists per cell to merge with rollup sketches (0: none)."""
+    return settings.stitch_customer_cap if resolved.stitched else 0
+
+
+def shared_requests(resolved: ResolvedPlan) -> SharedRequests:
+    plan, rollups = resolved.plan, resolved.split.rollups
+    sketches = (
+        (Pages(Source.ROLLUPS, rollups, partial(sketches_body, plan, rollups, PAGE)),)
+        if resolved.stitched
+        else ()
+    )
+    return SharedRequests(resolved, sketches, Base.FIRSTS in plan.bases)
+
+
+def totals_requests(resolved: ResolvedPlan, settings: Settings) -> TotalsRequests:
+    """Composite pages of every group's totals per source (none when not grouped)."""
+    plan = resolved.plan
+    if not plan.group_by:
+        return TotalsRequests(resolved, ())
+    threshold, cap = settings.uniques_precision_threshold, hashes_cap(resolved, settings)
+    pages = tuple(
+        Pages(source, iv, _groups_page(plan, source, iv, threshold, cap))
+        for source, iv in resolved.parts
+    )
+    return TotalsRequests(resolved, pages)
+
+
+def _groups_page(
+    plan: QueryPlan, source: Source, intervals: tuple[Interval, ...], threshold: int, cap: int
+) -> Callable[[Any], Body]:
+    def page(after: Any) -> Body:
+        return groups_body(plan, source, intervals, PAGE, after, threshold, cap)
+
+    return page
+
+
+def series_requests(
+    resolved: ResolvedPlan,
+    groups: tuple[GroupKey, ...] | None,
+    settings: Settings,
+    index_of: Callable[[int], str],
+) -> SeriesRequests:
+    """One read per source: rollups without filter or grouping come from the day packs
+    (``index_of``: the monthly rollup index of a day), everything else is one search."""
+    plan = resolved.plan
+    threshold, cap = settings.uniques_precision_threshold, hashes_cap(resolved, settings)
+    reads: list[Search | Packs] = []
+    for source, iv in resolved.parts:
+        if source is Source.ROLLUPS and not plan.filters and not plan.group_by:
+            reads.append(packs_request(plan, iv, index_of))
+        else:
+            reads.append(Search(source, iv, series_body(plan, source, iv, groups, cap, threshold)))
+    return SeriesRequests(resolved, groups, tuple(reads))
+
+
+def packs_request(
+    plan: QueryPlan, intervals: tuple[Interval, ...], index_of: Callable[[int], str]
+) -> Packs:
+    hours = tuple(h for a, b in intervals for h in range(a, b, HOUR_MS))
+    return Packs(hours, tuple(packs_docs(plan, hours, index_of)))
+
+
+def late_hours_request(merchant_id: str, hours: set[int], watermark: int) -> RawSearch:
+    """Source resolution's late-event check: which of ``hours`` hold an event of the merchant
+    ingested after W (storage.late_events, shared with rollups.state)."""
+    start, end = min(hours), max(hours) + HOUR_MS
+    return RawSearch(late_events.hours_body(merchant_id, start, end, watermark), (start, end))
+
+
+def freshness_request(merchant_id: str, watermark: int | None) -> RawSearch:
+    return RawSearch(late_events.freshness_body(merchant_id, watermark), None)
+
+
+# --- NEW/RETURNING_CUSTOMERS and cohorts (api.customers) -----------------------------------
+
+
+def paying_customers_query(
+    merchant_id: str, span: Interval, filters: Sequence[Filter] = ()
+) -> Body:
+    """Succeeded payments with a customer in [start, end), matching every filter."""
+    start, end = span
+    clauses: list[Body] = [
+        {"term": {"merchant_id": merchant_id}},
+        {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
+        rs.RAW_PAID,
+        {"exists": {"field": "customer_id"}},
+        *(filter_clause(Source.RAW, f) for f in filters),
+    ]
+    return {"bool": {"filter": clauses}}
+
+
+def paying_customers_keys(
+    group_by: Sequence[Dimension], histogram: tuple[Granularity, str] | None
+) -> list[Body]:
+    """Composite sources listing each (group ``d<i>``, bucket ``b``, customer ``c``) once."""
+    sources: list[Body] = [
+        {f"d{i}": {"terms": {"field": d.field, "missing_bucket": True}}}
+        for i, d in enumerate(group_by)
+    ]
+    if histogram is not None:
+        gran, tz_name = histogram
+        interval = {"calendar_interval": ENGINE_INTERVAL[gran], "time_zone": tz_name}
+        sources.append({"b": {"date_histogram": {"field": "occurred_at", **interval}}})
+    sources.append({"c": {"terms": {"field": "customer_id"}}})
+    return sources
+
+
+def customer_key() -> list[Body]:
+    """Composite sources listing each customer once."""
+    return [{"c": {"terms": {"field": "customer_id"}}}]
+
+
+def unfolded_payments_query(merchant_id: str, before_ms: int, watermark: int | None) -> Body:
+    """Succeeded payments with a customer before ``before_ms`` that the first-purchase state
+    may not hold yet: those ingested after W (all of them before any rollup run)."""
+    clauses: list[Body] = [
+        {"term": {"merchant_id": merchant_id}},
+        {"range": {"occurred_at": {"lt": before_ms, "format": "epoch_millis"}}},
+        rs.RAW_PAID,
+        {"exists": {"field": "customer_id"}},
+    ]
+    if watermark is not None:
+        clauses.append({"range": {"ingested_at": {"gt": watermark, "format": "epoch_millis"}}})
+    return {"bool": {"filter": clauses}}
+
+
+def first_payments_page(
+    query: Body, keys: list[Body], page: int, after: dict[str, Any] | None
+) -> Body:
+    """One composite page of ``keys`` with each key's earliest ``occurred_at`` (``first``)."""
+    composite: Body = {"size": page, "sources": keys}
+    if after:
+        composite["after"] = after
+    return {
+        "size": 0,
+        "track_total_hits": False,
+        "query": query,
+        "aggs": {
+            "k": {"composite": composite, "aggs": {"first": {"min": {"field": "occurred_at"}}}}
+        },
+    }

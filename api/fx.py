@@ -16,8 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from api import sources
 from api.cells import Cell, MoneyKey
-from api.engine import engine_errors
 from api.errors import BadInput, FxRateMissing
 from api.model import MISSING, QueryPlan
 from api.sources import Cells, Ctx
@@ -87,6 +87,5 @@ class Converter:
         range at once: a group's totals and the series then need no second read)."""
         first = fx.utc_day(self.plan.start_ms)
         last = fx.utc_day(self.plan.end_ms - 1)
-        with engine_errors("exchange rates read"):
-            self.rates = fx.rates_for(self.ctx.client, self.ctx.names, currencies, first, last)
+        self.rates = sources.exchange_rates(self.ctx, currencies, first, last)
         self.loaded = set(currencies)

@@ -1,7 +1,9 @@
-"""The query plan: a frozen, validated description of one report, independent of GraphQL.
+"""The query plan and the resolved plan: frozen descriptions of one report, independent of
+GraphQL (the stages are in docs/decisions/0230).
 
-Resolvers build a ``QueryPlan``; processors (api.processors) return refined copies; the
-formatter (api.dsl) turns a plan into engine requests. Times are epoch milliseconds (UTC).
+Resolvers build a ``QueryPlan``; the planner's processors (api.planner) return refined copies;
+source resolution (api.resolve) turns it into a ``ResolvedPlan``, which always has a ``Split``;
+the formatter (api.dsl) turns that into engine requests. Times are epoch milliseconds (UTC).
 """
 
 from __future__ import annotations
@@ -135,7 +137,8 @@ class Split:
 
 @dataclass(frozen=True)
 class QueryPlan:
-    """One report request. ``boundaries`` and ``split`` are filled in by processors."""
+    """One report request. ``boundaries`` is filled in by the time_buckets processor; which
+    source answers what is not part of it (``ResolvedPlan``)."""
 
     merchant_id: str
     start_ms: int
@@ -151,7 +154,6 @@ class QueryPlan:
     # ISO 4217 code money is converted to (api.fx), or None: money stays in its currency.
     reporting_currency: str | None = None
     boundaries: tuple[int, ...] = ()  # bucket starts + the last bucket's end
-    split: Split | None = None
     compare: QueryPlan | None = field(default=None)
 
     @property
@@ -175,3 +177,26 @@ class QueryPlan:
     @property
     def buckets(self) -> int:
         return max(0, len(self.boundaries) - 1)
+
+
+@dataclass(frozen=True)
+class ResolvedPlan:
+    """A processed plan with its sources resolved (api.resolve): the split always exists, and
+    the rollup state it was judged by is kept with it (W in ``split``, and the hours held by a
+    reprocess switch or found changed by late events, which the split gave to raw)."""
+
+    plan: QueryPlan
+    split: Split
+    held: frozenset[int] = frozenset()  # candidate hours held (rollups.state holds)
+    late: frozenset[int] = frozenset()  # hours given to raw after the late-event search
+
+    @property
+    def parts(self) -> tuple[tuple[Source, tuple[Interval, ...]], ...]:
+        """The sources that answer something, raw first, with their intervals."""
+        parts = ((Source.RAW, self.split.raw), (Source.ROLLUPS, self.split.rollups))
+        return tuple((source, iv) for source, iv in parts if iv)
+
+    @property
+    def stitched(self) -> bool:
+        """Distinct customers come from both sources: rollup sketches and raw hashes merge."""
+        return Base.CUSTOMERS in self.plan.bases and bool(self.split.rollups)

@@ -1,8 +1,9 @@
-"""Building and refining QueryPlans: validation, then small stateless processors.
+"""The plan stage (pure): validation, then small stateless processors.
 
 ``build_plan`` turns resolver arguments into a validated plan; each processor takes a plan
 and returns a refined copy (or raises a ClientError). ``split_sources`` decides, hour by hour,
-which source answers which part of the range so the two never overlap.
+which source answers which part of the range so the two never overlap; source resolution
+(api.resolve) calls it with the hours the rollup state serves. Nothing here reads the engine.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from api.model import (
     Interval,
     Metric,
     QueryPlan,
+    ResolvedPlan,
     Source,
     Split,
 )
@@ -140,12 +142,14 @@ def time_buckets(plan: QueryPlan, settings: Settings) -> QueryPlan:
     return out
 
 
-def split_sources(plan: QueryPlan, servable_hours: set[int], watermark_ms: int | None) -> QueryPlan:
+def split_sources(
+    plan: QueryPlan, servable_hours: set[int], watermark_ms: int | None
+) -> ResolvedPlan:
     """Complete, unchanged UTC hours lying wholly in the range and in one bucket come from
     rollups; everything else (the open hour, changed hours, sub-hour buckets, the hour around
     a half-hour zone's boundary, the range's ragged ends) from raw. No instant is in both."""
     if plan.force_source is Source.RAW or not servable_hours:
-        return replace(plan, split=Split(raw=((plan.start_ms, plan.end_ms),)))
+        return ResolvedPlan(plan, Split(raw=((plan.start_ms, plan.end_ms),)))
     first = -(-plan.start_ms // HOUR_MS) * HOUR_MS
     hours = [
         h
@@ -154,8 +158,7 @@ def split_sources(plan: QueryPlan, servable_hours: set[int], watermark_ms: int |
     ]
     rollups = merge_runs((h, h + HOUR_MS) for h in hours)
     raw = complement(plan.start_ms, plan.end_ms, rollups)
-    split = Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms)
-    return replace(plan, split=split)
+    return ResolvedPlan(plan, Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms))
 
 
 def merge_runs(intervals: Iterable[Interval]) -> tuple[Interval, ...]:

@@ -1,4 +1,5 @@
-"""Shaping: merged cells -> the Report of DESIGN.md (plain dataclasses; api.schema wraps them)."""
+"""Shaping, the last stage: a resolved plan's merged cells -> the Report of DESIGN.md (plain
+dataclasses; api.schema wraps them). Groups arrive ranked (api.rank)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from functools import cache
 from itertools import pairwise
 
 from api.cells import Cell
-from api.model import Base, Dimension, Granularity, Metric, QueryPlan, Source
+from api.model import Base, Dimension, Granularity, Metric, QueryPlan, ResolvedPlan, Source
 from api.money import Currencies
 from api.sources import Cells, GroupKey
 
@@ -159,27 +160,15 @@ def metric_value(metric: Metric, cell: Cell) -> MetricValue:
     return _READERS[metric](cell)
 
 
-def rank(cells: Cells, metric: Metric, limit: int) -> tuple[GroupKey, ...]:
-    """The top ``limit`` groups by ``metric`` (nulls last, ties by group key)."""
-    read = _READERS[metric]
-    scored = []
-    for (group, bucket), cell in cells.items():
-        if group is None or bucket is not None:
-            continue
-        value = read(cell).value
-        scored.append((value is None, -(value or 0.0), group))
-    scored.sort()
-    return tuple(group for _, _, group in scored[:limit])
-
-
 def shape(
-    plan: QueryPlan,
+    resolved: ResolvedPlan,
     cells: Cells,
     groups: tuple[GroupKey, ...] | None,
     took_ms: int,
     currencies: Currencies | None = None,
 ) -> Report:
     """Every bucket of every chosen group (zeros where no data), plus totals and meta."""
+    plan, split = resolved.plan, resolved.split
     money = currencies or Currencies()
     keys: tuple[GroupKey, ...] = groups if groups is not None else ((),)
     series = [
@@ -187,11 +176,10 @@ def shape(
         for group in keys
     ]
     total = cells.get((None, None), Cell())
-    split = plan.split
     sources = []
-    if split and split.rollups:
+    if split.rollups:
         sources.append(Source.ROLLUPS.value)
-    if (split and split.raw) or Base.FIRSTS in plan.bases:
+    if split.raw or Base.FIRSTS in plan.bases:
         sources.append(Source.RAW.value)
     if Base.FIRSTS in plan.bases:
         sources.append(FIRST_PURCHASES)
@@ -199,7 +187,7 @@ def shape(
         series=series,
         totals=[_total(m, total, money) for m in plan.metrics],
         sources=sources,
-        watermark_ms=split.watermark_ms if split else None,
+        watermark_ms=split.watermark_ms,
         took_ms=took_ms,
         timezone=plan.timezone,
     )

@@ -1,32 +1,55 @@
-"""Execution against each source, returning cells keyed by (group, bucket).
+"""Execution: runs the requests api.dsl formatted, through api.engine (the API's only engine
+access and its one error mapping), and reads the answers back as cells keyed by (group, bucket).
 
 Keys: ``(None, None)`` the report total, ``(g, None)`` a group's total, ``(g, i)`` bucket ``i``
-of group ``g`` (``g == ()`` when the report is not grouped).
+of group ``g`` (``g == ()`` when the report is not grouped). Source resolution's reads (the
+rollup state, arrival bounds, the late-event search, freshness) run here too. Only this module
+of the report stages imports api.engine (.importlinter, docs/decisions/0230).
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import date
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
 
 from api import dsl
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
-from api.engine import mget, search
+from api.engine import engine_errors, mget, search
 from api.errors import BadInput, UnexpectedAnswer
-from api.model import HOUR_MS, MISSING, Base, Granularity, Interval, QueryPlan, Source
+from api.model import (
+    HOUR_MS,
+    MISSING,
+    Base,
+    Granularity,
+    Interval,
+    QueryPlan,
+    ResolvedPlan,
+    Source,
+)
 from pulse.clock import parse_instant
 from pulse.naming import Names
 from pulse.settings import Settings
+from rollups import state  # the named seam: the rollup state source resolution plans with
+from storage import arrivals, fx, late_events, served
+from storage import first_purchases as first_purchase_state
 from storage import rollup_schema as rs
 
 GroupKey = tuple[str, ...]
 CellKey = tuple[GroupKey | None, int | None]
 Cells = dict[CellKey, Cell]
-PAGE = 1000
+PAGE = dsl.PAGE
+T = TypeVar("T")
+
+# The report's reads run side by side: the rollup part and the raw tail overlap in time, and
+# the late-event search runs alongside the speculative reads (api.resolve).
+_POOL = ThreadPoolExecutor(max_workers=16, thread_name_prefix="pulse-query")
 
 
 @dataclass(frozen=True)
@@ -80,32 +103,166 @@ def _time_cells(
         out[(group, i)] = read(bucket)
 
 
+def in_background(fn: Callable[..., T], *args: Any) -> Future[T]:
+    """Run one read on the query pool (its failures surface at ``result()``)."""
+    return _POOL.submit(fn, *args)
+
+
+# --- source resolution's reads -------------------------------------------------------------
+
+
+def read_state(ctx: Ctx) -> state.View:
+    """The rollup state and holds (rollups.state, one ``mget``)."""
+    with engine_errors("rollup state read"):
+        return state.view(ctx.client, ctx.names)
+
+
+def arrival_bounds(ctx: Ctx, days: Iterable[int]) -> dict[int, int]:
+    """Per UTC day the newest ``ingested_at`` written there, where known (storage.arrivals)."""
+    with engine_errors("rollup state read"):
+        return arrivals.bounds(ctx.client, ctx.names, days)
+
+
+def _raw(ctx: Ctx, request: dsl.RawSearch) -> Any:
+    timeout = ctx.settings.api_request_timeout_s
+    return search(ctx.client, ctx.names.events_alias, request.body, timeout, request.span)
+
+
+def late_hours(ctx: Ctx, request: dsl.RawSearch) -> set[int]:
+    """The hours a late-event search found events in (storage.late_events)."""
+    return late_events.hours_of(_raw(ctx, request))
+
+
+def freshness(ctx: Ctx, request: dsl.RawSearch) -> tuple[int | None, int | None]:
+    """(newest ingested_at, earliest occurred_at ingested after W) of a merchant."""
+    return late_events.freshness_of(_raw(ctx, request))
+
+
+# --- reads of the first-purchase state and exchange rates (api.customers, api.fx) ----------
+
+
+def search_indices(ctx: Ctx, index: str, body: dict[str, Any]) -> Any:
+    """A search of named indices (a comma-separated list), not routed by time."""
+    return search(ctx.client, index, body, ctx.settings.api_request_timeout_s)
+
+
+def raw_members(ctx: Ctx) -> list[served.Member]:
+    """The members of the raw read alias, with the day each holds (storage.served)."""
+    with engine_errors("raw members read"):
+        return served.members(ctx.client, ctx.names.events_alias)
+
+
+def first_purchases(
+    ctx: Ctx, keys: list[tuple[str, int]]
+) -> dict[tuple[str, int], first_purchase_state.Stored]:
+    """The stored first purchases of (merchant, customer hash) keys (storage.first_purchases)."""
+    with engine_errors("first purchases read"):
+        return first_purchase_state.read(
+            ctx.client, ctx.names, ctx.settings.generation, keys, ctx.settings.api_request_timeout_s
+        )
+
+
+def exchange_rates(ctx: Ctx, currencies: set[str], first: date, last: date) -> fx.RateTable:
+    """The stored rates that can apply to UTC days [first, last] (storage.fx)."""
+    with engine_errors("exchange rates read"):
+        return fx.rates_for(ctx.client, ctx.names, currencies, first, last)
+
+
+# --- the report's reads --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Cells both ranking and the series take a part of: rollup customer sketches, and
+    NEW/RETURNING_CUSTOMERS (api.customers, which reads them whole)."""
+
+    sketches: Cells
+    firsts: Cells
+
+    def group_totals(self) -> list[Cells]:
+        return [
+            {k: c for k, c in part.items() if k[0] is not None and k[1] is None}
+            for part in (self.sketches, self.firsts)
+        ]
+
+    def chosen(self, groups: tuple[GroupKey, ...] | None) -> list[Cells]:
+        """The report total and the cells of the chosen groups."""
+        keep = set(groups) if groups is not None else {()}
+        return [
+            {k: c for k, c in part.items() if k[0] is None or k[0] in keep}
+            for part in (self.sketches, self.firsts)
+        ]
+
+
+@dataclass(frozen=True)
+class Results:
+    """The execution stage's answer to one pass of a report: merged cells of both sources
+    (money not yet converted) and the groups they were read for (None: not grouped)."""
+
+    resolved: ResolvedPlan
+    groups: tuple[GroupKey, ...] | None
+    cells: Cells
+
+
+def sketches(ctx: Ctx, requests: dsl.SharedRequests) -> Cells:
+    """The rollup documents' customer sketches, unioned into every cell they belong to."""
+    out: Cells = {}
+    for pages in requests.sketches:
+        merge_into(out, sketch_cells(ctx, requests.resolved.plan, pages))
+    return out
+
+
+def group_totals(ctx: Ctx, requests: dsl.TotalsRequests) -> Cells:
+    """Every group's total from both sources, merged (for ranking)."""
+    totals: Cells = {}
+    for pages in requests.pages:
+        merge_into(totals, _group_pages(ctx, requests.resolved.plan, pages))
+    return totals
+
+
+def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
+    """Run every source's read at once and merge their cells with the shared ones."""
+    futures = [_POOL.submit(_read, ctx, requests, read) for read in requests.reads]
+    cells: Cells = {}
+    for future in futures:
+        merge_into(cells, future.result())
+    for part in shared.chosen(requests.groups):
+        merge_into(cells, part)
+    return Results(requests.resolved, requests.groups, cells)
+
+
+def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) -> Cells:
+    plan = requests.resolved.plan
+    if isinstance(read, dsl.Packs):
+        return packs_cells(ctx, plan, read)
+    return series_cells(ctx, plan, read, requests.groups)
+
+
+def rollup_index(ctx: Ctx) -> Callable[[int], str]:
+    """The monthly rollup index holding a day, of the served generation."""
+    return partial(rs.index_for, ctx.names, ctx.settings.generation)
+
+
 def series_cells(
-    ctx: Ctx,
-    plan: QueryPlan,
-    source: Source,
-    intervals: tuple[Interval, ...],
-    groups: tuple[GroupKey, ...] | None,
-    hashes_cap: int = 0,
+    ctx: Ctx, plan: QueryPlan, read: dsl.Search, groups: tuple[GroupKey, ...] | None
 ) -> Cells:
     """Report total, and per bucket (per chosen group) cells from one source."""
-    threshold = ctx.settings.uniques_precision_threshold
-    body = dsl.series_body(plan, source, intervals, groups, hashes_cap, threshold)
-    answer = ctx.search(source, body, intervals)
+    answer = ctx.search(read.source, read.body, read.intervals)
     aggs = answer.get("aggregations") or {}
-    read = _reader(plan, source, ctx)
+    read_cell = _reader(plan, read.source, ctx)
     if groups is None:
         total = {**aggs, "doc_count": _hits(answer)}
-        out: Cells = {(None, None): read(total), ((), None): read(total)}
+        out: Cells = {(None, None): read_cell(total), ((), None): read_cell(total)}
         # ALL has no histogram: its one bucket is the total (which carries the doc_count).
-        _time_cells(plan, total if plan.granularity is Granularity.ALL else aggs, (), read, out)
+        whole = plan.granularity is Granularity.ALL
+        _time_cells(plan, total if whole else aggs, (), read_cell, out)
         return out
-    out = {(None, None): read(aggs.get("all", {"doc_count": 0}))}
+    out = {(None, None): read_cell(aggs.get("all", {"doc_count": 0}))}
     buckets = aggs.get("g", {}).get("buckets", {})
     for i, group in enumerate(groups):
         agg = buckets.get(str(i), {"doc_count": 0})
-        out[(group, None)] = read(agg)
-        _time_cells(plan, agg, group, read, out)
+        out[(group, None)] = read_cell(agg)
+        _time_cells(plan, agg, group, read_cell, out)
     return out
 
 
@@ -117,17 +274,16 @@ def _hits(answer: dict[str, Any]) -> int:
     return int(total or 0)
 
 
-def group_totals(
-    ctx: Ctx, plan: QueryPlan, source: Source, intervals: tuple[Interval, ...], hashes_cap: int
-) -> Cells:
+def _group_pages(ctx: Ctx, plan: QueryPlan, pages: dsl.Pages) -> Cells:
     """Every group's total from one source (composite paging), for ranking."""
-    threshold = ctx.settings.uniques_precision_threshold
-    read = _reader(plan, source, ctx)
+    read = _reader(plan, pages.source, ctx)
     out: Cells = {}
     after: dict[str, Any] | None = None
     while True:
-        body = dsl.groups_body(plan, source, intervals, PAGE, after, threshold, hashes_cap)
-        comp = (ctx.search(source, body, intervals).get("aggregations") or {}).get("g", {})
+        body = pages.page(after)
+        comp = (ctx.search(pages.source, body, pages.intervals).get("aggregations") or {}).get(
+            "g", {}
+        )
         for bucket in comp.get("buckets", []):
             key = tuple(MISSING if v is None else str(v) for v in bucket["key"].values())
             out[(key, None)] = read(bucket)
@@ -141,13 +297,12 @@ def group_totals(
             return out
 
 
-def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> Cells:
+def sketch_cells(ctx: Ctx, plan: QueryPlan, pages: dsl.Pages) -> Cells:
     """Union the rollup documents' customer sketches into every cell they belong to."""
     out: Cells = {}
     after: list[Any] | None = None
     while True:
-        body = dsl.sketches_body(plan, intervals, PAGE, after)
-        hits = ctx.search(Source.ROLLUPS, body, intervals)
+        hits = ctx.search(Source.ROLLUPS, pages.page(after), pages.intervals)
         page = hits.get("hits", {}).get("hits", [])
         for hit in page:
             _place_sketch(plan, hit["_source"], out)
@@ -157,21 +312,22 @@ def sketch_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> 
 
 
 def total_doc_cells(ctx: Ctx, plan: QueryPlan, intervals: tuple[Interval, ...]) -> Cells:
+    """Cells of an unfiltered, ungrouped report from the day packs of ``intervals``' hours."""
+    return packs_cells(ctx, plan, dsl.packs_request(plan, intervals, rollup_index(ctx)))
+
+
+def packs_cells(ctx: Ctx, plan: QueryPlan, read: dsl.Packs) -> Cells:
     """Cells of an unfiltered, ungrouped report from the merchant's day packs: one document
     per UTC day holds its 24 merchant-hour totals (rollups.packs), folded here for exactly the
     hours given to rollups."""
     out: Cells = {(None, None): Cell(), ((), None): Cell()}
-    hours = [h for a, b in intervals for h in range(a, b, HOUR_MS)]
-    index_of = partial(rs.index_for, ctx.names, ctx.settings.generation)
-    docs = dsl.packs_docs(plan, hours, index_of)
+    timeout = ctx.settings.api_request_timeout_s
     packs = {
         rs.day_start(int(doc[rs.DAY])): doc[rs.PACK]
-        for doc in (
-            _pack(plan, d) for d in mget(ctx.client, docs, ctx.settings.api_request_timeout_s)
-        )
+        for doc in (_pack(plan, d) for d in mget(ctx.client, list(read.docs), timeout))
         if doc is not None
     }
-    for hour in hours:
+    for hour in read.hours:
         pack = packs.get(rs.day_start(hour))
         if pack is not None:
             _place_total(plan, hour, pack, out)

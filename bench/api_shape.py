@@ -48,12 +48,13 @@ def cases() -> dict[str, Callable[[], object]]:
     utc, kolkata = timebuckets.zone("UTC"), timebuckets.zone("Asia/Kolkata")
     hour = Granularity.HOUR
     starts = plan.boundaries[:-1]
+    resolved = planner.split_sources(plan, set(), None)  # all from raw: shaping reads no engine
     return {
         "boundaries_30d_hourly_utc": lambda: timebuckets.boundaries(start, end, hour, utc, 10_000),
         "boundaries_30d_hourly_kolkata": lambda: timebuckets.boundaries(
             start, end, hour, kolkata, 10_000
         ),
-        "shape_720x5_ungrouped": lambda: report.shape(plan, cells, None, 0),
+        "shape_720x5_ungrouped": lambda: report.shape(resolved, cells, None, 0),
         "iso_720_utc": lambda: [timebuckets.iso(ms, utc) for ms in starts],
     }
 

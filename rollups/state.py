@@ -19,7 +19,10 @@ Read side (used by the API; all times epoch milliseconds, UTC):
   servable (zero). Empty when there is no W, or it belongs to another generation or to a
   job of an older ``storage.rollup_schema.SCHEMA_VERSION`` (whose documents lack what readers need).
   Its two halves, for a caller that overlaps the second with other reads (the API):
-  ``candidates`` (closed, not held; one ``mget``) and ``dirty_hours`` (one raw search).
+  ``candidates`` (closed, not held; one ``mget``) and ``dirty_hours`` (one raw search). Their
+  rules are pure functions (``candidate_hours``, ``unsettled``, ``rolled_up_through``) and
+  the raw searches' bodies live in ``storage.late_events``, so the API's source resolution
+  (api.resolve) applies the same rules to reads it formats and runs itself.
 - ``freshness(client, names, merchant_id) -> (ingested_through, rolled_up_through)``:
   ``ingested_through`` = the newest ``ingested_at`` of the merchant's raw events (None if it
   has none); ``rolled_up_through`` = the end of the latest closed hour h such that every
@@ -46,7 +49,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from storage import arrivals, served
+from storage import arrivals, late_events, served
 from storage.arrivals import DAY_MS
 from storage.rollup_schema import HOUR_MS, SCHEMA_VERSION, hour_start
 from storage.templates import ensure_index
@@ -293,10 +296,12 @@ def watermark(client: OpenSearch, names: Names) -> int | None:
 
 @dataclass(frozen=True)
 class Servable:
-    """What the API plans a report with: servable hours and the W they were judged by."""
+    """What the API plans a report with: servable hours and the W they were judged by
+    (``held``: the closed hours a hold kept out)."""
 
     hours: set[int]
     watermark: int | None
+    held: frozenset[int] = frozenset()
 
 
 def candidates(
@@ -304,14 +309,28 @@ def candidates(
 ) -> Servable:
     """The hours of [start, end) that are servable unless a late event made them dirty:
     closed at W and now, not held; with W. One ``mget``, no search."""
-    seen = view(client, names)
+    return candidate_hours(view(client, names), settings.generation, start_ms, end_ms, now_ms)
+
+
+def candidate_hours(
+    seen: View, generation: str, start_ms: int, end_ms: int, now_ms: int
+) -> Servable:
+    """``candidates`` from a ``view`` already read (pure)."""
     state = seen.state
-    if state is None or not state.serves(settings.generation) or state.watermark is None:
+    if state is None or not state.serves(generation) or state.watermark is None:
         return Servable(set(), seen.watermark())
     first = -(-start_ms // HOUR_MS) * HOUR_MS  # the first whole hour inside the range
     limit = min(end_ms, state.watermark, now_ms)
     hours = set(range(first, limit - HOUR_MS + 1, HOUR_MS))
-    return Servable(hours - seen.held(hours), state.watermark)
+    held = seen.held(hours)
+    return Servable(hours - held, state.watermark, frozenset(held))
+
+
+def unsettled(hours: set[int], known: dict[int, int], watermark: int) -> set[int]:
+    """Those of ``hours`` whose day may hold an event ingested after W: the day's arrivals
+    bound (``known``, storage.arrivals) is above W, or unknown (pure)."""
+    changed = {d for d in {h // DAY_MS for h in hours} if known.get(d, watermark + 1) > watermark}
+    return {h for h in hours if h // DAY_MS in changed}
 
 
 def dirty_hours(
@@ -319,27 +338,13 @@ def dirty_hours(
 ) -> set[int]:
     """Those of ``hours`` holding a raw event of the merchant ingested after ``watermark``.
     Only days whose arrivals bound (``storage.arrivals``) is above W, or unknown, are searched."""
-    days = {h // DAY_MS for h in hours}
-    known = arrivals.bounds(client, names, days)
-    changed = {d for d in days if known.get(d, watermark + 1) > watermark}
-    hours = {h for h in hours if h // DAY_MS in changed}
+    known = arrivals.bounds(client, names, {h // DAY_MS for h in hours})
+    hours = unsettled(hours, known, watermark)
     if not hours:
         return set()
     start, end = min(hours), max(hours) + HOUR_MS
-    query = {
-        "bool": {
-            "filter": [
-                {"term": {"merchant_id": merchant_id}},
-                {"range": {"occurred_at": {"gte": start, "lt": end, "format": "epoch_millis"}}},
-                {"range": {"ingested_at": {"gt": watermark, "format": "epoch_millis"}}},
-            ]
-        }
-    }
-    hist = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h", "min_doc_count": 1}}
-    body = {"size": 0, "track_total_hits": False, "query": query, "aggs": {"h": hist}}
-    result = _search_raw(client, names, body, (start, end))
-    buckets = ((result.get("aggregations") or {}).get("h") or {}).get("buckets") or []
-    return {int(b["key"]) for b in buckets if b["doc_count"] > 0} & hours
+    body = late_events.hours_body(merchant_id, start, end, watermark)
+    return late_events.hours_of(_search_raw(client, names, body, (start, end))) & hours
 
 
 def servable(
@@ -363,25 +368,24 @@ def servable(
 def freshness(client: OpenSearch, names: Names, merchant_id: str) -> tuple[int | None, int | None]:
     """(ingested_through, rolled_up_through) of a merchant, epoch ms or None (module doc)."""
     seen = view(client, names)
+    body = late_events.freshness_body(merchant_id, seen.watermark())
+    ingested, first_late = late_events.freshness_of(_search_raw(client, names, body))
+    return ingested, rolled_up_through(seen, first_late)
+
+
+def rolled_up_through(seen: View, first_late: int | None) -> int | None:
+    """The end of the latest closed hour through which every hour is complete for a merchant
+    whose earliest event ingested after W occurred at ``first_late`` (pure; module doc)."""
     wm = seen.watermark()
-    aggs: dict[str, Any] = {"newest": {"max": {"field": "ingested_at"}}}
-    if wm is not None:
-        late = {"range": {"ingested_at": {"gt": wm, "format": "epoch_millis"}}}
-        aggs["late"] = {"filter": late, "aggs": {"first": {"min": {"field": "occurred_at"}}}}
-    body = {"size": 0, "query": {"term": {"merchant_id": merchant_id}}, "aggs": aggs}
-    found = _search_raw(client, names, body).get("aggregations") or {}
-    newest = (found.get("newest") or {}).get("value")
-    ingested = None if newest is None else int(newest)
     if wm is None:
-        return ingested, None
-    first_late = ((found.get("late") or {}).get("first") or {}).get("value")
+        return None
     through = hour_start(wm)
     if first_late is not None:
-        through = min(through, hour_start(int(first_late)))
+        through = min(through, hour_start(first_late))
     for held in seen.holds:
         if held.start < through:
             through = min(through, hour_start(held.start))
-    return ingested, through
+    return through
 
 
 def _search_raw(

@@ -91,8 +91,7 @@ def test_tenant_scope_comes_from_the_key() -> None:
     assert planner.tenant_scope(p, Principal("k", None, admin=True)) is p
     with pytest.raises(Forbidden):
         planner.tenant_scope(p, Principal("k", "m2", admin=False))
-    body = dsl.series_body(planner.split_sources(planner.time_buckets(p, SETTINGS), set(), None),
-                           Source.RAW, ((0, 1),), None)  # fmt: skip
+    body = dsl.series_body(planner.time_buckets(p, SETTINGS), Source.RAW, ((0, 1),), None)
     assert {"term": {"merchant_id": "m1"}} in body["query"]["bool"]["filter"]
 
 

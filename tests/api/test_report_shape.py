@@ -15,8 +15,18 @@ from hypothesis import strategies as st
 
 from api import planner
 from api.cells import Cell, Uniques
-from api.model import HOUR_MS, Dimension, Granularity, Metric, QueryPlan, Source
-from api.report import MetricValue, Point, Report, Series, rank, shape
+from api.model import (
+    HOUR_MS,
+    Dimension,
+    Granularity,
+    Metric,
+    QueryPlan,
+    ResolvedPlan,
+    Source,
+    Split,
+)
+from api.rank import rank
+from api.report import MetricValue, Point, Report, Series, shape
 from api.sources import Cells, GroupKey
 from pulse.settings import Settings
 
@@ -76,15 +86,15 @@ def _rank_reference(cells: Cells, metric: Metric, limit: int) -> tuple[GroupKey,
 
 
 def _shape_reference(
-    plan: QueryPlan, cells: Cells, groups: tuple[GroupKey, ...] | None, took_ms: int
+    resolved: ResolvedPlan, cells: Cells, groups: tuple[GroupKey, ...] | None, took_ms: int
 ) -> Report:
+    plan, split = resolved.plan, resolved.split  # the split moved out of the plan (0230)
     keys: tuple[GroupKey, ...] = groups if groups is not None else ((),)
     series = [
         Series(list(zip(plan.group_by, group, strict=True)), _points_reference(plan, cells, group))
         for group in keys
     ]
     total = cells.get((None, None), Cell())
-    split = plan.split
     sources = []
     if split and split.rollups:
         sources.append(Source.ROLLUPS.value)
@@ -141,7 +151,7 @@ def make_plan(
     group_by: tuple[Dimension, ...] = (),
     now: str = "2030-01-01T00:00:00+00:00",
     split: str = "both",
-) -> QueryPlan:
+) -> ResolvedPlan:
     plan = planner.build_plan(
         "m1",
         datetime.fromisoformat(start),
@@ -238,10 +248,10 @@ def assert_same(got: Report, want: Report) -> None:
 @pytest.mark.parametrize("name", PLANS)
 @pytest.mark.parametrize("density", [0.0, 0.6, 1.0])
 def test_shape_equals_the_reference(name: str, density: float) -> None:
-    plan = PLANS[name]
-    cells = random_cells(plan, seed=len(name), density=density)
-    groups = chosen(plan, cells)
-    assert_same(shape(plan, cells, groups, 17), _shape_reference(plan, cells, groups, 17))
+    resolved = PLANS[name]
+    cells = random_cells(resolved.plan, seed=len(name), density=density)
+    groups = chosen(resolved.plan, cells)
+    assert_same(shape(resolved, cells, groups, 17), _shape_reference(resolved, cells, groups, 17))
 
 
 @settings(max_examples=60, deadline=None)
@@ -254,14 +264,15 @@ def test_shape_equals_the_reference(name: str, density: float) -> None:
 def test_shape_and_rank_equal_the_reference_on_random_cells(
     name: str, seed: int, density: float, no_groups: bool
 ) -> None:
-    plan = PLANS[name]
+    resolved = PLANS[name]
+    plan = resolved.plan
     cells = random_cells(plan, seed, density)
     for metric in plan.metrics:
         assert rank(cells, metric, 2) == _rank_reference(cells, metric, 2)
     groups = chosen(plan, cells)
     if no_groups and groups is not None:
         groups = ()  # grouped, but no group had data: no series
-    assert_same(shape(plan, cells, groups, 3), _shape_reference(plan, cells, groups, 3))
+    assert_same(shape(resolved, cells, groups, 3), _shape_reference(resolved, cells, groups, 3))
 
 
 def test_shape_of_an_unsplit_plan_without_any_cells() -> None:
@@ -275,4 +286,5 @@ def test_shape_of_an_unsplit_plan_without_any_cells() -> None:
         ),
         SETTINGS,
     )
-    assert_same(shape(plan, {}, None, 0), _shape_reference(plan, {}, None, 0))
+    unsplit = ResolvedPlan(plan, Split(raw=()))  # no source answers anything
+    assert_same(shape(unsplit, {}, None, 0), _shape_reference(unsplit, {}, None, 0))

@@ -1,0 +1,94 @@
+"""Source resolution: a processed QueryPlan -> a ResolvedPlan (which source answers what).
+
+The API's one owner of the rollup state (rollups.state, the named seam): the state and holds
+it plans with, the rules it judges hours by (``candidate_hours``, ``unsettled``,
+``rolled_up_through``) and the late-event re-split. Its reads are formatted by api.dsl and run
+by the execution stage (api.sources); nothing here writes DSL or touches the engine.
+
+Late events are rare and touch recent hours, so resolution is speculative: ``resolve`` splits
+on the candidate hours (closed at W, not held; one ``mget``) and starts the search for hours
+changed by events ingested after W, which runs alongside the report's reads. ``settle`` waits
+for it and, only when it found some, splits again without them: the same planner rule
+(``planner.split_sources``) on fewer servable hours, never a second planning of the request.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, replace
+
+from api import dsl, planner, sources
+from api.model import HOUR_MS, Interval, QueryPlan, ResolvedPlan, Source
+from api.sources import Ctx
+from pulse.clock import DAY_MS
+from rollups import state  # the named seam: which hours the rollups serve (.importlinter)
+
+
+def _nothing_late() -> Future[set[int]]:
+    done: Future[set[int]] = Future()
+    done.set_result(set())
+    return done
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A speculative resolved plan and the pending search for late events in its rollup
+    hours (already done, with nothing found, when there is nothing to search)."""
+
+    speculative: ResolvedPlan
+    late: Future[set[int]]
+
+    def settle(self) -> ResolvedPlan:
+        """The plan to answer with: the speculative one when no rollup hour it uses changed
+        after W, else the re-split without the changed hours (which raw then answers)."""
+        late = self.late.result()
+        if not late:
+            return self.speculative
+        resolved = self.speculative
+        servable = hours_of(resolved.split.rollups) - late
+        again = planner.split_sources(resolved.plan, servable, resolved.split.watermark_ms)
+        return replace(again, held=resolved.held, late=frozenset(late))
+
+
+def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
+    """Split the plan by the hours the rollup state serves, and start the late-event search
+    over the hours given to rollups (``forceSource: RAW`` reads no state at all)."""
+    if plan.force_source is Source.RAW:
+        return Resolution(planner.split_sources(plan, set(), None), _nothing_late())
+    seen = sources.read_state(ctx)
+    found = state.candidate_hours(
+        seen, ctx.settings.generation, plan.start_ms, plan.end_ms, plan.now_ms
+    )
+    resolved = replace(planner.split_sources(plan, found.hours, found.watermark), held=found.held)
+    used = hours_of(resolved.split.rollups)
+    if not used or found.watermark is None:
+        return Resolution(resolved, _nothing_late())
+    args = (ctx, plan.merchant_id, used, found.watermark)
+    return Resolution(resolved, sources.in_background(late_hours, *args))
+
+
+def hours_of(intervals: tuple[Interval, ...]) -> set[int]:
+    return {h for a, b in intervals for h in range(a, b, HOUR_MS)}
+
+
+def late_hours(ctx: Ctx, merchant_id: str, hours: set[int], watermark: int) -> set[int]:
+    """Those of ``hours`` holding a raw event of the merchant ingested after W; only the days
+    whose arrivals bound is above W, or unknown, are searched (decision 0048)."""
+    known = sources.arrival_bounds(ctx, {h // DAY_MS for h in hours})
+    todo = state.unsettled(hours, known, watermark)
+    if not todo:
+        return set()
+    return sources.late_hours(ctx, dsl.late_hours_request(merchant_id, todo, watermark)) & todo
+
+
+def watermark(ctx: Ctx) -> int | None:
+    """The rollup watermark W (None before the first run of this code's schema)."""
+    return sources.read_state(ctx).watermark()
+
+
+def freshness(ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:
+    """(ingested through, rolled up through) for a merchant, epoch ms or None."""
+    seen = sources.read_state(ctx)
+    request = dsl.freshness_request(merchant_id, seen.watermark())
+    newest, first_late = sources.freshness(ctx, request)
+    return newest, state.rolled_up_through(seen, first_late)

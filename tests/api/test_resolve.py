@@ -1,0 +1,113 @@
+"""Source resolution (api.resolve): the split by the rollup state, holds kept out, and the
+late-event re-split as a step of resolution (docs/decisions/0230). The engine is a stand-in
+answering the state, holds, arrival bounds and the late-event search; the real-engine
+behaviour is tests/api/test_seam.py's."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from api import planner, resolve
+from api.model import HOUR_MS, Granularity, Metric, ResolvedPlan, Source
+from api.sources import Ctx
+from pulse.naming import Names
+from pulse.settings import Settings
+from storage import late_events
+from storage.rollup_schema import SCHEMA_VERSION
+
+SETTINGS = Settings(opensearch_url="http://127.0.0.1:9")
+DAY = 1_704_067_200_000  # 2024-01-01T00:00Z
+W = DAY + 20 * HOUR_MS  # the rollups are complete through 20:00
+HELD = DAY + 3 * HOUR_MS
+LATE = DAY + 7 * HOUR_MS
+
+
+class Engine:
+    """The rollup state (W, one hold), no arrival bounds (every day is searched), and a raw
+    search finding a late event in ``late``; every call is recorded."""
+
+    def __init__(self, late: set[int]) -> None:
+        self.late = late
+        self.calls: list[str] = []
+        self.indices = self
+
+    def mget(self, index: str, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+        self.calls.append("mget")
+        docs = {
+            "rollups.state": {
+                "rollups": {"generation": SETTINGS.generation, "schema": SCHEMA_VERSION,
+                            "watermark": W}
+            },
+            "rollups.holds": {"rollups": {"holds": {"r1": {"start": HELD, "end": HELD + 1}}}},
+        }  # fmt: skip
+        return {
+            "docs": [
+                {"_id": i, "found": True, "_source": docs[i], "_seq_no": 1, "_primary_term": 1}
+                if i in docs
+                else {"_id": i, "found": False}
+                for i in body["ids"]
+            ]
+        }
+
+    def get_alias(self, name: str) -> dict[str, Any]:
+        return {f"{name}-all": {}}  # one member without a day: searched for every range
+
+    def search(self, index: str, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+        self.calls.append("search")
+        # the hours given to rollups: 00:00 to W, less the held 03:00 (inside that span)
+        assert body == late_events.hours_body("m1", DAY, W, W)
+        buckets = [{"key": h, "doc_count": 1} for h in sorted(self.late)]
+        return {"aggregations": {"h": {"buckets": buckets}}}
+
+
+def plan(force_raw: bool = False) -> Any:
+    p = planner.build_plan(
+        "m1", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC),
+        [Metric.EVENTS], granularity=Granularity.DAY, now_ms=DAY + 30 * HOUR_MS,
+        force_source=Source.RAW if force_raw else None,
+    )  # fmt: skip
+    return planner.time_buckets(p, SETTINGS)
+
+
+def ctx(engine: Engine) -> Ctx:
+    return Ctx(engine, Names(namespace="t"), SETTINGS)  # type: ignore[arg-type]
+
+
+def rollup_hours(resolved: ResolvedPlan) -> set[int]:
+    return resolve.hours_of(resolved.split.rollups)
+
+
+def assert_partition(resolved: ResolvedPlan) -> None:
+    pieces = sorted([*resolved.split.raw, *resolved.split.rollups])
+    assert pieces[0][0] == resolved.plan.start_ms and pieces[-1][1] == resolved.plan.end_ms
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(pieces))
+
+
+def test_held_hours_stay_raw_and_late_hours_are_split_again_by_resolution() -> None:
+    engine = Engine(late={LATE})
+    resolution = resolve.resolve(ctx(engine), plan())
+    first = resolution.speculative
+    closed = set(range(DAY, W, HOUR_MS))
+    assert rollup_hours(first) == closed - {HELD} and first.held == {HELD}
+    assert first.split.watermark_ms == W and first.late == frozenset()
+    settled = resolution.settle()
+    assert rollup_hours(settled) == closed - {HELD, LATE}
+    assert settled.late == {LATE} and settled.held == {HELD} and settled.split.watermark_ms == W
+    assert settled.plan is first.plan  # the plan is not made again, only the split
+    for resolved in (first, settled):
+        assert_partition(resolved)
+    assert engine.calls == ["mget", "mget", "search"]  # state + holds, arrival bounds, search
+
+
+def test_nothing_late_keeps_the_speculative_plan() -> None:
+    resolution = resolve.resolve(ctx(Engine(late=set())), plan())
+    assert resolution.settle() is resolution.speculative  # the service then reads once
+
+
+def test_force_raw_reads_no_state() -> None:
+    engine = Engine(late={LATE})
+    resolved = resolve.resolve(ctx(engine), plan(force_raw=True)).settle()
+    assert resolved.split.raw == ((DAY, DAY + 24 * HOUR_MS),) and not resolved.split.rollups
+    assert engine.calls == []
