@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api import customers, money, planner
+from api.cache import ROLLUP_CELLS
 from api.cells import Cell
 from api.engine import engine_errors
 from api.fx import Converter
@@ -130,7 +131,7 @@ def _cells(
 ) -> Cells:
     """One source's cells; rollups without filter or grouping come from the total documents."""
     if source is Source.ROLLUPS and not plan.filters and not plan.group_by:
-        return total_doc_cells(ctx, plan, intervals)
+        return ROLLUP_CELLS.cells(ctx, plan, intervals, total_doc_cells)  # by pack version
     return series_cells(ctx, plan, source, intervals, groups, cap)
 
 
