@@ -8,7 +8,7 @@ for a 30-day hourly report ~4.9 ms of CPU per request, the largest single cost o
 ``RollupCells.cells`` asks the engine only for the packs' *versions* first (the same ``mget``
 without sources: ``_seq_no`` and ``_primary_term`` per document, ~0.5 ms) and answers from
 memory when the same plan was answered from exactly those document versions before. The key
-is the plan (its bucket boundaries, metrics, merchant; not the request's clock), the hours
+is the plan (its bucket boundaries, metrics, merchant; not the request's clock or W), the hours
 given to rollups and every pack's (index, id, found, seq_no, primary_term):
 
 - a new rollup run, a late event's recompute, a reprocess rebuild or anything else that
@@ -68,7 +68,8 @@ class RollupCells:
         before = _versions(ctx, docs)
         if before is None:  # an engine that does not say which version it read
             return load(ctx, plan, intervals)
-        key = (replace(plan, now_ms=0, compare=None), intervals, before)
+        # The split's W is not in the key: the pack versions already say what was read.
+        key = (replace(plan, now_ms=0, compare=None, split=None), intervals, before)
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
