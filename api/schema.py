@@ -8,11 +8,13 @@ per-field machinery, with the same JSON; see docs/decisions/0100-plain-data-exec
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, NamedTuple, cast
+from zoneinfo import ZoneInfo
 
 import strawberry
 from anyio import to_thread
@@ -421,17 +423,52 @@ def _ts(ms: int | None, tz_name: str) -> datetime | None:
     return None if ms is None else iso(ms, zone(tz_name))
 
 
+class _Point(NamedTuple):
+    """A served Point: the ``Point`` type's attributes (the type has no resolvers, interfaces
+    or ``is_type_of``, so both executors read it like a ``Point``), built as a tuple: ~720 per
+    30-day hourly report, where strawberry's dataclass ``__init__`` cost ~3x as much."""
+
+    start: datetime
+    values: list[report.MetricValue]  # read like MetricValue objects (``_metric_values``)
+    complete: bool
+
+
+class _Instant(datetime):
+    """A bucket start that knows its ISO text: the DateTime scalar serializes with
+    ``isoformat()``, which looks the zone's offset up again for every point of every answer.
+    Equal to ``iso(ms, tz)``; its ``isoformat()`` (no arguments) returns the same text."""
+
+    __slots__ = ("text",)  # ~160 B an entry of ``_start``'s cache with the text, not ~300
+    text: str
+
+    def isoformat(self, sep: str = "T", timespec: str = "auto") -> str:
+        if sep == "T" and timespec == "auto":
+            return self.text
+        return super().isoformat(sep, timespec)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _start(ts_ms: int, tz: ZoneInfo) -> datetime:
+    """A bucket start, remembered: dashboards ask the same hours again and again, and
+    building each one from epoch ms in a zone, then its text, was ~2 us of ~720 per report."""
+    instant = _Instant.fromtimestamp(ts_ms / 1000, tz)  # as ``iso`` builds it
+    instant.text = datetime.isoformat(instant)
+    return instant
+
+
+def _points(points: list[report.Point], tz: ZoneInfo) -> list[Point]:
+    start = _start
+    return cast(
+        "list[Point]", [_Point(start(p.start_ms, tz), p.values, p.complete) for p in points]
+    )
+
+
 def to_graphql(rep: report.Report) -> Report:
     tz = zone(rep.timezone)
     series = [
         Series(
             group=[DimensionValue(dimension=d, value=v) for d, v in s.group],
-            points=[
-                Point(
-                    start=iso(p.start_ms, tz), values=_metric_values(p.values), complete=p.complete
-                )
-                for p in s.points
-            ],
+            points=_points(s.points, tz),
         )
         for s in rep.series
     ]

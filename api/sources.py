@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from opensearchpy import OpenSearch
 
 from api import dsl
+from api.cache import ROLLUP_CELLS
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
 from api.engine import engine_errors, mget, search
 from api.errors import BadInput, UnexpectedAnswer
@@ -233,8 +234,8 @@ def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
 
 def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) -> Cells:
     plan = requests.resolved.plan
-    if isinstance(read, dsl.Packs):
-        return packs_cells(ctx, plan, read)
+    if isinstance(read, dsl.Packs):  # remembered by the packs' versions (decision 0246)
+        return ROLLUP_CELLS.cells(ctx, plan, read, packs_cells)
     return series_cells(ctx, plan, read, requests.groups)
 
 

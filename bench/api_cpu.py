@@ -1,31 +1,59 @@
 """API-side CPU per report, for the capacity model (`api_ms_per_query`, bench/capacity.py).
 
 Starts an embedded osmem, loads N loadgen events (bench.query's loader), builds rollups, then
-asks bench.query's 30-day hourly and 90-day daily reports through the app (startup included,
-as a server runs it) and prints the API process's CPU time per request (all threads: HTTP,
-GraphQL, planning, parsing engine answers; the engine runs in its own process).
+starts `pulse api` as its own process on loopback (as a pod runs it) and asks bench.query's
+30-day hourly and 90-day daily reports one at a time over a kept-alive connection. Printed:
+the API process's CPU time per request (all its threads: HTTP, GraphQL, planning, parsing
+engine answers), read from /proc (psutil). The client (this process) and the engine (its own
+process) are not counted: until session 7 this bench ran the client in the API's process and
+counted the client's JSON parsing of every 720-point answer as API CPU.
+
+``--baseline DIR`` also starts the API of another checkout (DIR/.venv's Python, DIR's code)
+against the same engine and data, and alternates batches between the two servers, so both
+sides see the same machine load; the output has both and their ratio. ``--profile FILE``
+then samples this checkout's API with py-spy (collapsed stacks) while it answers the 30-day
+hourly report, and prints the functions with the largest share of samples.
 
     python -m bench.api_cpu [--events 30000] [--batches 5] [--per-batch 40]
+                            [--baseline DIR] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
+import httpx
 
-from api.app import create_app
 from bench import query as query_bench
+from bench.api_load import _cpu_s, _free_port, _wait_ready
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
-from pulse.engines import start_opensearch
+from pulse.engines import start_opensearch, stop_process
 from pulse.keystore import create_key
 from pulse.naming import names_for
 from pulse.settings import get_settings
+
+NAMESPACE = "apicpu"
+
+
+@dataclass(frozen=True)
+class Server:
+    """One `pulse api` process: which checkout it runs, and where it listens."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    url: str
 
 
 def _reports(end: int) -> dict[str, tuple[int, str]]:
@@ -35,65 +63,133 @@ def _reports(end: int) -> dict[str, tuple[int, str]]:
     }
 
 
-def _cpu_ms(
-    tc: TestClient, key: str, variables: dict[str, Any], batches: int, n: int
-) -> list[float]:
-    def ask() -> None:
-        r = tc.post(
-            "/graphql",
-            json={"query": query_bench.QUERY, "variables": variables},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        if r.status_code != 200 or r.json().get("errors"):
-            raise RuntimeError(f"bench query failed: {r.text[:300]}")
-
-    for _ in range(5):
-        ask()  # warm caches
-    out = []
-    for _ in range(batches):
-        started = time.process_time()
-        for _ in range(n):
-            ask()
-        out.append(round((time.process_time() - started) / n * 1000, 1))
-    return out
+def _start(name: str, checkout: Path, python: str, engine_url: str) -> Server:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PULSE_OPENSEARCH_URL": engine_url,
+        "PULSE_NAMESPACE": NAMESPACE,
+        "PULSE_API_HOST": "127.0.0.1",
+        "PULSE_API_PORT": str(port),
+        "PULSE_RATE_LIMIT_PER_MINUTE": str(10**9),
+        "PULSE_API_REQUEST_TIMEOUT_S": "300",
+        "PULSE_LOG_LEVEL": "WARNING",
+    }
+    cmd = [python, "-m", "pulsectl.cli", "api"]
+    proc = subprocess.Popen(cmd, env=env, cwd=checkout, stdout=subprocess.DEVNULL, process_group=0)
+    _wait_ready(port)
+    return Server(name, proc, f"http://127.0.0.1:{port}/graphql")
 
 
-def run(events: int, batches: int, per_batch: int) -> dict[str, Any]:
-    engine = start_opensearch()
+def _ask(http: httpx.Client, server: Server, variables: dict[str, Any]) -> None:
+    r = http.post(server.url, json={"query": query_bench.QUERY, "variables": variables})
+    if r.status_code != 200 or r.json().get("errors"):
+        raise RuntimeError(f"bench query failed on {server.name}: {r.text[:300]}")
+
+
+def _batch_ms(http: httpx.Client, server: Server, variables: dict[str, Any], n: int) -> float:
+    """The server's CPU per request over ``n`` sequential requests."""
+    before = _cpu_s([server.proc.pid])
+    for _ in range(n):
+        _ask(http, server, variables)
+    return round((_cpu_s([server.proc.pid]) - before) / n * 1000, 2)
+
+
+def _measure(
+    http: httpx.Client, servers: list[Server], variables: dict[str, Any], batches: int, n: int
+) -> dict[str, list[float]]:
+    for server in servers:
+        for _ in range(5):
+            _ask(http, server, variables)  # warm caches
+    runs: dict[str, list[float]] = {s.name: [] for s in servers}
+    for b in range(batches):
+        # Alternate which side goes first, so neither always follows the other's garbage.
+        for server in servers if b % 2 == 0 else servers[::-1]:
+            runs[server.name].append(_batch_ms(http, server, variables, n))
+    return runs
+
+
+def _profile(
+    http: httpx.Client, server: Server, variables: dict[str, Any], out: Path, seconds: float
+) -> list[tuple[str, float]]:
+    """Sample ``server`` with py-spy while it answers ``variables``; the top functions by
+    share of samples whose stack holds them (inclusive), from py-spy's collapsed stacks."""
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    cmd = [spy, "record", "--pid", str(server.proc.pid), "--rate", "250", "--format", "raw",
+           "--output", str(out), "--duration", str(int(seconds)), "--nonblocking"]  # fmt: skip
+    spying = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        settings = get_settings().model_copy(
-            update={
-                "namespace": "apicpu",
-                "rate_limit_per_minute": 10**9,
-                "api_request_timeout_s": 300.0,
-                "log_json": False,
-            }
-        )
+        time.sleep(1.0)  # py-spy attaches
+        while spying.poll() is None:
+            _ask(http, server, variables)
+    finally:
+        spying.wait(30)
+    return _top_functions(out)
+
+
+def _top_functions(collapsed: Path, top: int = 25) -> list[tuple[str, float]]:
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue  # py-spy leaves idle threads out unless asked (--idle)
+        n = int(count)
+        total += n
+        for frame in set(stack.split(";")):
+            inclusive[frame] += n
+    return [(frame, round(100 * n / total, 1)) for frame, n in inclusive.most_common(top)]
+
+
+def run(events: int, batches: int, per_batch: int, baseline: Path | None,
+        profile: Path | None) -> dict[str, Any]:  # fmt: skip
+    engine = start_opensearch()
+    servers: list[Server] = []
+    try:
+        settings = get_settings().model_copy(update={"namespace": NAMESPACE, "log_json": False})
         client = opensearch_client(engine.address, timeout_s=600)
         names = names_for(settings)
         query_bench.load(client, settings, names, events, LoadSpec(merchants=200, seed=7))
         query_bench.build_rollups(client, settings, names)
         key, _ = create_key(client, names, None, admin=True, label="bench")
+        here = Path(__file__).resolve().parent.parent
+        servers.append(_start("this", here, sys.executable, engine.address))
+        if baseline is not None:
+            python = str(baseline / ".venv" / "bin" / "python")
+            servers.append(_start("baseline", baseline, python, engine.address))
         end = int(time.time() * 1000) // HOUR_MS * HOUR_MS + HOUR_MS
-        out: dict[str, Any] = {"events": events}
-        with TestClient(create_app(settings, client)) as tc:
+        out: dict[str, Any] = {"events": events, "load_average_1m_start": os.getloadavg()[0]}
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.Client(timeout=300.0, headers=headers) as http:
             for name, (start, gran) in _reports(end).items():
                 for force in ("AUTO", "RAW"):
-                    variables = {
-                        "m": query_bench.MERCHANT,
-                        "s": query_bench._iso(start),
-                        "e": query_bench._iso(end),
-                        "g": gran,
-                        "f": force,
-                    }
-                    runs = _cpu_ms(tc, key, variables, batches, per_batch)
-                    out[f"{name}_{force.lower()}"] = {
-                        "cpu_ms_per_request_runs": runs,
-                        "median": statistics.median(runs),
-                    }
+                    variables = {"m": query_bench.MERCHANT, "s": query_bench._iso(start),
+                                 "e": query_bench._iso(end), "g": gran, "f": force}  # fmt: skip
+                    runs = _measure(http, servers, variables, batches, per_batch)
+                    out[f"{name}_{force.lower()}"] = _summary(runs)
+            if profile is not None:
+                start, gran = _reports(end)["30d_hourly"]
+                variables = {"m": query_bench.MERCHANT, "s": query_bench._iso(start),
+                             "e": query_bench._iso(end), "g": gran, "f": "AUTO"}  # fmt: skip
+                out["profile_30d_hourly"] = _profile(http, servers[0], variables, profile, 20)
+        out["load_average_1m_end"] = os.getloadavg()[0]
         return out
     finally:
+        for server in servers:
+            stop_process(server.proc, 10.0)
         engine.stop()
+
+
+def _summary(runs: dict[str, list[float]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        name: {"cpu_ms_per_request_runs": values, "median": statistics.median(values)}
+        for name, values in runs.items()
+    }
+    if "baseline" in runs:
+        out["ratio_this_to_baseline"] = round(
+            statistics.median(runs["this"]) / statistics.median(runs["baseline"]), 3
+        )
+    return out
 
 
 def main() -> None:
@@ -101,8 +197,11 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=30_000)
     parser.add_argument("--batches", type=int, default=5)
     parser.add_argument("--per-batch", type=int, default=40)
+    parser.add_argument("--baseline", type=Path, default=None, help="another checkout")
+    parser.add_argument("--profile", type=Path, default=None, help="py-spy output file")
     args = parser.parse_args()
-    print(json.dumps(run(args.events, args.batches, args.per_batch), indent=2))
+    result = run(args.events, args.batches, args.per_batch, args.baseline, args.profile)
+    print(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ C client processes. After a warm-up, every client asks reports for merchants dra
 Zipf distribution (the busiest merchants are asked most, as they are in production) for D
 seconds over a kept-alive connection. The CPU time of the API processes and of the engine
 process over the measured window comes from /proc (psutil), so client CPU is never counted
-as API CPU (``bench.api_cpu`` runs the client in the API's process and counts both).
+as API CPU (as in ``bench.api_cpu``, which measures one client at a time).
 
 Printed (JSON): reports/s; p50/p95/p99 latency per report kind; API CPU-seconds and CPU-ms
 per report; reports per API CPU-second (a core kept busy serves that many: issue 20's

@@ -171,13 +171,15 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            23.0,
+            18.0,
             "API CPU ms/query (rollup path)",
-            "measured: `python -m bench.api_cpu`, API process CPU (all threads) per 30-day "
-            "hourly, 5-metric report (720 points), median of 5 x 40 requests: 22.7 and "
-            "22.9 ms in two runs (90-day daily 20-24 ms); 33-35 before the day packs and "
-            "cheaper shaping, 80 before the plain-data executor (decision 0100); smaller "
-            "answers cost less",
+            "measured: `python -m bench.api_cpu --baseline <main>`, the `pulse api` process's "
+            "CPU alone (psutil; the client no longer counted) per 30-day hourly, 5-metric "
+            "report (720 points), median of 5 x 20 interleaved with main in the same run: "
+            "18.0 ms vs main's 24.0 (load 17; 90-day daily 13.0 vs 26.0) after decisions 0245 "
+            "(generated completion) and 0246 (rollup cells by pack version); 23 before (client "
+            "and API in one process), 80 before the plain-data executor (decision 0100); "
+            "smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
     # false: each process keeps its own (a single replica, or tools with a stubbed engine).
     rate_limit_shared: bool = True
     api_request_timeout_s: float = Field(default=10.0, gt=0)  # per engine request
+    # Rollup cells remembered by pack version (api.cache): at most this many cells (~0.4 KB
+    # each) over all entries; 0 turns the cache off.
+    api_rollup_cache_cells: int = Field(default=50_000, ge=0)
     max_groups: int = Field(default=10_000, ge=1)  # distinct groups a groupBy may scan
     max_limit: int = Field(default=100, ge=1)  # groupBy `limit` ceiling
     max_points: int = Field(default=100_000, ge=1)  # returned series points (groups x buckets)

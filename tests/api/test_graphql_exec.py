@@ -200,8 +200,12 @@ def broken(change: Callable[[Report], None]) -> Build:
         lambda rep: rep.totals.__setitem__(0, MetricValue(Metric.EVENTS, math.nan, 0.0)),
         lambda rep: rep.totals.__setitem__(0, MetricValue(Metric.EVENTS, "many", 0.0)),  # type: ignore[arg-type]
         lambda rep: setattr(rep, "sources", None),
+        lambda rep: rep.series[0].points.__setitem__(
+            1,
+            replace(rep.series[0].points[1], values=[None, None]),
+        ),
     ],
-    ids=["null-for-non-null-enum", "nan-float", "string-float", "null-list"],
+    ids=["null-for-non-null-enum", "nan-float", "string-float", "null-list", "null-object-item"],
 )
 def test_errors_and_null_propagation_are_identical(
     reports: list[Build], change: Callable[[Report], None]

@@ -1,0 +1,111 @@
+"""Rollup cells remembered by the versions of the day packs they were read from (decision 0246).
+
+An unfiltered, ungrouped report folds the merchant's day packs (one document per UTC day,
+``rollups.packs``) into cells for the hours given to rollups (``api.sources.total_doc_cells``):
+for a 30-day hourly report ~4.9 ms of CPU per request, the largest single cost of the report
+(one ``mget`` of 31 packs parsed from JSON, then 720 hours placed into cells).
+
+``RollupCells.cells`` asks the engine only for the packs' *versions* first (the same ``mget``
+without sources: ``_seq_no`` and ``_primary_term`` per document, ~0.5 ms) and answers from
+memory when the same plan was answered from exactly those document versions before. The key
+is the plan (its bucket boundaries, metrics, merchant; not the request's clock or W), the hours
+given to rollups and every pack's (index, id, found, seq_no, primary_term):
+
+- a new rollup run, a late event's recompute, a reprocess rebuild or anything else that
+  rewrites a pack gives it a new ``_seq_no``: a different key, so the cells are read again;
+- a late event not yet rolled up makes its hour dirty: the split (``api.service``) gives that
+  hour to raw, the hours differ, a different key;
+- a generation switch reads other indices: other names in the key.
+
+So a remembered answer is never older than what the uncached read returns at the same
+moment. (A pack rewritten between the versions read and the full read is stored under the
+older versions: a request that still sees those versions gets the newer cells, as a fresh read
+a moment later would; versions only grow, so nothing older is ever served.) Stored cells are
+never mutated: the service merges them into fresh cells (``api.sources.merge_into`` copies).
+Memory is bounded by the number of cells held (LRU over plans; ~0.4 KB a cell; setting
+``api_rollup_cache_cells``, 0 turns it off).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from api.dsl import Packs
+from api.engine import mget
+from api.model import QueryPlan
+
+if TYPE_CHECKING:  # api.sources (the execution stage) calls this cache around its pack reads
+    from api.sources import Cells, Ctx
+
+Load = Callable[["Ctx", QueryPlan, Packs], "Cells"]
+Versions = tuple[tuple[str, str, bool, int, int], ...]
+
+
+class RollupCells:
+    """A process-wide LRU of rollup cells keyed by plan, hours and pack versions."""
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[Hashable, Cells] = OrderedDict()
+        self._held = 0  # cells held over all entries
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def cells(self, ctx: Ctx, plan: QueryPlan, read: Packs, load: Load) -> Cells:
+        """``load(ctx, plan, read)``, or the same cells remembered from the same packs.
+        The returned cells are shared: read them, never change them."""
+        limit = ctx.settings.api_rollup_cache_cells
+        if limit <= 0:
+            return load(ctx, plan, read)
+        before = _versions(ctx, list(read.docs))
+        if before is None:  # an engine that does not say which version it read
+            return load(ctx, plan, read)
+        # The resolution's W is not in the key: the pack versions already say what was read.
+        key = (replace(plan, now_ms=0, compare=None), read.hours, before)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        cells = load(ctx, plan, read)
+        if len(cells) <= limit:
+            self._keep(key, cells, limit)
+        return cells
+
+    def _keep(self, key: Hashable, cells: Cells, limit: int) -> None:
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = cells
+            self._held += len(cells)
+            while self._held > limit:
+                _, dropped = self._entries.popitem(last=False)
+                self._held -= len(dropped)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
+
+def _versions(ctx: Ctx, docs: list[dict[str, Any]]) -> Versions | None:
+    """Each pack's (index, id, found, seq_no, primary_term), sources left out; None when a
+    found document comes without its sequence number (nothing to key on)."""
+    bare = [{**doc, "_source": False} for doc in docs]
+    out = []
+    for doc in mget(ctx.client, bare, ctx.settings.api_request_timeout_s) if docs else []:
+        found = bool(doc.get("found"))
+        seq_no, term = doc.get("_seq_no"), doc.get("_primary_term")
+        if found and (seq_no is None or term is None):
+            return None
+        out.append((str(doc.get("_index")), str(doc.get("_id")), found, seq_no or -1, term or -1))
+    return tuple(out)
+
+
+ROLLUP_CELLS = RollupCells()
