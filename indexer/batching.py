@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from indexer.model import Batch, DeadLetter, IndexItem
+from indexer.model import Batch, Entry, IndexItem, Skipped
 from pulse.settings import Settings
 
 # Bulk-line overhead per document beyond its body: the action line and two newlines.
@@ -36,13 +36,15 @@ class Batcher:
         self._seq += 1
         return Batch(seq=self._seq, epoch=self.epoch)
 
-    def add(self, entry: IndexItem | DeadLetter) -> None:
+    def add(self, entry: Entry) -> None:
         batch = self.open
         if not len(batch):
             batch.opened_at = time.monotonic()
         if isinstance(entry, IndexItem):
             batch.items.append(entry)
             batch.nbytes += len(entry.body) + ACTION_BYTES
+        elif isinstance(entry, Skipped):
+            batch.skipped.append(entry)
         else:
             batch.dead.append(entry)
         batch.offsets[entry.origin.partition] = entry.origin.offset + 1

@@ -54,6 +54,17 @@ class DeadLetter:
     detail: str
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A message a filter left out (a replay's events of other days): nothing is written for
+    it, but its offset is passed like any other (arroyo's ``FilteredPayload``)."""
+
+    origin: Origin
+
+
+Entry = IndexItem | DeadLetter | Skipped  # what the decode step hands to the batch step
+
+
 @dataclass(slots=True)
 class Batch:
     """Consecutive messages of one or more partitions, written and committed as a unit.
@@ -66,12 +77,13 @@ class Batch:
     epoch: int
     items: list[IndexItem] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
     offsets: dict[int, int] = field(default_factory=dict)
     nbytes: int = 0
     opened_at: float = 0.0
 
     def __len__(self) -> int:
-        return len(self.items) + len(self.dead)
+        return len(self.items) + len(self.dead) + len(self.skipped)
 
 
 @dataclass(slots=True)
