@@ -140,7 +140,7 @@ class SelectStep(Step[Batch]):
 
 class CheckpointStep(Step[Selected]):
     """Tally and run state saved before the write; the chosen items go to the writer as
-    batches with no ``_id`` twice (``reprocess.writing.unique_chunks``)."""
+    batches with no ``_id`` twice (``unique_chunks``)."""
 
     def __init__(
         self,

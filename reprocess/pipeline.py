@@ -1,8 +1,9 @@
-"""The processing steps a replay shares with live indexing: decode -> select -> bulk write.
+"""What a replay's decode step needs beyond the live one: the run's days and the mapping.
 
-A replay decodes with the live indexer's own step (``indexer.decode.decode``: contract
-validation, time bounds, the document mapping), so it runs the code that is deployed, and
-writes with the live indexer's ``BatchWriter`` (``reprocess.writing``). ``Processing`` pins
+A replay decodes with the live indexer's own step (``indexer.steps.decode`` over
+``indexer.decode.decode``: contract validation, time bounds, the document mapping), so it
+runs the code that is deployed; ``event_day`` lets it skip other days' messages without the
+full decode. Its chain of steps is ``reprocess.chain``. ``Processing`` pins
 another version of the document mapping (the code a bug lives in): tests use it to build a
 generation with a known bug.
 """
