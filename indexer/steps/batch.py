@@ -19,18 +19,19 @@ class BatchStep(Step[Entry]):
         self._next = next_step
         self._batcher = Batcher(limits)
         self._batcher.discard(epoch)
+        self._held = False  # the open batch is full and the next step refused it
 
     @property
     def open(self) -> Batch:
         return self._batcher.open
 
     def submit(self, message: Entry) -> None:
-        batcher = self._batcher
-        if batcher.full() and not self.flush():
+        if self._held and not self.flush():
             raise MessageRejected
+        batcher = self._batcher
         batcher.add(message)
         if batcher.full():
-            self.flush()
+            self._held = not self.flush()
 
     def flush(self) -> bool:
         """Hand the open batch over now (if it holds anything); False when it was refused."""
@@ -41,6 +42,7 @@ class BatchStep(Step[Entry]):
         except MessageRejected:
             return False
         self._batcher.take()
+        self._held = False
         return True
 
     def poll(self) -> None:
@@ -54,9 +56,13 @@ class BatchStep(Step[Entry]):
         while not self.flush() and not expired(deadline):
             self._next.poll()
             yield
-        self._batcher.discard(self._batcher.epoch)
+        self._drop()
         yield from self._next.joining(deadline)
 
     def terminate(self) -> None:
-        self._batcher.discard(self._batcher.epoch)
+        self._drop()
         self._next.terminate()
+
+    def _drop(self) -> None:
+        self._batcher.discard(self._batcher.epoch)
+        self._held = False

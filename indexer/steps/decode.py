@@ -22,6 +22,8 @@ class DecodeStep(Step[Any]):
     ``keep_day`` (a replay's range) turns events of other days into ``Skipped`` entries;
     ``quick_day`` reads a message's day cheaply so those are skipped without the full decode.
     ``mapping`` pins another version of the document mapping (``indexer.decode.decode``).
+    The time bounds are checked against ``clock()`` as read at the last ``poll`` (or at
+    construction): once per consumer loop iteration, not per record.
 
     Backpressure as arroyo's ``RunTask`` with ``better_backpressure``: when the next step
     refuses an entry, it is kept and offered again at ``poll``, and new records are refused
@@ -42,12 +44,16 @@ class DecodeStep(Step[Any]):
         self._keep_day = keep_day
         self._quick_day = quick_day
         self._clock = clock
+        self._now = clock()  # read once per poll, as the consumer loop did (cheaper per record)
         self._carried: Entry | None = None
 
     def submit(self, message: Any) -> None:
         if self._carried is not None:
             raise MessageRejected
-        entry = self.entry(message)
+        if self._keep_day is None:  # the live chain: no day filter
+            entry: Entry = decode(Origin.of(message), self._bounds, self._now, self._mapping)
+        else:
+            entry = self.entry(message)
         try:
             self._next.submit(entry)
         except MessageRejected:
@@ -56,11 +62,12 @@ class DecodeStep(Step[Any]):
     def entry(self, record: Any) -> Entry:
         """What one record becomes."""
         return entry_of(
-            Origin.of(record), self._bounds, self._clock(), self._mapping, self._keep_day,
+            Origin.of(record), self._bounds, self._now, self._mapping, self._keep_day,
             self._quick_day,
         )  # fmt: skip
 
     def poll(self) -> None:
+        self._now = self._clock()
         self._next.poll()
         if self._carried is not None:
             try:
