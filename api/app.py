@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 import strawberry
 from anyio import to_thread
 from fastapi import FastAPI, Request, Response
@@ -52,6 +53,12 @@ class Router(GraphQLRouter[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return html("graphiql.html")
+
+    def encode_json(self, data: object) -> bytes:
+        """orjson instead of the standard library's encoder: a 30-day hourly report spent 14 %
+        of the API's CPU in ``json.dumps`` (py-spy under ``pulse bench api-load``). The same
+        JSON values; non-ASCII text is sent as UTF-8 rather than ``\\u`` escapes."""
+        return orjson.dumps(data)
 
 
 class RequestMetrics:

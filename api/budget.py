@@ -38,12 +38,14 @@ from graphql import (
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.extensions import SchemaExtension
 
-from api import planner
+from api import customers, funnel, funnel_schema, planner
 from api.errors import BadInput, ClientError
 from api.model import Dimension, Granularity, Metric, QueryPlan
 from pulse.settings import Settings
 
 REPORT_FIELD = "metrics"  # the root field whose cost is its planned points
+COHORTS_FIELD = "cohorts"  # priced as its matrix: cohorts x periods (api.customers)
+FUNNEL_FIELD = "funnel"  # priced by api.funnel.price: steps x hours read
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def report_plan(args: Mapping[str, Any], settings: Settings, now_ms: int) -> Que
         group_by=[_member(Dimension, d) for d in group_by],
         limit=10 if args.get("limit") is None else int(args["limit"]),
         now_ms=now_ms,
+        reporting_currency=args.get("reporting_currency", args.get("reportingCurrency")),
     )
     if compare:
         plan = planner.with_comparison(plan, _instant(compare, "start"), _instant(compare, "end"))
@@ -208,6 +211,13 @@ def price(
             known = priced.get(key := repr(sorted(args.items())))
             planned = known if known is not None else _report_points(args, settings, when)
             priced[key] = planned
+        elif node.name.value == COHORTS_FIELD:
+            reports += 1
+            args = get_argument_values(definition, node, coerced)
+            planned = _cohort_points(args, settings, when)
+        elif node.name.value == FUNNEL_FIELD:
+            reports += 1
+            planned = _funnel_points(get_argument_values(definition, node, coerced), settings)
         points += max(per_token, planned)  # any field resolved costs a token at least
         if points > settings.max_request_points:
             break  # over already: the rest need not be planned
@@ -225,6 +235,34 @@ def price(
 def _report_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> int:
     try:
         return plan_points(report_plan(args, settings, now_ms))
+    except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
+        return 0  # the resolver refuses it with its usual error, before any engine read
+
+
+def _cohort_points(args: Mapping[str, Any], settings: Settings, now_ms: int) -> int:
+    """A cohort matrix's values, cohorts x periods, planned without reading anything."""
+    try:
+        span = args["range"]
+        plan = customers.plan_request(
+            settings,
+            str(args.get("merchant_id", args.get("merchantId"))),
+            _instant(span, "start"),
+            _instant(span, "end"),
+            _member(Granularity, args.get("granularity") or Granularity.WEEK),
+            args.get("timezone") or "UTC",
+            8 if args.get("periods") is None else int(args["periods"]),
+            now_ms,
+        )
+    except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
+        return 0  # the resolver refuses it with its usual error, before any engine read
+    return customers.cohort_points(plan)
+
+
+def _funnel_points(args: Mapping[str, Any], settings: Settings) -> int:
+    try:
+        return funnel.price(
+            funnel.build_plan(**funnel_schema.arguments(dict(args)), settings=settings)
+        )
     except (ClientError, GraphQLError, KeyError, TypeError, ValueError):
         return 0  # the resolver refuses it with its usual error, before any engine read
 

@@ -77,6 +77,33 @@ def engine_cardinality_bound(value: float, threshold: int) -> float:
     return math.ceil(CONFIDENCE_SIGMAS * HLLPP_RSE * value)
 
 
+MoneyKey = tuple[str, int]  # (currency or MISSING, start of the UTC day in epoch ms)
+
+
+@dataclass
+class Money:
+    """What a cell knows of currencies: on report totals, the currencies of succeeded
+    payments and of refunded amounts (api.dsl.currency_probe), which decide every money
+    value's currency (api.money); in converting plans, [gross, refunds] milli per (currency,
+    UTC day), for api.fx."""
+
+    paid: set[str] = field(default_factory=set)
+    refunded: set[str] = field(default_factory=set)
+    amounts: dict[MoneyKey, list[int]] = field(default_factory=dict)
+
+    def merge(self, other: Money) -> None:
+        self.paid |= other.paid
+        self.refunded |= other.refunded
+        for key, (gross, refunds) in other.amounts.items():
+            self.add(key, gross, refunds)
+
+    def add(self, key: MoneyKey, gross: int, refunds: int) -> None:
+        if gross or refunds:  # a zero amount converts to zero in any currency: no rate needed
+            entry = self.amounts.setdefault(key, [0, 0])
+            entry[0] += gross
+            entry[1] += refunds
+
+
 @dataclass
 class Cell:
     events: int = 0
@@ -84,7 +111,13 @@ class Cell:
     gross: int = 0  # milli
     failed: int = 0
     refunds: int = 0  # milli
+    disputes: int = 0
     uniques: Uniques = field(default_factory=Uniques)
+    # None on nearly every cell (only report totals and converting plans have one): a cell is
+    # made and merged thousands of times per report, so it costs nothing until it is needed.
+    money: Money | None = None
+    new_customers: int = 0  # exact, from one source only (api.customers)
+    returning_customers: int = 0
 
     def merge(self, other: Cell) -> None:
         self.events += other.events
@@ -92,7 +125,48 @@ class Cell:
         self.gross += other.gross
         self.failed += other.failed
         self.refunds += other.refunds
+        self.disputes += other.disputes
         self.uniques.merge(other.uniques)
+        self.new_customers += other.new_customers
+        self.returning_customers += other.returning_customers
+        if other.money is not None:
+            self.currencies().merge(other.money)
+
+    def currencies(self) -> Money:
+        """This cell's Money, made on first use."""
+        if self.money is None:
+            self.money = Money()
+        return self.money
+
+
+def _keys(agg: dict[str, Any], name: str) -> set[str]:
+    """The currencies of a probe aggregation (api.dsl.currency_probe), if it was asked."""
+    probe = agg.get(name)
+    if not isinstance(probe, dict):
+        return set()
+    return {str(b["key"]) for b in probe.get("c", {}).get("buckets", [])}
+
+
+def _currencies(cell: Cell, agg: dict[str, Any]) -> None:
+    money = cell.currencies()
+    money.paid, money.refunded = _keys(agg, "cp"), _keys(agg, "cr")
+
+
+def _raw_money(cell: Cell, agg: dict[str, Any]) -> None:
+    """[gross, refunds] per (currency, UTC day) of a converting raw bucket (api.dsl.fx_aggs)."""
+    for name, slot in (("paid", 0), ("refunds", 1)):
+        for cur in (agg.get(name) or {}).get("fx", {}).get("buckets", []):
+            for day in cur["d"]["buckets"]:
+                amount = [0, 0]
+                amount[slot] = _int(day, "amt", "value")
+                cell.currencies().add((str(cur["key"]), int(day["key"])), *amount)
+
+
+def _rollup_money(cell: Cell, agg: dict[str, Any]) -> None:
+    for cur in agg.get("fx", {}).get("buckets", []):
+        for day in cur["d"]["buckets"]:
+            key = (str(cur["key"]), int(day["key"]))
+            cell.currencies().add(key, _int(day, "gross", "value"), _int(day, "refunds", "value"))
 
 
 def _int(node: Any, *path: str) -> int:
@@ -114,7 +188,12 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
         gross=_int(agg, "paid", "amt", "value"),
         failed=_int(agg, "failed", "doc_count"),
         refunds=_int(agg, "refunds", "amt", "value"),
+        disputes=_int(agg, "disputes", "doc_count"),
     )
+    if "cp" in agg or "cr" in agg:  # only the report total of a money report has a probe
+        _currencies(cell, agg)
+    if "fx" in agg.get("paid", ()) or "fx" in agg.get("refunds", ()):
+        _raw_money(cell, agg)
     if Base.CUSTOMERS not in bases:
         return cell
     card = float(_int(agg, "cust", "value"))
@@ -130,13 +209,19 @@ def raw_cell(agg: dict[str, Any], bases: frozenset[Base], threshold: int) -> Cel
 
 def rollup_cell(agg: dict[str, Any]) -> Cell:
     """A cell from one rollup aggregation bucket (sums of the hourly counters)."""
-    return Cell(
+    cell = Cell(
         events=_int(agg, "events", "value"),
         paid=_int(agg, "paid", "value"),
         gross=_int(agg, "gross", "value"),
         failed=_int(agg, "failed", "value"),
         refunds=_int(agg, "refunds", "value"),
+        disputes=_int(agg, "disputes", "value"),
     )
+    if "cp" in agg or "cr" in agg:
+        _currencies(cell, agg)
+    if "fx" in agg:
+        _rollup_money(cell, agg)
+    return cell
 
 
 def decode_sketch(encoded: str) -> Any:

@@ -19,13 +19,14 @@ Body = dict[str, Any]
 GroupKey = tuple[str, ...]
 
 TIME_FIELD = {Source.RAW: "occurred_at", Source.ROLLUPS: rs.HOUR}
-PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
+PAID, FAILED, REFUND, DISPUTE = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND, rs.RAW_DISPUTE
 ROLLUP_SUMS = {
     Base.EVENTS: rs.EVENTS,
     Base.PAID: rs.PAYMENTS_SUCCEEDED,
     Base.GROSS: rs.GROSS_MILLI,
     Base.FAILED: rs.PAYMENTS_FAILED,
     Base.REFUNDS: rs.REFUNDS_MILLI,
+    Base.DISPUTES: rs.DISPUTES,
 }
 
 
@@ -72,21 +73,76 @@ def rollup_level(plan: QueryPlan) -> Body:
     return rs.DETAILS_ONLY if plan.filters or plan.group_by else rs.totals_of(plan.merchant_id)
 
 
-def base_aggs(bases: frozenset[Base], source: Source, hashes_cap: int, threshold: int) -> Body:
-    """Sub-aggregations giving each Base for one bucket. ``hashes_cap`` > 0 asks raw for the
-    customers' hashes (to merge with rollup sketches) instead of a cardinality estimate."""
+MAX_CURRENCIES = 200  # terms size for currencies: more than ISO 4217 has
+CURRENCY_FIELD = "currency"  # the raw field and the rollup dimension (storage.rollup_schema)
+AMOUNT = {"amt": {"sum": {"field": "amount_milli"}}}
+
+
+def _currency_terms(source: Source) -> Body:
+    # Raw money without a currency is named MISSING, as the rollup documents store it.
+    terms: Body = {"field": CURRENCY_FIELD, "size": MAX_CURRENCIES}
+    if source is Source.RAW:
+        terms["missing"] = MISSING
+    return {"terms": terms}
+
+
+def currency_probe(source: Source) -> Body:
+    """Report-level aggregations naming the currencies of the succeeded payments (``cp``) and
+    of the refunded amounts (``cr``): what decides a money value's currency (api.money).
+    Asked once per report, not per bucket: a single-currency merchant pays one terms
+    aggregation over its money events per source (decision 0200)."""
     if source is Source.ROLLUPS:
-        return {b.value: {"sum": {"field": f}} for b, f in ROLLUP_SUMS.items() if b in bases}
+        paid: Body = {"range": {rs.PAYMENTS_SUCCEEDED: {"gt": 0}}}
+        refunded: Body = {"range": {rs.REFUNDS_MILLI: {"gt": 0}}}
+    else:
+        paid = PAID
+        refunded = {"bool": {"filter": [REFUND, {"range": {"amount_milli": {"gt": 0}}}]}}
+    names = _currency_terms(source)
+    return {
+        "cp": {"filter": paid, "aggs": {"c": names}},
+        "cr": {"filter": refunded, "aggs": {"c": names}},
+    }
+
+
+def _by_currency_and_day(source: Source, sums: Body) -> Body:
+    """``sums`` per currency and per UTC day (what api.fx converts, each at its day's rate)."""
+    day = {"field": TIME_FIELD[source], "calendar_interval": "1d", "min_doc_count": 1}
+    return {**_currency_terms(source), "aggs": {"d": {"date_histogram": day, "aggs": sums}}}
+
+
+def base_aggs(
+    bases: frozenset[Base],
+    source: Source,
+    hashes_cap: int,
+    threshold: int,
+    convert: bool = False,
+) -> Body:
+    """Sub-aggregations giving each Base for one bucket. ``hashes_cap`` > 0 asks raw for the
+    customers' hashes (to merge with rollup sketches) instead of a cardinality estimate.
+    ``convert`` also breaks the money down by currency and UTC day (reportingCurrency)."""
+    money = bases & {Base.GROSS, Base.REFUNDS}
+    if source is Source.ROLLUPS:
+        out = {b.value: {"sum": {"field": f}} for b, f in ROLLUP_SUMS.items() if b in bases}
+        if convert and money:
+            sums = {b.value: {"sum": {"field": ROLLUP_SUMS[b]}} for b in money}
+            out["fx"] = _by_currency_and_day(source, sums)
+        return out
     aggs: Body = {}
     if bases & {Base.PAID, Base.GROSS}:
         paid: Body = {"filter": PAID}
         if Base.GROSS in bases:
-            paid["aggs"] = {"amt": {"sum": {"field": "amount_milli"}}}
+            paid["aggs"] = dict(AMOUNT)
+            if convert:
+                paid["aggs"]["fx"] = _by_currency_and_day(source, AMOUNT)
         aggs["paid"] = paid
     if Base.FAILED in bases:
         aggs["failed"] = {"filter": FAILED}
     if Base.REFUNDS in bases:
-        aggs["refunds"] = {"filter": REFUND, "aggs": {"amt": {"sum": {"field": "amount_milli"}}}}
+        aggs["refunds"] = {"filter": REFUND, "aggs": dict(AMOUNT)}
+        if convert:
+            aggs["refunds"]["aggs"]["fx"] = _by_currency_and_day(source, AMOUNT)
+    if Base.DISPUTES in bases:
+        aggs["disputes"] = {"filter": DISPUTE}
     if Base.CUSTOMERS in bases:
         card = {"field": "customer_id", "precision_threshold": threshold}
         aggs["cust"] = {"cardinality": card}
@@ -122,10 +178,11 @@ def series_body(
     threshold: int = 3000,
 ) -> Body:
     """Totals, and per bucket (per chosen group when grouped) the Bases of the plan."""
-    base = base_aggs(plan.bases, source, hashes_cap, threshold)
+    base = base_aggs(plan.bases, source, hashes_cap, threshold, plan.converts)
     cell = dict(base)
     if plan.granularity is not Granularity.ALL:
         cell["t"] = histogram(plan, source, base)
+    probe = currency_probe(source) if plan.money and not plan.converts else {}
     if groups is None:
         # Ungrouped: the top level is the report total; raw's event count is the exact hit
         # total (a match-all filter bucket would cost the engine a second pass).
@@ -133,11 +190,11 @@ def series_body(
             "size": 0,
             "track_total_hits": source is Source.RAW,
             "query": query(plan, source, intervals),
-            "aggs": cell,
+            "aggs": {**cell, **probe},
         }
     # Grouped: the report total (all groups, not just the chosen) sits in a match-all filter
     # bucket so raw totals get a doc_count.
-    aggs: Body = {"all": {"filter": {"match_all": {}}, "aggs": base}}
+    aggs: Body = {"all": {"filter": {"match_all": {}}, "aggs": {**base, **probe}}}
     if groups:
         filters = {str(i): group_query(source, plan.group_by, k) for i, k in enumerate(groups)}
         aggs["g"] = {"filters": {"filters": filters}, "aggs": cell}
@@ -166,7 +223,7 @@ def groups_body(
     composite: Body = {"size": page, "sources": sources}
     if after:
         composite["after"] = after
-    sub = base_aggs(plan.bases, source, hashes_cap, threshold)
+    sub = base_aggs(plan.bases, source, hashes_cap, threshold, plan.converts)
     return {
         "size": 0,
         "track_total_hits": False,
@@ -193,7 +250,11 @@ def sketches_body(
         "track_total_hits": False,
         "query": query(plan, Source.ROLLUPS, intervals),
         "_source": fields,
-        "sort": [{rs.HOUR: "asc"}, *({d: "asc"} for d in rs.DIMENSIONS)],
+        # unmapped_type: a monthly index older than a dimension (decision 0205) sorts too.
+        "sort": [
+            {rs.HOUR: "asc"},
+            *({d: {"order": "asc", "unmapped_type": "keyword"}} for d in rs.DIMENSIONS),
+        ],
     }
     if after:
         body["search_after"] = after

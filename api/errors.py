@@ -14,6 +14,7 @@ class Code(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FORBIDDEN = "FORBIDDEN"
     RATE_LIMITED = "RATE_LIMITED"
+    FX_RATE_MISSING = "FX_RATE_MISSING"
     INTERNAL = "INTERNAL"
 
 
@@ -45,6 +46,12 @@ class RateLimited(ClientError):
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class FxRateMissing(ClientError):
+    """reportingCurrency needs a rate that ``pulse fx load`` has not provided (api.fx)."""
+
+    code = Code.FX_RATE_MISSING
 
 
 class SystemFailure(Exception):

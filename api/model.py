@@ -24,6 +24,12 @@ class Metric(Enum):
     AVERAGE_TICKET = "AVERAGE_TICKET"
     UNIQUE_CUSTOMERS = "UNIQUE_CUSTOMERS"
     PAYMENT_SUCCESS_RATE = "PAYMENT_SUCCESS_RATE"
+    NEW_CUSTOMERS = "NEW_CUSTOMERS"
+    RETURNING_CUSTOMERS = "RETURNING_CUSTOMERS"
+    FAILED_PAYMENTS = "FAILED_PAYMENTS"
+    REFUND_RATE = "REFUND_RATE"
+    DISPUTES = "DISPUTES"
+    DISPUTE_RATE = "DISPUTE_RATE"
 
 
 class Granularity(Enum):
@@ -43,6 +49,8 @@ class Dimension(Enum):
     COUNTRY = "COUNTRY"
     CHANNEL = "CHANNEL"
     DEVICE = "DEVICE"
+    CURRENCY = "CURRENCY"
+    DECLINE_CODE = "DECLINE_CODE"
 
     @property
     def field(self) -> str:
@@ -63,7 +71,9 @@ class Base(Enum):
     GROSS = "gross"  # milli
     FAILED = "failed"  # failed payments
     REFUNDS = "refunds"  # milli
+    DISPUTES = "disputes"  # dispute events
     CUSTOMERS = "customers"  # distinct customers (not additive: sketches / engine cardinality)
+    FIRSTS = "firsts"  # paying customers split by first purchase (api.customers)
 
 
 NEEDS: dict[Metric, frozenset[Base]] = {
@@ -75,6 +85,32 @@ NEEDS: dict[Metric, frozenset[Base]] = {
     Metric.AVERAGE_TICKET: frozenset({Base.GROSS, Base.PAID}),
     Metric.UNIQUE_CUSTOMERS: frozenset({Base.CUSTOMERS}),
     Metric.PAYMENT_SUCCESS_RATE: frozenset({Base.PAID, Base.FAILED}),
+    Metric.FAILED_PAYMENTS: frozenset({Base.FAILED}),
+    Metric.REFUND_RATE: frozenset({Base.REFUNDS, Base.GROSS}),
+    Metric.DISPUTES: frozenset({Base.DISPUTES}),
+    Metric.DISPUTE_RATE: frozenset({Base.DISPUTES, Base.PAID}),
+    Metric.NEW_CUSTOMERS: frozenset({Base.FIRSTS}),
+    Metric.RETURNING_CUSTOMERS: frozenset({Base.FIRSTS}),
+}
+
+
+# Money metrics carry a currency (DESIGN.md "Money never adds different currencies"), by which
+# money events they add: succeeded payments (PAID) and/or refunds with an amount (REFUNDED).
+class MoneyKind(Enum):
+    PAID = "paid"
+    REFUNDED = "refunded"
+
+
+MONEY_KINDS: dict[Metric, frozenset[MoneyKind]] = {
+    Metric.GROSS_SALES: frozenset({MoneyKind.PAID}),
+    Metric.AVERAGE_TICKET: frozenset({MoneyKind.PAID}),
+    Metric.REFUNDS: frozenset({MoneyKind.REFUNDED}),
+    Metric.NET_SALES: frozenset({MoneyKind.PAID, MoneyKind.REFUNDED}),
+}
+# Ratios of money: no currency of their own, but computed from amounts, so they follow the
+# same rule: converted with reportingCurrency, and an error when their amounts mix currencies.
+MONEY_RATIOS: dict[Metric, frozenset[MoneyKind]] = {
+    Metric.REFUND_RATE: frozenset({MoneyKind.PAID, MoneyKind.REFUNDED}),
 }
 
 
@@ -112,6 +148,8 @@ class QueryPlan:
     limit: int = 10
     now_ms: int = 0
     force_source: Source | None = None
+    # ISO 4217 code money is converted to (api.fx), or None: money stays in its currency.
+    reporting_currency: str | None = None
     boundaries: tuple[int, ...] = ()  # bucket starts + the last bucket's end
     split: Split | None = None
     compare: QueryPlan | None = field(default=None)
@@ -122,6 +160,17 @@ class QueryPlan:
         for metric in self.metrics:
             out |= NEEDS[metric]
         return frozenset(out)
+
+    @property
+    def money(self) -> bool:
+        """Whether the plan asks for a money metric (which carries a currency) or a ratio of
+        money: either needs the amounts' currencies."""
+        return any(m in MONEY_KINDS or m in MONEY_RATIOS for m in self.metrics)
+
+    @property
+    def converts(self) -> bool:
+        """Money is converted: the sources break it down by currency and UTC day."""
+        return self.reporting_currency is not None and self.money
 
     @property
     def buckets(self) -> int:

@@ -30,6 +30,7 @@ from pulse.clock import DAY_MS
 from pulse.settings import Settings
 
 MERCHANT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 MAX_FILTER_VALUES = 100
 MAX_VALUE_LEN = 128
 
@@ -54,6 +55,7 @@ def build_plan(
     limit: int = 10,
     now_ms: int,
     force_source: Source | None = None,
+    reporting_currency: str | None = None,
 ) -> QueryPlan:
     """A validated plan (BadInput on anything a caller must fix)."""
     zone(timezone)
@@ -69,6 +71,7 @@ def build_plan(
         limit=limit,
         now_ms=now_ms,
         force_source=force_source,
+        reporting_currency=reporting_currency,
     )
     validate(plan)
     return plan
@@ -83,6 +86,9 @@ def validate(plan: QueryPlan) -> None:
         raise BadInput("ask for at least one metric")
     if plan.limit < 1:
         raise BadInput("limit must be at least 1")
+    currency = plan.reporting_currency
+    if currency is not None and not CURRENCY_RE.fullmatch(currency):
+        raise BadInput("reportingCurrency must be an ISO 4217 code of three capital letters")
     if len(set(plan.group_by)) != len(plan.group_by):
         raise BadInput("groupBy lists a dimension twice")
     for flt in plan.filters:

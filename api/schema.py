@@ -22,12 +22,14 @@ from graphql import (
 from strawberry.fastapi import BaseContext
 from strawberry.types import Info
 
-from api import model, planner, report, service
+from api import customers, funnel_read, funnel_schema, model, planner, report, service
+from api import funnel as funnels
 from api.authcache import KeyGuard
 from api.budget import Cost
 from api.engine import engine_errors
-from api.errors import Forbidden, RateLimited, Unauthenticated
+from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
+from api.funnel_schema import FUNNEL_LIMITS, FunnelKey, FunnelReport, FunnelStepInput
 from api.keys import Principal, lookup
 from api.ratelimit import RateLimiter
 from api.sources import Ctx
@@ -37,6 +39,13 @@ LIMITS = (
     "Limits (server settings, defaults in brackets): range at most max_range_days [1098] days, "
     "at most max_buckets [5000] buckets, buckets x groups at most max_points [100000], "
     "limit at most max_limit [100]; each exceeded one is a BAD_USER_INPUT error."
+)
+
+
+COHORT_LIMITS = (
+    "Limits: range at most max_range_days [1098] days, periods 1 to cohort_max_periods [60], "
+    "at most cohort_max_cohorts [400] cohorts, at most customer_max_keys [500000] "
+    "(period, customer) pairs read; each exceeded one is a BAD_USER_INPUT error."
 )
 
 
@@ -54,8 +63,8 @@ Metric = _describe(
     strawberry.enum(
         model.Metric,
         description="A measure computed per bucket and in totals. Money is in major units "
-        "(e.g. 12.5 = 12.50) of the amounts' currency, exact to 1/1000; a duplicate event_id "
-        "counts once.",
+        "(e.g. 12.5 = 12.50) of MetricValue.currency, exact to 1/1000; amounts in different "
+        "currencies are never added (see reportingCurrency); a duplicate event_id counts once.",
     ),
     {
         "EVENTS": "Count of events of any type.",
@@ -69,6 +78,25 @@ Metric = _describe(
         "buckets.",
         "PAYMENT_SUCCESS_RATE": "Succeeded / (succeeded + failed) payments, a fraction in "
         "[0, 1]; pending payments are excluded; null when there are none.",
+        "NEW_CUSTOMERS": "Distinct customers whose first-ever succeeded payment with the "
+        "merchant (all retained history, late events included) falls in the bucket; exact. "
+        "In totals the range is one bucket. With filters or groupBy: customers with a "
+        "matching succeeded payment in the bucket whose first-ever one (of any dimension "
+        "values) is in it. Cannot be grouped or filtered by EVENT_TYPE or STATUS "
+        "(BAD_USER_INPUT).",
+        "RETURNING_CUSTOMERS": "Distinct customers with a succeeded payment in the bucket "
+        "whose first-ever one was earlier than the bucket; exact. NEW_CUSTOMERS + "
+        "RETURNING_CUSTOMERS = the bucket's paying customers. Same filter, groupBy and "
+        "EVENT_TYPE/STATUS rules as NEW_CUSTOMERS.",
+        "FAILED_PAYMENTS": "Count of payment events with status failed (group or filter by "
+        "DECLINE_CODE for why).",
+        "REFUND_RATE": "REFUNDS / GROSS_SALES over the same events, a fraction (may exceed 1 "
+        "when refunds of earlier sales outweigh the bucket's sales); null when GROSS_SALES is 0. "
+        "Its amounts follow the money rules: converted with reportingCurrency, and "
+        "BAD_USER_INPUT when they are in several currencies without it or a CURRENCY split.",
+        "DISPUTES": "Count of dispute events (chargebacks opened against the merchant).",
+        "DISPUTE_RATE": "DISPUTES / PAYMENTS over the same events, a fraction; null when "
+        "PAYMENTS is 0.",
     },
 )
 Granularity = _describe(
@@ -93,13 +121,18 @@ Dimension = _describe(
         "has the value __none__ (which filters can name too).",
     ),
     {
-        "EVENT_TYPE": "event_type: payment, refund, page_view, checkout_start or another type.",
+        "EVENT_TYPE": "event_type: payment, refund, dispute, page_view, checkout_start or "
+        "another type.",
         "STATUS": "status of a payment: succeeded, failed or pending.",
         "PAYMENT_METHOD": "payment_method as sent by the producer (e.g. card, wallet).",
         "STORE_ID": "store_id: the merchant's store or point of sale.",
         "COUNTRY": "country: ISO 3166-1 alpha-2 code.",
         "CHANNEL": "channel: web, app or pos.",
         "DEVICE": "device as sent by the producer (e.g. ios, android, desktop).",
+        "CURRENCY": "currency: ISO 4217 code of the event's amount (__none__ without one). "
+        "Grouping or filtering by it splits money that is in several currencies.",
+        "DECLINE_CODE": "decline_code: why a failed payment failed (e.g. insufficient_funds, "
+        "do_not_honor); __none__ for events without one.",
     },
 )
 
@@ -158,10 +191,18 @@ class MetricValue:
     value: float | None = strawberry.field(
         description="The value (money in major units, rates as fractions); null where the "
         "metric is undefined (AVERAGE_TICKET without payments, PAYMENT_SUCCESS_RATE without "
-        "succeeded or failed payments)."
+        "succeeded or failed payments, REFUND_RATE without gross sales, DISPUTE_RATE without "
+        "payments)."
     )
     error_bound: float | None = strawberry.field(
         description="Absolute half-width of a ~95% interval; 0 when exact."
+    )
+    currency: str | None = strawberry.field(
+        description="ISO 4217 code of a money value (GROSS_SALES, REFUNDS, NET_SALES, "
+        "AVERAGE_TICKET): reportingCurrency when given, else the one currency of the report's "
+        "money (of the group's, when grouped by CURRENCY); null for other metrics, for money "
+        "without any currency, and for totals across CURRENCY groups in different currencies "
+        "(whose value is null too)."
     )
 
 
@@ -191,7 +232,9 @@ class Series:
 @strawberry.type(description="How a report was answered.")
 class ReportMeta:
     sources: list[str] = strawberry.field(
-        description="What answered: rollups (hourly aggregates) and/or raw (events)."
+        description="What answered: rollups (hourly aggregates) and/or raw (events); "
+        "first_purchases (each customer's first purchase) for NEW/RETURNING_CUSTOMERS and "
+        "cohorts."
     )
     watermark: datetime | None = strawberry.field(
         description="The instant through which rollups are complete; null when no rollups "
@@ -213,6 +256,38 @@ class Report:
         description="The same report over compareTo; null without compareTo."
     )
     meta: ReportMeta = strawberry.field(description="Sources, watermark and server time.")
+
+
+@strawberry.type(
+    description="Customers whose first-ever succeeded payment with the merchant falls in one "
+    "calendar period (DAY, WEEK or MONTH in the request's time zone)."
+)
+class Cohort:
+    start: datetime = strawberry.field(
+        description="The cohort's period start, with the offset of the request's time zone."
+    )
+    customers: int = strawberry.field(
+        description="The cohort's size: customers whose first-ever succeeded payment falls in "
+        "the period (exact; late events included)."
+    )
+    retained: list[float | None] = strawberry.field(
+        description="retained[i] (i = 0 ... periods-1): the share of the cohort with at least "
+        "one succeeded payment in the i-th period from the cohort's own, so retained[0] is "
+        "1.0; null for a period that has not begun, and for every period of an empty cohort "
+        "(customers = 0: no share to take)."
+    )
+
+
+@strawberry.type(description="A cohort retention matrix: one row per cohort, oldest first.")
+class CohortReport:
+    cohorts: list[Cohort] = strawberry.field(
+        description="Every period starting inside the range is a cohort, empty ones included."
+    )
+    meta: ReportMeta = strawberry.field(
+        description="Sources (raw events and the first-purchase state), the rollup watermark "
+        "through which first purchases are folded in (later payments are read from raw), and "
+        "server time."
+    )
 
 
 @strawberry.type(description="How far a merchant's data has arrived and been rolled up.")
@@ -249,6 +324,12 @@ class Backend:
 
     def freshness(self, ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:
         return service.freshness(ctx, merchant_id)
+
+    def cohorts(self, ctx: Ctx, plan: customers.CohortPlan) -> service.CohortAnswer:
+        return service.cohort_report(ctx, plan)
+
+    def funnel(self, ctx: Ctx, plan: funnels.FunnelPlan) -> list[int]:
+        return funnel_read.counts(ctx, plan)
 
 
 class Context(BaseContext):
@@ -331,8 +412,8 @@ def _authenticate(context: Context) -> Principal:
 
 def _metric_values(values: list[report.MetricValue]) -> list[MetricValue]:
     """Served as they are: api.report.MetricValue has MetricValue's attributes (metric, value,
-    error_bound) and the type has no resolvers or interfaces, so both executors read them like
-    MetricValue objects; copying 3,600 of them per 30-day hourly report cost ~1.3 ms."""
+    error_bound, currency) and the type has no resolvers or interfaces, so both executors read
+    them like MetricValue objects; copying 3,600 of them per 30-day hourly report cost ~1.3 ms."""
     return cast("list[MetricValue]", values)
 
 
@@ -384,7 +465,8 @@ MerchantArg = Annotated[
     description="Every field needs Authorization: Bearer <API key> (UNAUTHENTICATED without a "
     "valid one) and spends one token of the key's per-minute rate limit (RATE_LIMITED when "
     "spent). Errors carry extensions.code: BAD_USER_INPUT, UNAUTHENTICATED, FORBIDDEN, "
-    "RATE_LIMITED or INTERNAL (engine down or too slow; retry)."
+    "RATE_LIMITED, FX_RATE_MISSING (reportingCurrency needs an exchange rate not loaded) or "
+    "INTERNAL (engine down or too slow; retry)."
 )
 class Query:
     @strawberry.field(  # type: ignore[untyped-decorator]
@@ -435,6 +517,17 @@ class Query:
         force_source: Annotated[
             ForceSource | None, _arg("Which source answers (admin keys only for RAW).")
         ] = ForceSource.AUTO,
+        reporting_currency: Annotated[
+            str | None,
+            _arg(
+                "ISO 4217 code (e.g. EUR): money is converted to it at the rate of each "
+                "event's UTC date (units per USD loaded by pulse fx load; the latest rate on or "
+                "before the date, at most 7 days old), per currency and day before adding, and "
+                "the sum rounded once to 1/1000, half to even. A missing rate is an "
+                "FX_RATE_MISSING error naming the currency and date. Without it, money in more "
+                "than one currency is a BAD_USER_INPUT error unless split by CURRENCY."
+            ),
+        ] = None,
     ) -> Report:
         principal = await to_thread.run_sync(_principal, info)
         if force_source is ForceSource.RAW and not principal.admin:
@@ -451,6 +544,7 @@ class Query:
             limit=10 if limit is None else limit,
             now_ms=int(time.time() * 1000),
             force_source=model.Source.RAW if force_source is ForceSource.RAW else None,
+            reporting_currency=reporting_currency,
         )
         if compare_to:
             plan = planner.with_comparison(plan, compare_to.start, compare_to.end)
@@ -458,6 +552,116 @@ class Query:
         plan = service.process(ctx, plan, principal)
         rep = await to_thread.run_sync(info.context.backend.report, ctx, plan)
         return to_graphql(rep)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="A funnel for one merchant: how many sessions (or customers) entered with "
+        "step 1 in the range and went on through the steps in order within withinSeconds of "
+        "entering. Exact, from raw events (docs/decisions/0215). " + FUNNEL_LIMITS
+    )
+    async def funnel(
+        self,
+        info: Info[Context, None],
+        merchant_id: MerchantArg,
+        range: Annotated[
+            TimeRange,
+            _arg(
+                "Keys enter with a step-1 event in [start, end); later steps may follow up to "
+                "withinSeconds after the entry, past end. Offset-less DateTimes are UTC."
+            ),
+        ],
+        steps: Annotated[
+            list[FunnelStepInput],
+            _arg(
+                "The steps in order. A key reaches step k when distinct events matching steps "
+                "2..k follow its entry in order, each at or after the previous one."
+            ),
+        ],
+        by: Annotated[
+            FunnelKey | None,  # type: ignore[valid-type]
+            _arg("What goes through the funnel: a session_id or a customer_id."),
+        ] = funnels.FunnelKey.SESSION,
+        within_seconds: Annotated[
+            int | None,
+            _arg(
+                "Every step must happen at most this many seconds after the entering event "
+                "(inclusive)."
+            ),
+        ] = 1800,
+        filters: Annotated[
+            list[DimensionFilter] | None,
+            _arg("Only events matching every filter take part (entry and later steps)."),
+        ] = (),  # type: ignore[assignment]
+    ) -> FunnelReport:
+        started = time.perf_counter()
+        principal = await to_thread.run_sync(_principal, info)
+        plan = funnels.build_plan(
+            str(merchant_id),
+            range.start,
+            range.end,
+            funnel_schema.steps_of(steps),
+            by or funnels.FunnelKey.SESSION,
+            1800 if within_seconds is None else within_seconds,
+            _filters(list(filters or [])),
+            info.context.ctx.settings,
+        )
+        plan = funnel_schema.tenant_scope(plan, principal)
+        counts = await to_thread.run_sync(info.context.backend.funnel, info.context.ctx, plan)
+        return funnel_schema.report(plan, counts, started)
+
+    @strawberry.field(  # type: ignore[untyped-decorator]
+        description="Cohort retention for one merchant: customers grouped by the period of "
+        "their first-ever succeeded payment, and the share of each cohort paying again in "
+        "each following period. Exact. " + COHORT_LIMITS
+    )
+    async def cohorts(
+        self,
+        info: Info[Context, None],
+        merchant_id: MerchantArg,
+        range: Annotated[
+            TimeRange, _arg("Cohorts are the periods whose start lies in [start, end).")
+        ],
+        granularity: Annotated[
+            Granularity | None,  # type: ignore[valid-type]
+            _arg("The period: DAY, WEEK (Monday) or MONTH in timezone; others BAD_USER_INPUT."),
+        ] = model.Granularity.WEEK,
+        timezone: Annotated[
+            str | None,
+            _arg("IANA time zone of the periods and of offset-less DateTimes."),
+        ] = "UTC",
+        periods: Annotated[
+            int | None,
+            _arg("How many periods each cohort's retained list covers, from its own on."),
+        ] = 8,
+    ) -> CohortReport:
+        principal = await to_thread.run_sync(_principal, info)
+        tz_name = timezone or "UTC"
+        zone(tz_name)
+        if not planner.MERCHANT_RE.fullmatch(str(merchant_id)):
+            raise BadInput("merchantId must be 1-64 characters of [A-Za-z0-9_.-]")
+        if not principal.may_read(str(merchant_id)):
+            raise Forbidden("this API key may not read that merchant")
+        plan = customers.plan_request(
+            info.context.ctx.settings,
+            str(merchant_id),
+            range.start,
+            range.end,
+            granularity or model.Granularity.WEEK,
+            tz_name,
+            8 if periods is None else periods,
+            int(time.time() * 1000),
+        )
+        answer = await to_thread.run_sync(info.context.backend.cohorts, info.context.ctx, plan)
+        tz = zone(tz_name)
+        rows = [
+            Cohort(start=iso(r.start_ms, tz), customers=r.customers, retained=r.retained)
+            for r in answer.rows
+        ]
+        meta = ReportMeta(
+            sources=answer.sources,
+            watermark=_ts(answer.watermark_ms, tz_name),
+            took_ms=answer.took_ms,
+        )
+        return CohortReport(cohorts=rows, meta=meta)
 
     @strawberry.field(  # type: ignore[untyped-decorator]
         description="How fresh a merchant's data is: what has been ingested and rolled up."

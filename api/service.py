@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from api import planner
+from api import customers, money, planner
+from api.cells import Cell
 from api.engine import engine_errors
+from api.fx import Converter
 from api.keys import Principal
 from api.model import HOUR_MS, Base, Interval, QueryPlan, Source
-from api.report import Report, rank, shape
+from api.report import FIRST_PURCHASES, Report, rank, shape
 from api.sources import (
     Cells,
     Ctx,
@@ -36,6 +39,7 @@ def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
     """The processor chain, in order: tenant scope, cost limits, time buckets."""
     plan = planner.tenant_scope(plan, principal)
     plan = planner.cost_limits(plan, ctx.settings)
+    customers.check_dimensions(plan)
     return planner.time_buckets(plan, ctx.settings)
 
 
@@ -66,30 +70,39 @@ def answer(ctx: Ctx, plan: QueryPlan) -> tuple[QueryPlan, Cells, tuple[GroupKey,
     (late events after W are rare and touch recent hours): if the search started by ``split``
     finds some dirty, the plan is split again without them and read again."""
     planned, dirty = split(ctx, plan)
-    cells, groups = gather(ctx, planned)
+    converter = Converter(ctx, plan) if plan.converts else None
+    cells, groups = gather(ctx, planned, converter)
     late = dirty.result() if dirty is not None else set()
     if late:
         assert planned.split is not None
         servable = _hours_of(planned.split.rollups) - late
         planned = planner.split_sources(plan, servable, planned.split.watermark_ms)
-        cells, groups = gather(ctx, planned)
+        cells, groups = gather(ctx, planned, converter)
     return planned, cells, groups
 
 
-def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | None]:
-    """Cells from both sources merged (no instant is read twice), and the chosen groups."""
+def gather(
+    ctx: Ctx, plan: QueryPlan, converter: Converter | None = None
+) -> tuple[Cells, tuple[GroupKey, ...] | None]:
+    """Cells from both sources merged (no instant is read twice), and the chosen groups.
+    With a ``converter`` (reportingCurrency), money is converted before groups are ranked."""
     assert plan.split is not None
     parts = [(Source.RAW, plan.split.raw), (Source.ROLLUPS, plan.split.rollups)]
     parts = [(s, iv) for s, iv in parts if iv]
     stitched = Base.CUSTOMERS in plan.bases and bool(plan.split.rollups)
     cap = ctx.settings.stitch_customer_cap if stitched else 0
     sketches = sketch_cells(ctx, plan, plan.split.rollups) if stitched else {}
+    # NEW/RETURNING_CUSTOMERS come whole from their own read (raw + first purchases).
+    firsts = customers.customer_cells(ctx, plan) if Base.FIRSTS in plan.bases else {}
     groups: tuple[GroupKey, ...] | None = None
     if plan.group_by:
         totals: Cells = {}
         for source, intervals in parts:
             merge_into(totals, group_totals(ctx, plan, source, intervals, cap))
         merge_into(totals, {k: c for k, c in sketches.items() if k[0] is not None and k[1] is None})
+        merge_into(totals, {k: c for k, c in firsts.items() if k[0] is not None and k[1] is None})
+        if converter is not None:
+            converter.convert(totals)
         groups = rank(totals, plan.metrics[0], plan.limit)
     cells: Cells = {}
     # Both sources are asked at once: the rollup part and the raw tail overlap in time.
@@ -101,6 +114,9 @@ def gather(ctx: Ctx, plan: QueryPlan) -> tuple[Cells, tuple[GroupKey, ...] | Non
         merge_into(cells, future.result())
     chosen = set(groups) if groups is not None else {()}
     merge_into(cells, {k: c for k, c in sketches.items() if k[0] is None or k[0] in chosen})
+    merge_into(cells, {k: c for k, c in firsts.items() if k[0] is None or k[0] in chosen})
+    if converter is not None:
+        converter.convert(cells)
     return cells, groups
 
 
@@ -123,10 +139,28 @@ def report(ctx: Ctx, plan: QueryPlan) -> Report:
     started = time.perf_counter()
     plan, cells, groups = answer(ctx, plan)
     took = int((time.perf_counter() - started) * 1000)
-    out = shape(plan, cells, groups, took)
+    currencies = money.resolve(plan, cells.get((None, None), Cell()))
+    out = shape(plan, cells, groups, took, currencies)
     if plan.compare is not None:
         out.comparison = report(ctx, plan.compare)
     return out
+
+
+@dataclass(frozen=True)
+class CohortAnswer:
+    rows: list[customers.CohortRow]
+    sources: list[str]
+    watermark_ms: int | None
+    took_ms: int
+
+
+def cohort_report(ctx: Ctx, plan: customers.CohortPlan) -> CohortAnswer:
+    """The cohort matrix of a validated plan, with the rollup watermark its state lags by."""
+    started = time.perf_counter()
+    watermark = _state_call(state.watermark, ctx.client, ctx.names)
+    rows = customers.cohorts(ctx, plan)
+    took = int((time.perf_counter() - started) * 1000)
+    return CohortAnswer(rows, [Source.RAW.value, FIRST_PURCHASES], watermark, took)
 
 
 def freshness(ctx: Ctx, merchant_id: str) -> tuple[int | None, int | None]:

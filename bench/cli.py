@@ -17,6 +17,7 @@ def register(bench: typer.Typer) -> None:
     bench.command("indexer")(indexer)
     bench.command("query")(query)
     bench.command("rollups")(rollups)
+    bench.command("api-load")(api_load)
     from bench.reprocess import register_bench
 
     register_bench(bench)
@@ -73,11 +74,17 @@ def query(
     merchants: int = typer.Option(200),
     seed: int = typer.Option(7),
     namespace: str = typer.Option("benchq", help="Namespace of the bench's indices."),
+    funnel_runs: int = typer.Option(7, help="Timed requests per funnel case (0: none)."),
+    only_funnels: bool = typer.Option(False, help="Only the funnel cases (no rollups needed)."),
 ) -> None:
-    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw (JSON)."""
+    """30-day hourly and 90-day daily reports for one merchant, normal vs forced raw, and
+    31/90-day funnels (JSON)."""
     from bench.query import run
 
-    run(events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace)
+    run(
+        events=events, requests=requests, merchants=merchants, seed=seed, namespace=namespace,
+        funnel_runs=funnel_runs, only_funnels=only_funnels,
+    )  # fmt: skip
 
 
 def rollups(
@@ -97,3 +104,22 @@ def rollups(
         events, merchants, rate, interval or None, margin, not skip_latency, levels
     )
     run(config)
+
+
+def api_load(
+    events: int = typer.Option(100_000, help="Loadgen events loaded before the run."),
+    merchants: int = typer.Option(200),
+    workers: int = typer.Option(2, help="`pulse api` processes (W pods)."),
+    clients: int = typer.Option(8, help="Concurrent client processes (C)."),
+    seconds: float = typer.Option(30.0, help="Measured window, after the warm-up."),
+    warmup_s: float = typer.Option(5.0),
+    mix: str = typer.Option("dashboard", help="dashboard, or one report kind alone."),
+) -> None:
+    """W API processes under C concurrent clients (Zipf merchants): reports per API
+    CPU-second, latency percentiles per report kind, engine CPU per report (JSON)."""
+    import json
+
+    from bench.api_load import LoadConfig, run
+
+    config = LoadConfig(events, merchants, workers, clients, seconds, warmup_s, mix)
+    print(json.dumps(run(config), indent=2))

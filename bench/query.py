@@ -3,12 +3,14 @@
 Generates loadgen events straight into the raw indices with bulk (skipped when the bench
 namespace already holds enough), lets rollups be built when the rollups package offers a
 job, then times a 30-day hourly and a 90-day daily report for the biggest merchant through
-the ASGI app in-process (GraphQL parsing, auth, planning, engine, shaping all included).
+the ASGI app in-process (GraphQL parsing, auth, planning, engine, shaping all included), and
+the customer cases of bench.query_customers (cohorts, NEW/RETURNING_CUSTOMERS).
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import statistics
 import sys
@@ -22,8 +24,10 @@ from opensearchpy import OpenSearch, helpers
 
 from api.app import create_app
 from api.keys import create_key
+from bench import funnel
+from bench.query_customers import customer_cases
 from ingest.contract import validate
-from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec
+from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec, Returning, shop_sessions
 from pulse.clients import opensearch_client, read_stack
 from pulse.naming import Names, day_of, names_for
 from pulse.settings import Settings, get_settings
@@ -38,6 +42,9 @@ QUERY = (
     f" metrics: {METRICS}) {{ series {{ points {{ start values {{ value }} }} }}"
     " totals { value } meta { sources tookMs } } }"
 )
+
+
+SESSION_SHARE = 0.4  # of the loaded events, sent as shop sessions (as the demo does)
 
 
 def _log(message: str) -> None:
@@ -66,7 +73,12 @@ def _actions(
 ) -> Iterator[dict[str, Any]]:
     gen = Generator(spec)
     targets: dict[Any, str] = {}
-    for raw in gen.events(events, end - 90 * DAY_MS, end):
+    in_sessions = round(events * SESSION_SHARE)
+    start = end - 90 * DAY_MS
+    stream = itertools.chain(
+        gen.events(events - in_sessions, start, end), shop_sessions(gen, in_sessions, start, end)
+    )
+    for raw in stream:
         event = validate(raw)
         day = day_of(event.occurred_at_ms)
         if day not in targets:
@@ -144,7 +156,14 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat()
 
 
-def measure(settings: Settings, client: OpenSearch, requests: int) -> dict[str, Any]:
+def measure(
+    settings: Settings,
+    client: OpenSearch,
+    requests: int,
+    funnel_runs: int = 0,
+    reports: bool = True,
+) -> dict[str, Any]:
+    """The report cases (unless ``reports`` is false) and, with ``funnel_runs``, the funnels."""
     names = names_for(settings)
     key, _ = create_key(client, names, None, admin=True, label="bench")
     # While traffic flows, the indexer keeps today's arrivals bound ahead of the watermark,
@@ -152,7 +171,10 @@ def measure(settings: Settings, client: OpenSearch, requests: int) -> dict[str, 
     now = int(time.time() * 1000)
     Arrivals(client, names, lookahead_ms=0).cover([now // DAY_MS], now + 3_600_000)
     with TestClient(create_app(settings, client)) as tc:  # runs startup, as a server does
-        return _measure(tc, key, requests)
+        out = _measure(tc, key, requests) if reports else {}
+        if funnel_runs:
+            out["funnels"] = funnel.measure(tc, key, client, names, MERCHANT, funnel_runs)
+        return out
 
 
 def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
@@ -171,11 +193,24 @@ def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
         raw = _time(tc, key, {**variables, "f": "RAW"}, requests)
         speedup = raw["p95_ms"] / normal["p95_ms"] if normal["p95_ms"] else None
         out[name] = {"normal": normal, "forced_raw": raw, "p95_speedup": speedup}
+    baseline = out["90d_daily"]["forced_raw"]["p95_ms"]
+    for name, case in customer_cases(tc, key, MERCHANT, requests, _iso).items():
+        case["p95_vs_90d_daily_raw"] = round(case["p95_ms"] / baseline, 3) if baseline else None
+        out[name] = case
     return out
 
 
-def run(events: int, requests: int, merchants: int, seed: int, namespace: str) -> None:
-    """Load (if needed), build rollups (if available), measure; print one JSON document."""
+def run(
+    events: int,
+    requests: int,
+    merchants: int,
+    seed: int,
+    namespace: str,
+    funnel_runs: int = 7,
+    only_funnels: bool = False,
+) -> None:
+    """Load (if needed), build rollups (if available), measure; print one JSON document.
+    ``only_funnels``: no rollups and no report cases (funnels read raw events only)."""
     base = get_settings()
     settings = base.model_copy(
         update={
@@ -191,9 +226,10 @@ def run(events: int, requests: int, merchants: int, seed: int, namespace: str) -
         present = _count(client, names)
         load_s = None
         if present < events:
-            spec = LoadSpec(merchants=merchants, seed=seed)
+            # Customers join and come back over weeks: the cohort case reads a shop's shape.
+            spec = LoadSpec(merchants=merchants, seed=seed, returning=Returning())
             load_s = load(client, settings, names, events - present, spec)
-        rollup_s = build_rollups(client, settings, names)
+        rollup_s = None if only_funnels else build_rollups(client, settings, names)
         total = _count(client, names)
         merchant = int(
             client.count(
@@ -206,7 +242,7 @@ def run(events: int, requests: int, merchants: int, seed: int, namespace: str) -
             "load_seconds": load_s and round(load_s, 1),
             "rollup_seconds": rollup_s and round(rollup_s, 1),
             "requests_per_case": requests,
-            "reports": measure(settings, client, requests),
+            "reports": measure(settings, client, requests, funnel_runs, not only_funnels),
         }
         print(json.dumps(result, indent=2))
     finally:

@@ -118,7 +118,7 @@ def measure_cost(
     late = (validate(e) for e in gen.stream(gen.events(extra, day, day + DAY_MS)))
     RawWriter(client, settings, names).write(late, _now)
     incremental = _timed_run(job, engine)
-    job.lease.release()
+    job.release()
     per_m = 1_000_000 / written
     return {
         "raw_events": written,

@@ -35,14 +35,16 @@ MAX_ATTRIBUTE_KEY = 128
 MAX_ATTRIBUTE_VALUE = 1024
 AMOUNT_SCALE = 1000  # amounts are stored as integer thousandths of the major unit
 MAX_AMOUNT = Decimal(10) ** 12
+MAX_EPOCH_MS = 253402300800000  # 10000-01-01T00:00:00Z: every instant is below it
 
-WELL_KNOWN_TYPES = ("payment", "refund", "page_view", "checkout_start")
+WELL_KNOWN_TYPES = ("payment", "refund", "page_view", "checkout_start", "dispute")
 STATUSES = frozenset({"succeeded", "failed", "pending"})
 CHANNELS = frozenset({"web", "app", "pos"})
 
 _MERCHANT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_DECLINE_CODE_RE = re.compile(r"[a-z0-9_]{1,64}")
 # RFC 3339: date, 'T' or space, time, optional fraction, mandatory offset.
 _RFC3339_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
@@ -59,7 +61,8 @@ _OPTIONAL_STRINGS: dict[str, int] = {
 _KNOWN = frozenset(
     {
         "event_id", "merchant_id", "event_type", "occurred_at", "amount", "currency",
-        "status", "country", "channel", "attributes", "@timestamp", *_OPTIONAL_STRINGS,
+        "status", "country", "channel", "decline_code", "attributes", "@timestamp",
+        *_OPTIONAL_STRINGS,
     }
 )  # fmt: skip
 
@@ -100,6 +103,7 @@ class Event:
     country: str | None = None
     channel: str | None = None
     device: str | None = None
+    decline_code: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -121,6 +125,7 @@ class Event:
             ("currency", self.currency), ("status", self.status),
             ("payment_method", self.payment_method), ("store_id", self.store_id),
             ("country", self.country), ("channel", self.channel), ("device", self.device),
+            ("decline_code", self.decline_code),
         )  # fmt: skip
         for key, value in optional:
             if value is not None:
@@ -158,7 +163,7 @@ def parse_message(raw: bytes) -> Event | Rejection:
     return Event(
         wire.event_id, wire.merchant_id, wire.event_type, occurred, shipped, wire.customer_id,
         wire.session_id, amount, wire.currency, wire.status, wire.payment_method, wire.store_id,
-        wire.country, wire.channel, wire.device, wire.attributes or {},
+        wire.country, wire.channel, wire.device, wire.decline_code, wire.attributes or {},
     )  # fmt: skip
 
 
@@ -211,6 +216,8 @@ def parse_document(raw: bytes) -> Document | Rejection:
         doc["channel"] = w.channel
     if w.device is not None:
         doc["device"] = w.device
+    if w.decline_code is not None:
+        doc["decline_code"] = w.decline_code
     if w.customer_id is not None:
         doc["customer_hash"] = _customer_hash_cached(w.customer_id)
     if w.attributes:
@@ -249,6 +256,7 @@ def validate(obj: dict[str, Any]) -> Event:
         status=_enum(obj, "status", STATUSES),
         country=_pattern(obj, "country", _COUNTRY_RE),
         channel=_enum(obj, "channel", CHANNELS),
+        decline_code=_decline_code(obj),
         attributes=_attributes(obj),
         **optional,
     )
@@ -287,6 +295,13 @@ def _pattern(obj: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str | N
     return value
 
 
+def _decline_code(obj: dict[str, Any]) -> str | None:
+    value = _opt_string(obj, "decline_code", 64)
+    if value is not None and not _DECLINE_CODE_RE.fullmatch(value):
+        raise InvalidEvent("bad_format:decline_code", "decline_code allows [a-z0-9_] only")
+    return value
+
+
 def _enum(obj: dict[str, Any], key: str, allowed: frozenset[str]) -> str | None:
     value = _opt_string(obj, key, 32)
     if value is not None and value not in allowed:
@@ -305,7 +320,7 @@ def parse_instant(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise InvalidEvent(f"wrong_type:{key}", f"{key} must be RFC 3339 or epoch millis")
     if isinstance(value, int):
-        if not 0 <= value < 253402300800000:
+        if not 0 <= value < MAX_EPOCH_MS:
             raise InvalidEvent(f"out_of_range:{key}", f"{key} epoch millis out of range")
         return value
     if not isinstance(value, str):
@@ -342,7 +357,12 @@ def _shipped_at(value: Any) -> int | None:
     if isinstance(value, float | int) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise InvalidEvent("out_of_range:@timestamp", "@timestamp must be a finite epoch")
-        return int(value * 1000)
+        # Bounded like epoch millis in parse_instant: beyond it the millis need not even fit
+        # in 64 bits (a document no encoder or engine takes).
+        millis = int(value * 1000)
+        if millis >= MAX_EPOCH_MS:
+            raise InvalidEvent("out_of_range:@timestamp", "@timestamp epoch seconds out of range")
+        return millis
     return parse_instant(value, "@timestamp")
 
 
@@ -427,6 +447,7 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     country: Annotated[str, msgspec.Meta(min_length=2, max_length=2)] | None = None
     channel: Literal["web", "app", "pos"] | None = None
     device: _Str64 | None = None
+    decline_code: _Str64 | None = None
     attributes: (
         Annotated[dict[_AttrKey, _AttrValue], msgspec.Meta(max_length=MAX_ATTRIBUTES)] | None
     ) = None
@@ -442,6 +463,7 @@ _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _minute_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> epoch ms (valid ones only)
 _merchants_ok: set[str] = set()  # merchant ids that passed _MERCHANT_RE
 _codes_ok: set[str] = set()  # currency and country codes that passed their pattern
+_declines_ok: set[str] = set()  # decline codes that passed theirs (a set of its own: "usd")
 _hashes: dict[str, int] = {}  # customer_id -> customer_hash: customers return (Pareto)
 _CACHE_MAX = 65536
 
@@ -466,7 +488,8 @@ def _accept(raw: bytes) -> tuple[_Wire, int, int | None, int | None] | None:
 
 def _blank_or_malformed(w: _Wire) -> bool:
     """The rules the schema leaves out: not blank (``not value.strip()`` is ``"" or
-    value.isspace()``, and "" is refused by min_length), the merchant id and code formats."""
+    value.isspace()``, and "" is refused by min_length), the merchant id and code formats
+    (a decline code cannot be blank: its pattern has no spaces)."""
     if w.event_id.isspace() or w.event_type.isspace():
         return True
     for value in (w.customer_id, w.session_id, w.payment_method, w.store_id, w.device):
@@ -483,6 +506,11 @@ def _blank_or_malformed(w: _Wire) -> bool:
             if not pattern.fullmatch(code):
                 return True
             _remember(_codes_ok, code)
+    decline = w.decline_code
+    if decline is not None and decline not in _declines_ok:
+        if not _DECLINE_CODE_RE.fullmatch(decline):
+            return True
+        _remember(_declines_ok, decline)
     return False
 
 
@@ -534,7 +562,10 @@ def _shipped_fast(value: str | float | int) -> int:
         raise ValueError(value)
     if not math.isfinite(value) or value < 0:
         raise ValueError(value)
-    return int(value * 1000)
+    millis = int(value * 1000)
+    if millis >= MAX_EPOCH_MS:  # out_of_range:@timestamp, from the precise path
+        raise ValueError(value)
+    return millis
 
 
 def _amount_fast(value: int | float) -> int:

@@ -93,6 +93,11 @@ class Names:
         return self._p("pulse-reprocess")
 
     @property
+    def fx_index(self) -> str:
+        """Exchange rates per UTC date and currency (storage.fx, ``pulse fx load``)."""
+        return self._p("pulse-fx-rates")
+
+    @property
     def template_prefix(self) -> str:
         return self._p("pulse")
 

@@ -99,9 +99,18 @@ class Settings(BaseSettings):
     # None derives it from those two settings; tests may shorten it.
     rollup_visibility_margin_s: float | None = Field(default=None, ge=0)
     rollup_lease_ttl_s: float = Field(default=180.0, gt=0)
+    # Shards of the rollup job by merchant hash, each with its own lease (docs/decisions/0220):
+    # the most `pulse rollups` workers that can share a run. Changing it is a rolling restart
+    # (a new layout starts from the served watermark; docs/operations.md).
+    rollup_shards: int = Field(default=64, ge=1, le=4096)
+    # Scheduled runs round W_to down to this step (None: rollup_interval_s; 0: no rounding), so
+    # the workers ask for the same window and share one pair scan (docs/decisions/0222).
+    rollup_watermark_step_s: float | None = Field(default=None, ge=0)
     rollup_page_size: int = Field(default=10_000, ge=1)  # composite buckets per request
     rollup_pairs_per_query: int = Field(default=500, ge=1)  # (merchant, hour) pairs per query
     rollups_metrics_port: int = 0  # /metrics of `pulse rollups`; 0: not served
+    # First purchases per merchant-customer (storage.first_purchases, docs/decisions/0210).
+    first_purchase_shards: int = Field(default=1, ge=1)
 
     # API
     api_host: str = "127.0.0.1"
@@ -118,6 +127,19 @@ class Settings(BaseSettings):
     max_range_days: int = Field(default=3 * 366, ge=1)
     uniques_precision_threshold: int = Field(default=3000, ge=1, le=40_000)
     stitch_customer_cap: int = Field(default=20_000, ge=1)  # raw hashes fetched per stitched cell
+    # NEW/RETURNING_CUSTOMERS and cohorts (api.customers, docs/decisions/0211): the distinct
+    # (group, bucket, customer) keys one request may read, and the cohort matrix's limits.
+    customer_max_keys: int = Field(default=500_000, ge=1)
+    cohort_max_periods: int = Field(default=60, ge=1)
+    cohort_max_cohorts: int = Field(default=400, ge=1)
+    # Funnels (api.funnel, docs/decisions/0215): each exceeded limit is a BAD_USER_INPUT error.
+    funnel_max_range_days: int = Field(default=93, ge=1)
+    funnel_max_steps: int = Field(default=10, ge=1, le=30)
+    funnel_max_within_s: int = Field(default=31 * 86_400, ge=0)
+    funnel_max_events: int = Field(default=1_000_000, ge=1)  # events read (exact first-page total)
+    funnel_max_keys: int = Field(default=500_000, ge=1)  # keys entering the funnel
+    funnel_page_size: int = Field(default=10_000, ge=1, le=10_000)  # engine's max_result_window
+    funnel_timeout_s: float = Field(default=20.0, gt=0)  # whole read, checked between pages
     # Per-request cost budget, checked before any engine work (api.budget, docs/api.md "Limits").
     max_request_points: int = Field(default=50_000, ge=1)  # buckets x metrics x groups, summed
     max_request_fields: int = Field(default=500, ge=1)  # selected fields, fragments expanded

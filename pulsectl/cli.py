@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -19,7 +22,7 @@ from pulse.keystore import create_key, list_keys, revoke
 from pulse.logs import configure_logging
 from pulse.naming import names_for
 from pulse.settings import Settings, get_settings
-from pulsectl import status_view
+from pulsectl import fx_cli, status_view
 from reprocess import cli as reprocess_cli
 from rollups import cli as rollups_cli
 
@@ -73,7 +76,16 @@ def loadgen_cmd(
     merchants: int = typer.Option(200),
     duplicates: float = typer.Option(0.0, help="Share of events re-sent with the same id."),
     late: float = typer.Option(0.0, help="Share of events arriving hours to days late."),
+    returning: bool = typer.Option(
+        False, help="Customers join and come back over weeks (cohorts look like a shop's)."
+    ),
     invalid: float = typer.Option(0.0, help="Share of contract-breaking messages (Kafka only)."),
+    sessions: float = typer.Option(
+        0.0,
+        min=0.0,
+        max=1.0,
+        help="Share of events sent as shop sessions (page views -> checkout -> payment).",
+    ),
     seed: int = typer.Option(7),
     to: str = typer.Option("kafka", help="kafka or collector"),
     key: str = typer.Option(
@@ -85,13 +97,22 @@ def loadgen_cmd(
 
     settings = get_settings()
     spec = loadgen.LoadSpec(
-        merchants=merchants, seed=seed, duplicate_rate=duplicates, late_rate=late
+        merchants=merchants,
+        seed=seed,
+        duplicate_rate=duplicates,
+        late_rate=late,
+        returning=loadgen.Returning() if returning else None,
     )
     gen = loadgen.Generator(spec)
     if days > 0:
-        source = gen.events(events, loadgen.days_ago_ms(days), loadgen.now_ms())
+        start, end = loadgen.days_ago_ms(days), loadgen.now_ms()
+        in_sessions = round(events * sessions)
+        source: Iterator[dict[str, Any]] = itertools.chain(
+            gen.events(events - in_sessions, start, end),
+            loadgen.shop_sessions(gen, in_sessions, start, end),
+        )
     else:
-        source = loadgen.paced(gen.event_at, rate, duration)
+        source = loadgen.paced(loadgen.with_sessions(gen, sessions, gen.event_at), rate, duration)
     stream = gen.stream(source)
     if to == "collector":
         if not key:
@@ -187,6 +208,7 @@ for _module in (indexer_cli, rollups_cli, api_cli, ilm_cli, reprocess_cli):
 _register_bench(bench_app)
 dlq_cli.register(app)  # pulse dlq stats|show|redrive|skip-batch
 status_view.register(app)  # pulse status
+fx_cli.register(app)  # pulse fx load|status
 
 
 def main() -> None:

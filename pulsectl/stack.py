@@ -37,6 +37,7 @@ from pulse.engines import (
 from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
 from pulse.settings import Settings
+from pulsectl.demo_fx import HISTORY_DAYS, load_demo_rates
 from storage.templates import ensure_templates
 
 log = logging.getLogger("pulsectl.stack")
@@ -46,6 +47,7 @@ RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 # pulse.engines.ENGINE_GRACE_S after them, and a loaded machine needs some slack.
 STOP_BUDGET_S = 9.0
 DEMO_MERCHANT = "m00000"
+DEMO_MULTI_CURRENCY = "m00007"  # ingest.loadgen.multi_currency(7): GBP at home, EUR, USD
 
 
 @dataclass
@@ -203,19 +205,29 @@ def components(stack: Stack, demo: bool) -> list[Child]:
     ]
     if demo:
         parts += demo_loaders(env, demo_write_key(stack.settings, stack.endpoints))
+        client = opensearch_client(stack.endpoints.opensearch_url)
+        load_demo_rates(client, names_for(stack.settings))  # reportingCurrency works at once
     return parts
 
 
 def demo_loaders(env: dict[str, str], write_key: str) -> list[Child]:
-    """A week of history straight to Kafka, then live traffic through the collector (with an
-    admin write key: the demo sends for all its merchants)."""
-    history = ["loadgen", "--days", "7", "--events", "50000", "--merchants", "200"]
+    """Eight weeks of history straight to Kafka, then live traffic through the collector (with
+    an admin write key: the demo sends for all its merchants). Customers join and come back
+    over the weeks (``--returning``), so the cohorts look like a shop's."""
+    history = ["loadgen", "--days", str(HISTORY_DAYS), "--events", "100000", "--merchants", "200"]
+    history.append("--returning")
     live = ["loadgen", "--rate", "100", "--duration", "86400", "--merchants", "200"]
+    live.append("--returning")
+    shop = ["--sessions", "0.4"]  # 40% of events as shop sessions: the demo's funnel
     live_env = {**env, "PULSE_WRITE_KEY": write_key}
     return [
-        Child("loadgen-history", [*history, "--duplicates", "0.01", "--seed", "1"], env, False),
         Child(
-            "loadgen-live", [*live, "--to", "collector", "--late", "0.01", "--seed", "2"], live_env
+            "loadgen-history", [*history, *shop, "--duplicates", "0.01", "--seed", "1"], env, False
+        ),
+        Child(
+            "loadgen-live",
+            [*live, *shop, "--to", "collector", "--late", "0.01", "--seed", "2"],
+            live_env,
         ),
     ]
 
@@ -252,6 +264,12 @@ def demo_keys(settings: Settings, endpoints: Endpoints) -> tuple[str, str]:
     admin, _ = create_key(client, names, None, True, "demo admin")
     merchant, _ = create_key(client, names, DEMO_MERCHANT, False, "demo merchant")
     return admin, merchant
+
+
+def demo_multi_currency_key(settings: Settings, endpoints: Endpoints) -> str:
+    client = opensearch_client(endpoints.opensearch_url)
+    key, _ = create_key(client, names_for(settings), DEMO_MULTI_CURRENCY, False, "demo merchant")
+    return key
 
 
 def run_stack(settings: Settings, demo: bool) -> int:
@@ -332,4 +350,10 @@ def announce(stack: Stack, demo: bool, healthy: bool) -> None:
         admin, merchant = demo_keys(stack.settings, stack.endpoints)
         console.print(f"  Demo admin key: {admin}", soft_wrap=True)
         console.print(f"  Demo key for merchant {DEMO_MERCHANT}: {merchant}", soft_wrap=True)
+        several = demo_multi_currency_key(stack.settings, stack.endpoints)
+        console.print(
+            f"  Demo key for merchant {DEMO_MULTI_CURRENCY} (sells in GBP, EUR and USD; ask with "
+            f"reportingCurrency or group by CURRENCY): {several}",
+            soft_wrap=True,
+        )
     console.print("Press Ctrl-C to stop.")

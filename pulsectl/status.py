@@ -23,7 +23,6 @@ from typing import Any, TypeVar
 import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import NotFoundError
 from prometheus_client.parser import text_string_to_metric_families
 
 from ilm import manager
@@ -36,7 +35,7 @@ from pulse.naming import Names, names_for
 from pulse.settings import Settings
 from reprocess import runs
 from rollups import state
-from rollups.lease import LEASE_ID
+from rollups.shards import Shard, read_all
 from storage import registry
 
 WATERMARK_BEHIND_S = 1800
@@ -62,10 +61,24 @@ class PartitionLag:
 
 
 @dataclass(frozen=True)
-class RollupState:
+class ShardState:
+    """One rollup shard (rollups.shards): its live owner (None: nobody's lease runs) and W."""
+
+    shard: int
+    owner: str | None
     watermark: str | None
     age_s: float | None
+
+
+@dataclass(frozen=True)
+class RollupState:
+    watermark: str | None  # the served W: the slowest shard's
+    age_s: float | None
     holds: list[str] = field(default_factory=list)
+    shards: list[ShardState] = field(default_factory=list)
+
+    def unowned(self) -> list[int]:
+        return [s.shard for s in self.shards if s.owner is None]
 
 
 @dataclass(frozen=True)
@@ -129,9 +142,9 @@ def collect(settings: Settings, sample_s: float = 2.0, now: float | None = None)
     letters = section("dead letters", lambda: _dead_letters(settings, now_s))
     blocked = _blocked_partitions(metrics.get("indexer"))
     blocked |= letters[1] if letters is not None else set()
+    rollups = section("rollups", lambda: _rollups(client, settings, names, now_s))
     if not stack and lag is not None:  # a cluster: what the engines say about the workers
-        lease = section("rollups lease", lambda: _lease(client, names))
-        components = _cluster_components(lags, rate, sample_s, lease, now_s)
+        components = _cluster_components(lags, rate, sample_s, rollups)
     reg = section("generation", lambda: registry.load(client, names, settings.generation)[0])
     status = Status(
         taken_at=datetime.fromtimestamp(now_s, tz=UTC).isoformat(timespec="seconds"),
@@ -141,7 +154,7 @@ def collect(settings: Settings, sample_s: float = 2.0, now: float | None = None)
         components=components or [],
         lag=[PartitionLag(p.partition, p.lag, p.change, p.partition in blocked) for p in lags],
         consumed_per_s=rate,
-        rollups=section("rollups", lambda: _rollups(client, names, now_s)),
+        rollups=rollups,
         runs=section("reprocess", lambda: _runs(client, names, now_s)) or [],
         dead_letters=letters[0] if letters is not None else None,
         lifecycle=section("lifecycle", lambda: _lifecycle(client, settings, names, now_s)),
@@ -167,6 +180,9 @@ def needs_a_person(status: Status) -> list[str]:
     r = status.rollups
     if r is not None and r.age_s is not None and r.age_s > WATERMARK_BEHIND_S:
         found.append(f"rollup watermark is {r.age_s / 60:.0f} min behind the clock")
+    orphans = r.unowned() if r is not None else []
+    if r is not None and orphans and len(orphans) < len(r.shards):  # all: "rollups is down"
+        found.append(f"rollup shards {', '.join(map(str, orphans))} have no live worker")
     found += [
         f"reprocess run {run.run_id} has been {run.phase} for {run.since_s / 3600:.1f} h"
         for run in status.runs
@@ -208,34 +224,23 @@ def _cluster_components(
     lags: list[PartitionLag],
     rate: float | None,
     sample_s: float,
-    lease: dict[str, Any] | None,
-    now_s: float,
+    rollups: RollupState | None,
 ) -> list[Component]:
     """On a cluster: the indexer group consumes (its committed offsets moved during the
-    sample, or nothing waits), and a rollup scheduler holds an unexpired lease (the holder
-    renews it every run)."""
+    sample, or nothing waits), and rollup workers hold unexpired shard leases (holders renew
+    them every run)."""
     out = []
     if sample_s > 0 and rate is not None:
         waiting = sum(p.lag for p in lags)
         consuming = rate > 0 or waiting == 0
         detail = f"group commits {rate:.0f} msg/s, {waiting} waiting"
         out.append(Component("indexer", consuming, detail))
-    if lease is not None:
-        expires_s = int(lease.get("expires_at", 0)) / 1000
-        held = expires_s > now_s
-        detail = f"lease held by {lease.get('owner')}" if held else "no scheduler holds the lease"
-        out.append(Component("rollups", held, detail))
+    if rollups is not None and rollups.shards:
+        owners = {sh.owner for sh in rollups.shards if sh.owner is not None}
+        held = len(rollups.shards) - len(rollups.unowned())
+        detail = f"{held} of {len(rollups.shards)} shards held by {len(owners)} workers"
+        out.append(Component("rollups", held > 0, detail))
     return out
-
-
-def _lease(client: OpenSearch, names: Names) -> dict[str, Any]:
-    """The rollup lease document's fields (empty before any scheduler ran)."""
-    try:
-        doc = client.get(index=names.state_index, id=LEASE_ID)
-    except NotFoundError:
-        return {}
-    found: dict[str, Any] = doc["_source"].get("rollups", {})
-    return found
 
 
 def _samples(text: str | None, metric: str) -> list[tuple[dict[str, str], float]]:
@@ -334,12 +339,25 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="seconds")
 
 
-def _rollups(client: OpenSearch, names: Names, now_s: float) -> RollupState:
+def _rollups(client: OpenSearch, settings: Settings, names: Names, now_s: float) -> RollupState:
+    """The served W and holds, and every shard of the configured layout (none before the
+    first worker ran)."""
     view = state.view(client, names)
     w = view.watermark()
     holds = [f"{h.reason or h.key}: {_iso(h.start)} .. {_iso(h.end)}" for h in view.holds]
-    age = None if w is None else max(0.0, now_s - w / 1000)
-    return RollupState(None if w is None else _iso(w), age, holds)
+    docs = read_all(client, names, settings.rollup_shards)
+    shards = [_shard(d, settings.generation, now_s) for d in docs.values() if d.cas is not None]
+    return RollupState(None if w is None else _iso(w), _age(w, now_s), holds, shards)
+
+
+def _shard(doc: Shard, generation: str, now_s: float) -> ShardState:
+    w = doc.watermark(generation)
+    owner = doc.owner() if doc.expires_at() > now_s * 1000 else None
+    return ShardState(doc.index, owner, None if w is None else _iso(w), _age(w, now_s))
+
+
+def _age(watermark_ms: int | None, now_s: float) -> float | None:
+    return None if watermark_ms is None else max(0.0, now_s - watermark_ms / 1000)
 
 
 def _runs(client: OpenSearch, names: Names, now_s: float) -> list[RunState]:

@@ -10,7 +10,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from pulsectl.status import Status
+from pulsectl.status import RollupState, ShardState, Status
 
 MAX_PARTITION_ROWS = 12
 
@@ -102,6 +102,26 @@ def _pipeline(status: Status) -> Table:
     return table
 
 
+def _shard_rows(r: RollupState) -> list[tuple[str, str]]:
+    """One row per live worker (its shards and the slowest one's lag), one per shard that
+    no live worker holds: 64 shards stay readable (``--json`` lists every shard)."""
+    rows = []
+    by_owner: dict[str, list[ShardState]] = {}
+    for sh in r.shards:
+        if sh.owner is None:
+            rows.append(
+                (f"shard {sh.shard}", f"[red]no live worker[/red], {_duration(sh.age_s)} behind")
+            )
+        else:
+            by_owner.setdefault(sh.owner, []).append(sh)
+    for owner, held in sorted(by_owner.items()):
+        ages = [sh.age_s for sh in held if sh.age_s is not None]
+        slowest = _duration(max(ages)) if ages else "-"
+        shards = ", ".join(str(sh.shard) for sh in held)
+        rows.append((f"worker {owner}", f"shards {shards}; slowest {slowest} behind"))
+    return rows
+
+
 def _rollups_and_runs(status: Status) -> Table:
     table = Table(title="rollups and reprocess", title_justify="left")
     table.add_column("what")
@@ -111,6 +131,8 @@ def _rollups_and_runs(status: Status) -> Table:
         table.add_row("watermark", f"{r.watermark or 'none yet'} ({_duration(r.age_s)} behind)")
         for hold in r.holds:
             table.add_row("hold", hold)
+        for row in _shard_rows(r):
+            table.add_row(*row)
     for run in status.runs:
         table.add_row(f"run {run.run_id}", f"{run.phase} for {_duration(run.since_s)}")
     if not status.runs:

@@ -23,7 +23,7 @@ from opensearchpy.exceptions import NotFoundError
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import compute
+from rollups import compute, customers
 from rollups.job import RollupJob
 from storage.rollup_schema import HOUR_MS, hour_start
 
@@ -78,10 +78,12 @@ def backfill(
             client, job.raw, hour, hour + HOUR_MS, settings.rollup_page_size
         )
         computed_at = job.clock()
-        totals = job.recompute_pairs(found, fenced=False, derive_packs=not prune_absent)
+        totals = job.recompute_pairs(found, derive_packs=not prune_absent)
         if prune_absent:
             gone = job.writer.delete_absent(hour, {m for m, _ in found}, computed_at)
             job.packs.derive([*found, *((m, hour) for m in gone)])
+        else:
+            customers.observe(client, settings, names, found)  # rebuild re-derives at its end
         pairs += totals.pairs
         buckets += totals.buckets
         _save(client, names, doc_id, start, end, hour + HOUR_MS)
@@ -98,6 +100,7 @@ def rebuild(
     after the alias swap): fits reprocess's ``RollupRebuild`` as
     ``functools.partial(rebuild, client, settings, names)``."""
     backfill(client, settings, names, start_ms, end_ms, resume=False, prune_absent=True)
+    customers.rebuild(client, settings, names, start_ms, end_ms)
 
 
 def _next_hour(client: OpenSearch, names: Names, doc_id: str, start: int) -> int:

@@ -5,7 +5,7 @@ Two questions are asked of the raw events behind the read alias (what the API se
 1. Which (merchant, UTC hour) pairs changed? A composite over ``merchant_id`` and the hour of
    ``occurred_at``, restricted by INGEST time (``ingested_at`` in (after, through]). An event
    arriving days late lives in an old day index, so the pattern spans every raw day.
-2. What do those pairs hold? One composite over merchant, hour, the seven dimensions and,
+2. What do those pairs hold? One composite over merchant, hour, the eight dimensions and,
    last, ``customer_hash``, restricted to exactly the chosen pairs. Sub-aggregations give
    the counts and sums (filter + sum, no scripts); the customer source hands us each bucket's
    distinct customer hashes for its HLL sketch. We chose that over a ``terms`` sub-aggregation
@@ -30,13 +30,15 @@ from storage import served
 Pair = tuple[str, int]  # (merchant_id, UTC hour start in epoch ms)
 BucketKey = tuple[str, int, rs.DimensionValues]
 
-PAID, FAILED, REFUND = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND
+PAID, FAILED, REFUND, DISPUTE = rs.RAW_PAID, rs.RAW_FAILED, rs.RAW_REFUND, rs.RAW_DISPUTE
 SUB_AGGS: dict[str, Any] = {
     "paid": {"filter": PAID, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
     "failed": {"filter": FAILED},
     "refund": {"filter": REFUND, "aggs": {"amount": {"sum": {"field": "amount_milli"}}}},
+    "dispute": {"filter": DISPUTE},
     "newest": {"max": {"field": "ingested_at"}},
 }
+CURRENCY_AT = rs.DIMENSIONS.index(rs.CURRENCY)  # where a detail key holds its currency
 HOUR_SOURCE = {"date_histogram": {"field": "occurred_at", "fixed_interval": "1h"}}
 
 
@@ -49,8 +51,11 @@ class Bucket:
     failed: int = 0
     gross_milli: int = 0
     refunds_milli: int = 0
+    disputes: int = 0
     newest_ingested_at: int = 0
     customers: Any = field(default_factory=sketch.new_sketch)
+    # TOTAL buckets only: money per currency (storage.rollup_schema.MONEY), from the details.
+    money: dict[str, rs.MoneyEntry] = field(default_factory=dict)
 
     def add_counts(self, other: Bucket) -> None:
         """Add another bucket's counts and sums (its sketch is the caller's to union)."""
@@ -59,6 +64,7 @@ class Bucket:
         self.failed += other.failed
         self.gross_milli += other.gross_milli
         self.refunds_milli += other.refunds_milli
+        self.disputes += other.disputes
         self.newest_ingested_at = max(self.newest_ingested_at, other.newest_ingested_at)
 
     def to_doc(self, key: BucketKey, generation: str, computed_at: int) -> dict[str, Any]:
@@ -76,7 +82,9 @@ class Bucket:
             rs.PAYMENTS_FAILED: self.failed,
             rs.GROSS_MILLI: self.gross_milli,
             rs.REFUNDS_MILLI: self.refunds_milli,
+            rs.DISPUTES: self.disputes,
             rs.CUSTOMERS_SKETCH: sketch.encode(self.customers),
+            **({rs.MONEY: dict(sorted(self.money.items()))} if total and self.money else {}),
             rs.COMPUTED_AT: computed_at,
             rs.SOURCE_MAX_INGESTED_AT: self.newest_ingested_at,
             rs.GENERATION: generation,
@@ -202,10 +210,16 @@ def with_totals(buckets: dict[BucketKey, Bucket]) -> dict[BucketKey, Bucket]:
     """The buckets plus one TOTAL bucket per (merchant, hour) that has any."""
     totals: dict[BucketKey, Bucket] = {}
     unions: dict[BucketKey, Any] = {}
-    for (merchant, hour, _), bucket in buckets.items():
+    for (merchant, hour, values), bucket in buckets.items():
         key = (merchant, hour, rs.TOTAL)
-        totals.setdefault(key, Bucket()).add_counts(bucket)
+        total = totals.setdefault(key, Bucket())
+        total.add_counts(bucket)
         unions.setdefault(key, sketch.new_union()).update(bucket.customers)
+        if bucket.succeeded or bucket.refunds_milli:
+            entry = total.money.setdefault(values[CURRENCY_AT], [0, 0, 0])
+            entry[0] += bucket.succeeded
+            entry[1] += bucket.gross_milli
+            entry[2] += bucket.refunds_milli
     for key, union in unions.items():
         totals[key].customers = sketch.result(union)
     return {**buckets, **totals}
@@ -237,6 +251,7 @@ def _add(out: dict[BucketKey, Bucket], b: dict[str, Any]) -> None:
     # Sums of integer milli come back as doubles; per bucket they stay far below 2^53.
     bucket.gross_milli += round(b["paid"]["amount"]["value"] or 0)
     bucket.refunds_milli += round(b["refund"]["amount"]["value"] or 0)
+    bucket.disputes += int(b["dispute"]["doc_count"])
     newest = b["newest"]["value"]
     if newest is not None:
         bucket.newest_ingested_at = max(bucket.newest_ingested_at, int(newest))

@@ -67,11 +67,21 @@ def pack_doc(
     """The pack ``base`` (None: all zeros) with ``slots`` set from the TOTAL documents'
     sources keyed by slot (a slot without one is 0: the hour has no events)."""
     old = (base or {}).get(rs.PACK, {})
-    hours = {f: list(old.get(f) or [0] * HOURS) for f in rs.PACK_FIELDS}
+    hours: dict[str, Any] = {f: list(old.get(f) or [0] * HOURS) for f in rs.PACK_FIELDS}
+    codes = list(old.get(rs.CURRENCY) or [rs.NO_MONEY] * HOURS)
+    multi = dict(old.get(rs.MONEY) or {})
     for slot in slots:
         doc = totals.get(slot, {})
         for field in rs.PACK_FIELDS:
             hours[field][slot] = int(doc.get(field, 0))
+        money = doc.get(rs.MONEY) or {}
+        codes[slot] = rs.slot_code(money)
+        multi.pop(str(slot), None)
+        if codes[slot] == rs.MULTI:  # only hours with several currencies pay for the detail
+            multi[str(slot)] = money
+    hours[rs.CURRENCY] = codes
+    if multi:
+        hours[rs.MONEY] = dict(sorted(multi.items(), key=lambda kv: int(kv[0])))
     return {rs.MERCHANT: merchant_id, rs.LEVEL: rs.LEVEL_DAY, rs.DAY: day_ms, rs.PACK: hours}
 
 
@@ -138,7 +148,7 @@ class PackWriter:
             {
                 "_index": self._index(day),
                 "_id": rs.doc_id(merchant, day + slot * rs.HOUR_MS, rs.TOTAL),
-                "_source": list(rs.PACK_FIELDS),
+                "_source": [*rs.PACK_FIELDS, rs.MONEY],
             }
             for (merchant, day), slot in wanted
         ]

@@ -3,9 +3,9 @@
 APScheduler (3.x ``BackgroundScheduler``) runs ``RollupJob.run_once`` every
 ``settings.rollup_interval_s``, first at start-up, never two at once in this process
 (``max_instances=1``, ``coalesce``: a run longer than the interval delays the next instead of
-queueing several). Across replicas the lease decides who writes. SIGTERM/SIGINT let the
-current run finish, release the lease (so another replica takes over without waiting out the
-ttl) and return.
+queueing several). Across replicas the shard leases decide who writes what (rollups.shards):
+any number of replicas share the shards. SIGTERM/SIGINT let the current run finish, give the
+shards back (so the other replicas take them over without waiting out the ttl) and return.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_fixe
 
 from pulse.naming import Names
 from pulse.settings import Settings
-from rollups import state
+from rollups import shards, state
 from rollups.job import RollupJob, RunReport
 from rollups.lease import LeaseLost
 from rollups.metrics import RollupMetrics
@@ -62,7 +62,10 @@ class RollupScheduler:
         else:
             if report.skipped is None or self.runs == 0:
                 log.info("rollup run", extra={"report": report.__dict__})
-            if report.skipped is None:
+            if report.lost:
+                log.warning("rollup shards taken over mid-run", extra={"shards": report.lost})
+                self.metrics.observe_run("lease_lost", report.seconds)
+            elif report.skipped is None:
                 self.metrics.observe_run("ok", report.seconds)
             else:
                 self.metrics.observe_run("skipped", None)
@@ -72,13 +75,23 @@ class RollupScheduler:
         self.observe_state()
 
     def observe_state(self) -> None:
-        """The committed watermark and the holds, for every replica's metrics (one mget)."""
+        """The served watermark, the holds and the shards, for every replica's metrics (two
+        mgets): what this replica holds, and what no live worker holds."""
+        job = self.job
         try:
-            view = state.view(self.job.client, self.job.names)
+            view = state.view(job.client, job.names)
+            docs = shards.read_all(job.client, job.names, job.shard_count)
         except Exception as exc:  # the engine is down: the run above already said so
             log.warning("cannot read the rollup state", extra={"error": repr(exc)})
             return
         self.metrics.observe_state(view.watermark(), len(view.holds))
+        now = job.clock()
+        self.metrics.observe_shards(
+            owned=set(job.leases.held),
+            unowned=sum(1 for d in docs.values() if d.expires_at() <= now),
+            shards=job.shard_count,
+            lease_conflicts=job.leases.conflicts,
+        )
 
     def start(self) -> None:
         self._scheduler.add_job(
@@ -95,7 +108,7 @@ class RollupScheduler:
     def stop(self) -> None:
         """Let a running run finish, then give the lease up."""
         self._scheduler.shutdown(wait=True)
-        self.job.lease.release()
+        self.job.release()
 
     def serve(self) -> None:
         """Run until SIGTERM or SIGINT."""

@@ -3,9 +3,11 @@
 The watermark W (epoch ms, ingest time) lives in the state index (``Names.state_index``),
 document ``rollups.state``: every raw event with ``ingested_at <= W`` that occurred in an hour
 closed at W (hour end <= W) is reflected in the rollup documents (storage.rollup_schema).
-Hours still open at W have no complete rollups yet (they are never servable). The job moves W
-forward only after the run's buckets are written, by compare-and-set, and W lags the run's start by
-the visibility margin (docs/decisions/0030), so late-visible documents are never skipped.
+Hours still open at W have no complete rollups yet (they are never servable). W is the slowest
+shard's watermark (rollups.shards, docs/decisions/0221): each shard's W moves only after its
+buckets are written, and ``publish`` moves the served W forward only, by compare-and-set. W
+lags the run's start by the visibility margin (docs/decisions/0030), so late-visible documents
+are never skipped.
 
 Read side (used by the API; all times epoch milliseconds, UTC):
 
@@ -61,6 +63,14 @@ STATE_MAPPING: dict[str, Any] = {
                 "owner": {"type": "keyword"},
                 "expires_at": {"type": "long"},
                 "term": {"type": "long"},
+                # shard documents and worker presence (rollups.shards)
+                "epoch": {"type": "long"},
+                "taken_at": {"type": "long"},
+                "shard": {"type": "long"},
+                "shards": {"type": "long"},
+                "kind": {"type": "keyword"},
+                # rollups.scan: a window's changed pairs of one shard, read whole
+                "pair_list": {"type": "object", "enabled": False},
                 "generation": {"type": "keyword"},
                 "schema": {"type": "long"},
                 "watermark": {"type": "long"},
@@ -252,6 +262,27 @@ def commit(
         _put(client, names, STATE_ID, body, None if prior is None else prior.cas)
     except ConflictError as exc:
         raise StateConflict("the rollup watermark was moved by another writer") from exc
+
+
+@retry(
+    retry=retry_if_exception_type(StateConflict),
+    stop=stop_after_attempt(10),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    reraise=True,
+)
+def publish(
+    client: OpenSearch, names: Names, generation: str, slowest: int, fields: dict[str, Any]
+) -> int:
+    """Serve ``slowest`` (the slowest shard's W, rollups.shards) unless W is already there or
+    beyond; the served W. Shard watermarks only grow, so any reading of their minimum is at
+    most today's: moving W forward only (compare-and-set, retried) never serves an hour a
+    shard has not rolled up, whichever worker publishes, in whatever order."""
+    prior = load(client, names)
+    served = prior.watermark if prior is not None and prior.serves(generation) else None
+    if served is not None and served >= slowest:
+        return served
+    commit(client, names, prior, State(generation, slowest, None), fields)
+    return slowest
 
 
 def watermark(client: OpenSearch, names: Names) -> int | None:

@@ -25,7 +25,19 @@ from storage import rollup_schema as rs
 from storage.templates import ROLLUP_PROPERTIES, ensure_index
 
 # Fields added since schema 1 (put on indices made from an older template).
-NEW_FIELDS = {f: ROLLUP_PROPERTIES[f] for f in (rs.LEVEL, rs.TOTAL_OF, rs.DAY, rs.PACK)}
+NEW_FIELDS = {
+    f: ROLLUP_PROPERTIES[f]
+    for f in (
+        rs.LEVEL,
+        rs.TOTAL_OF,
+        rs.DAY,
+        rs.PACK,
+        rs.CURRENCY,
+        rs.MONEY,
+        rs.DISPUTES,
+        "decline_code",
+    )
+}
 
 
 class WriteFailed(RuntimeError):

@@ -14,6 +14,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConflictError, NotFoundError
 
 from pulse.naming import Names
+from storage import paging
 from storage.templates import ensure_index
 
 MAPPING: dict[str, Any] = {
@@ -107,21 +108,8 @@ def scan(
         return
     client.indices.refresh(index=names.reprocess_index)
     query = {"bool": {"filter": [{"term": {f: v}} for f, v in filters.items()]}}
-    after: list[Any] | None = None
-    while True:
-        body: dict[str, Any] = {
-            "size": page,
-            "query": query,
-            "sort": [{SORT_KEY: {"order": "asc"}}],
-        }
-        if after is not None:
-            body["search_after"] = after
-        hits = client.search(index=names.reprocess_index, body=body)["hits"]["hits"]
-        for hit in hits:
-            yield hit["_source"]
-        if len(hits) < page:
-            return
-        after = hits[-1]["sort"]
+    sort = [{SORT_KEY: {"order": "asc"}}]
+    yield from paging.pages(client, names.reprocess_index, query, sort, page)
 
 
 def delete(client: OpenSearch, names: Names, filters: dict[str, str]) -> int:

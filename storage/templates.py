@@ -46,6 +46,7 @@ RAW_PROPERTIES: dict[str, Any] = {
     "country": KEYWORD,
     "channel": KEYWORD,
     "device": KEYWORD,
+    "decline_code": KEYWORD,
     "attributes": {"type": "flat_object"},
     # The message a document came from (docs/decisions/0131: reprocessing fetches by these).
     "kafka_partition": LONG,
@@ -53,6 +54,8 @@ RAW_PROPERTIES: dict[str, Any] = {
 }
 
 POSITION_FIELDS = ("kafka_partition", "kafka_offset")
+# Fields added to RAW_PROPERTIES after raw indices existed: put on those indices at startup.
+ADDED_RAW_FIELDS = (*POSITION_FIELDS, "decline_code")
 
 ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.MERCHANT: KEYWORD,
@@ -63,6 +66,7 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.PAYMENTS_FAILED: LONG,
     rs.GROSS_MILLI: LONG,
     rs.REFUNDS_MILLI: LONG,
+    rs.DISPUTES: LONG,
     rs.CUSTOMERS_SKETCH: {"type": "binary"},
     rs.COMPUTED_AT: DATE,
     rs.SOURCE_MAX_INGESTED_AT: DATE,
@@ -71,6 +75,7 @@ ROLLUP_PROPERTIES: dict[str, Any] = {
     rs.TOTAL_OF: KEYWORD,
     rs.DAY: DATE,
     rs.PACK: {"type": "object", "enabled": False},  # read whole, never searched
+    rs.MONEY: {"type": "object", "enabled": False},  # TOTAL documents: read by the pack writer
 }
 
 
@@ -130,11 +135,12 @@ def ensure_templates(client: OpenSearch, settings: Settings, names: Names) -> No
     this at startup, so it stays cheap and never touches data indices."""
     for name, body in desired_templates(settings, names).items():
         client.indices.put_index_template(name=name, body=body)
-    # Raw indices created before the Kafka position fields existed take them too (an additive
-    # mapping update: strict mappings would otherwise refuse the documents that carry them).
+    # Raw indices created before the Kafka position fields (or decline_code) existed take them
+    # too (an additive mapping update: strict mappings would otherwise refuse the documents
+    # that carry them).
     client.indices.put_mapping(
         index=names.raw_pattern,
-        body={"properties": {f: RAW_PROPERTIES[f] for f in POSITION_FIELDS}},
+        body={"properties": {f: RAW_PROPERTIES[f] for f in ADDED_RAW_FIELDS}},
         allow_no_indices=True,
         ignore_unavailable=True,
     )

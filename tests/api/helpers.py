@@ -23,6 +23,10 @@ METRICS = (
     "AVERAGE_TICKET",
     "UNIQUE_CUSTOMERS",
     "PAYMENT_SUCCESS_RATE",
+    "FAILED_PAYMENTS",
+    "REFUND_RATE",
+    "DISPUTES",
+    "DISPUTE_RATE",
 )
 
 
@@ -68,6 +72,7 @@ class Acc:
         self.gross = 0
         self.failed = 0
         self.refunds = 0
+        self.disputes = 0
         self.customers: set[str] = set()
 
     def add(self, e: Event) -> None:
@@ -79,6 +84,8 @@ class Acc:
             self.failed += 1
         if e.event_type == "refund":
             self.refunds += e.amount_milli or 0
+        if e.event_type == "dispute":
+            self.disputes += 1
         if e.customer_id is not None:
             self.customers.add(e.customer_id)
 
@@ -94,6 +101,10 @@ class Acc:
             "PAYMENT_SUCCESS_RATE": (
                 self.paid / (self.paid + self.failed) if self.paid + self.failed else None
             ),
+            "FAILED_PAYMENTS": self.failed,
+            "REFUND_RATE": self.refunds / self.gross if self.gross else None,
+            "DISPUTES": self.disputes,
+            "DISPUTE_RATE": self.disputes / self.paid if self.paid else None,
         }
         return table[metric]
 

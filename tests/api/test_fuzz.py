@@ -80,6 +80,9 @@ def check_response(http: TestClient, key: str, query: str) -> None:
     assert "2024" not in str(data.get("freshness", "")), data  # nobody else's freshness either
 
 
+# 2,000 fixed examples take 2-3 minutes on a quiet 2-core machine and over 5 on a busy one:
+# the suite's 300 s per-test limit is for tests that hang, not for a long fuzz.
+@pytest.mark.timeout(900)
 @settings(
     max_examples=2000, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
 )

@@ -60,3 +60,16 @@ def test_a_pack_of_another_merchant_is_refused() -> None:
     client = Packs({("m1", DAY): pack("m2", DAY, [1] * 24)})  # a wrong answer to m1's id
     with pytest.raises(UnexpectedAnswer):
         cells(client, ((DAY, DAY + HOUR_MS),))
+
+
+def test_disputes_come_from_their_slots_and_a_schema_3_pack_reads_none() -> None:
+    """Schema 4 packs carry disputes per hour; a schema-3 pack (a day older than raw retention
+    at the upgrade, never rebuilt: decision 0205) has no such array and must still be read."""
+    new = pack("m1", DAY, [2] * 24)
+    new[rs.PACK][rs.DISPUTES] = [1 if h in (3, 4) else 0 for h in range(24)]
+    old = pack("m1", DAY + 24 * HOUR_MS, [5] * 24)
+    del old[rs.PACK][rs.DISPUTES]
+    client = Packs({("m1", DAY): new, ("m1", DAY + 24 * HOUR_MS): old})
+    got = cells(client, ((DAY + 4 * HOUR_MS, DAY + 30 * HOUR_MS),))
+    assert (got[((), 0)].disputes, got[((), 0)].events) == (1, 40)  # hours 4..23 of day one
+    assert (got[((), 1)].disputes, got[((), 1)].events) == (0, 30)  # hours 0..5 of day two

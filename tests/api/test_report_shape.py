@@ -44,6 +44,19 @@ def _metric_value_reference(metric: Metric, cell: Cell) -> MetricValue:
     elif metric is Metric.PAYMENT_SUCCESS_RATE:
         tried = cell.paid + cell.failed
         value = cell.paid / tried if tried else None
+    elif metric is Metric.NEW_CUSTOMERS:  # added with the metrics (decision 0211)
+        value = cell.new_customers
+    elif metric is Metric.RETURNING_CUSTOMERS:
+        value = cell.returning_customers
+    # The payment-health metrics (issue 16), by DESIGN.md's definitions.
+    elif metric is Metric.FAILED_PAYMENTS:
+        value = cell.failed
+    elif metric is Metric.REFUND_RATE:
+        value = cell.refunds / cell.gross if cell.gross else None
+    elif metric is Metric.DISPUTES:
+        value = cell.disputes
+    elif metric is Metric.DISPUTE_RATE:
+        value = cell.disputes / cell.paid if cell.paid else None
     else:
         value, bound = cell.uniques.value()
     return MetricValue(
@@ -75,8 +88,11 @@ def _shape_reference(
     sources = []
     if split and split.rollups:
         sources.append(Source.ROLLUPS.value)
-    if split and split.raw:
+    firsts = {Metric.NEW_CUSTOMERS, Metric.RETURNING_CUSTOMERS} & set(plan.metrics)
+    if (split and split.raw) or firsts:
         sources.append(Source.RAW.value)
+    if firsts:
+        sources.append("first_purchases")
     return Report(
         series=series,
         totals=[_metric_value_reference(m, total) for m in plan.metrics],
@@ -182,7 +198,10 @@ def random_cell(rng: random.Random, sketches: bool) -> Cell:
         gross=gross,
         failed=rng.choice([0, rng.randint(0, 500)]),
         refunds=rng.choice([0, rng.randint(0, gross + 1)]),
+        disputes=rng.choice([0, 0, rng.randint(0, 50)]),
         uniques=uniques,
+        new_customers=rng.choice([0, rng.randint(0, 5000)]),
+        returning_customers=rng.choice([0, rng.randint(0, 5000)]),
     )
 
 

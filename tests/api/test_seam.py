@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from opensearchpy import OpenSearch
 
 from api.keys import create_key
@@ -19,8 +20,11 @@ from ingest.loadgen import HOUR_MS, Generator, LoadSpec
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups.job import catch_up
-from tests.api.helpers import dedupe, index_events, to_events
+from tests.api.conftest import post
+from tests.api.helpers import dedupe, index_events, iso, to_events
 from tests.api.test_reports import (
+    HEALTH,
+    HEALTH_DIMS,
     MERCHANTS,
     WINDOWS,
     Events,
@@ -84,6 +88,55 @@ def test_rolled_up_answers_equal_the_oracle(
     http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any]
 ) -> None:
     SEEN.update(run_queries(http, world, keys, q))
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck))
+@given(q=queries(HEALTH, HEALTH_DIMS))
+def test_rolled_up_payment_health_equals_the_oracle(
+    http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any]
+) -> None:
+    SEEN.update(run_queries(http, world, keys, q))
+
+
+COMPARE_QUERY = """
+query($m: ID!, $s: DateTime!, $e: DateTime!, $cs: DateTime!, $ce: DateTime!,
+      $metrics: [Metric!]!, $g: Granularity, $tz: String, $groupBy: [Dimension!],
+      $filters: [DimensionFilter!], $limit: Int) {
+  metrics(merchantId: $m, range: {start: $s, end: $e}, metrics: $metrics, granularity: $g,
+          timezone: $tz, groupBy: $groupBy, filters: $filters, limit: $limit,
+          compareTo: {start: $cs, end: $ce}) {
+    ...R
+    comparison { ...R }
+  }
+}
+fragment R on Report {
+  series { group { dimension value } points { start complete values { metric value errorBound } } }
+  totals { metric value errorBound }
+  meta { sources tookMs }
+}
+"""
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=list(HealthCheck))
+@given(q=queries(HEALTH, HEALTH_DIMS), shift_days=st.sampled_from([-235, -7, 1, 235]))
+def test_payment_health_comparisons_equal_the_oracle(
+    http: TestClient, world: World, keys: dict[str, str], q: dict[str, Any], shift_days: int
+) -> None:
+    """compareTo: the comparison is the same report over the other range (another window or
+    the same one shifted), every part of it exact."""
+    shift = shift_days * 24 * HOUR_MS
+    other = {**q, "start_ms": q["start_ms"] + shift, "end_ms": q["end_ms"] + shift}
+    variables = {
+        **{k: q[k] for k in ("m", "metrics", "g", "tz", "groupBy", "filters", "limit")},
+        "s": iso(q["start_ms"]), "e": iso(q["end_ms"]),
+        "cs": iso(other["start_ms"]), "ce": iso(other["end_ms"]),
+    }  # fmt: skip
+    body = post(http, keys[q["m"]], COMPARE_QUERY, variables)
+    assert "errors" not in body, body
+    report = body["data"]["metrics"]
+    check(report, oracle(world.events, q), q)
+    check(report["comparison"], oracle(world.events, other), other)
+    SEEN.update(report["comparison"]["meta"]["sources"])
 
 
 def test_rollups_were_used() -> None:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import RequestError
 
 from pulse.naming import Names
 from pulse.settings import Settings
 from storage.templates import (
+    RAW_PROPERTIES,
     day_backing_indices,
     ensure_templates,
     raw_shard_count,
@@ -68,3 +71,21 @@ def test_sizing_rule() -> None:
     assert raw_shard_count(Settings(raw_expected_daily_events=1_000_000_000)) == 19
     assert raw_shard_count(Settings(raw_expected_daily_events=1000)) == 1
     assert raw_shard_count(Settings(raw_expected_daily_events=10**12, raw_max_shards=64)) == 64
+
+
+def test_a_raw_index_of_an_older_template_takes_decline_code(
+    os_client: OpenSearch, settings: Settings, names: Names
+) -> None:
+    """A day index created before ``decline_code`` existed (strict mapping without it) gets
+    the field at the next startup, so an upgraded indexer's documents are not refused."""
+    old = {k: v for k, v in RAW_PROPERTIES.items() if k != "decline_code"}
+    index = names.raw_backing_index("g1", DAY, 1)
+    os_client.indices.create(
+        index=index, body={"mappings": {"dynamic": "strict", "properties": old}}
+    )
+    doc = {**raw_doc("a", DAY), "decline_code": "do_not_honor"}
+    with pytest.raises(RequestError):  # what an indexer would meet without the update
+        os_client.index(index=index, id="a", body=doc)
+    ensure_templates(os_client, settings, names)
+    os_client.index(index=index, id="a", body=doc, refresh=True)
+    assert os_client.get(index=index, id="a")["_source"]["decline_code"] == "do_not_honor"

@@ -93,36 +93,42 @@ def distinct_events(messages: list[dict[str, Any]]) -> dict[tuple[str, str], Eve
     return out
 
 
+# The keyword fields whose per-value counts the shipper tests compare: the newer contract fields
+# (currency, decline_code) and the event types (dispute among them) must survive every codec.
+COUNTED = ("merchant_id", "event_type", "currency", "decline_code")
+
+
 def indexed_totals(client: OpenSearch, names: Names) -> dict[str, Any]:
-    """Document count, Σ amount_milli, and per-merchant counts over every raw index."""
+    """Document count, Σ amount_milli, and per-value counts of ``COUNTED`` over every raw index."""
     client.indices.refresh(index=names.raw_pattern)
-    body = {
-        "size": 0,
-        "track_total_hits": True,
-        "aggs": {
-            "amount": {"sum": {"field": "amount_milli"}},
-            "merchants": {"terms": {"field": "merchant_id", "size": 10_000}},
-        },
-    }
+    aggs: dict[str, Any] = {"amount": {"sum": {"field": "amount_milli"}}}
+    for name in COUNTED:
+        aggs[name] = {"terms": {"field": name, "size": 10_000}}
+    body = {"size": 0, "track_total_hits": True, "aggs": aggs}
     found = client.search(index=names.raw_pattern, body=body)
-    return {
+    out: dict[str, Any] = {
         "count": found["hits"]["total"]["value"],
         "amount_milli": int(found["aggregations"]["amount"]["value"]),
-        "per_merchant": {
-            b["key"]: b["doc_count"] for b in found["aggregations"]["merchants"]["buckets"]
-        },
     }
+    for name in COUNTED:
+        buckets = found["aggregations"][name]["buckets"]
+        out[name] = {b["key"]: b["doc_count"] for b in buckets}
+    return out
 
 
 def expected_totals(events: dict[tuple[str, str], Event]) -> dict[str, Any]:
-    per: dict[str, int] = {}
-    for (merchant, _), _event in events.items():
-        per[merchant] = per.get(merchant, 0) + 1
-    return {
+    out: dict[str, Any] = {
         "count": len(events),
         "amount_milli": sum(e.amount_milli or 0 for e in events.values()),
-        "per_merchant": per,
     }
+    for name in COUNTED:
+        per: dict[str, int] = {}
+        for event in events.values():
+            value = getattr(event, name)
+            if value is not None:
+                per[value] = per.get(value, 0) + 1
+        out[name] = per
+    return out
 
 
 def read_dlq(bootstrap: str, topic: str, expect: int, timeout_s: float = 30) -> list[Any]:

@@ -4,13 +4,14 @@ DLQ headers (no engines needed)."""
 from __future__ import annotations
 
 import orjson
+import pytest
 
 from indexer.batching import Batcher, Limits
 from indexer.bulk import Verdict, verdicts
 from indexer.decode import Bounds, decode, stamp
 from indexer.dlq import MAX_DLQ_VALUE, dlq_headers
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
-from ingest.contract import to_kafka_message
+from ingest.contract import Event, to_kafka_message
 from storage.targets import day_of_index
 
 NOW = 1_780_000_000_000
@@ -41,6 +42,35 @@ def test_decode_refuses_far_future_and_expired_events() -> None:
     assert isinstance(future, DeadLetter) and future.reason == "future:occurred_at"
     assert isinstance(expired, DeadLetter) and expired.reason == "expired:occurred_at"
     assert isinstance(edge, IndexItem)
+
+
+@pytest.mark.parametrize("shipped", [1e16, 9.3e15, 2.6e14, 10**16, 2**63, 253402300800])
+@pytest.mark.parametrize("pinned", [False, True])
+def test_decode_dead_letters_an_at_timestamp_beyond_any_instant(
+    shipped: float, pinned: bool
+) -> None:
+    """A numeric @timestamp whose millis pass year 9999 (past ~9.2e15 s they overflow 64
+    bits, which orjson refused with an exception inside decode) is a dead letter, on the fast
+    path (float), the precise path (int) and with a pinned reprocessing mapping."""
+    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "page_view", "occurred_at": NOW}
+    raw = orjson.dumps({"@timestamp": shipped, **event})
+    letter = decode(_origin(raw), BOUNDS, NOW, Event.to_doc if pinned else None)
+    assert isinstance(letter, DeadLetter)
+    assert (letter.stage, letter.reason) == ("validate", "out_of_range:@timestamp")
+    edge = orjson.dumps({"@timestamp": 253402300799.999, **event})
+    assert isinstance(
+        decode(_origin(edge), BOUNDS, NOW, Event.to_doc if pinned else None), IndexItem
+    )
+
+
+def test_decode_keeps_a_decline_code() -> None:
+    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "payment", "occurred_at": NOW}
+    raw = to_kafka_message({**event, "status": "failed", "decline_code": "do_not_honor"})
+    item = decode(_origin(raw), BOUNDS, NOW)
+    assert isinstance(item, IndexItem)
+    assert orjson.loads(stamp(item.body, 1))["decline_code"] == "do_not_honor"
+    bad = decode(_origin(to_kafka_message({**event, "decline_code": "Do-Not"})), BOUNDS, NOW)
+    assert isinstance(bad, DeadLetter) and bad.reason == "bad_format:decline_code"
 
 
 def test_decode_turns_bad_bytes_into_dead_letters() -> None:

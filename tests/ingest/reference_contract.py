@@ -22,14 +22,16 @@ MAX_ATTRIBUTE_KEY = 128
 MAX_ATTRIBUTE_VALUE = 1024
 AMOUNT_SCALE = 1000  # amounts are stored as integer thousandths of the major unit
 MAX_AMOUNT = Decimal(10) ** 12
+MAX_EPOCH_MS = 253402300800000  # 10000-01-01T00:00:00Z: every instant is below it
 
-WELL_KNOWN_TYPES = ("payment", "refund", "page_view", "checkout_start")
+WELL_KNOWN_TYPES = ("payment", "refund", "page_view", "checkout_start", "dispute")
 STATUSES = frozenset({"succeeded", "failed", "pending"})
 CHANNELS = frozenset({"web", "app", "pos"})
 
 _MERCHANT_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_DECLINE_CODE_RE = re.compile(r"[a-z0-9_]{1,64}")
 # RFC 3339: date, 'T' or space, time, optional fraction, mandatory offset.
 _RFC3339_RE = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
@@ -46,7 +48,8 @@ _OPTIONAL_STRINGS: dict[str, int] = {
 _KNOWN = frozenset(
     {
         "event_id", "merchant_id", "event_type", "occurred_at", "amount", "currency",
-        "status", "country", "channel", "attributes", "@timestamp", *_OPTIONAL_STRINGS,
+        "status", "country", "channel", "decline_code", "attributes", "@timestamp",
+        *_OPTIONAL_STRINGS,
     }
 )  # fmt: skip
 
@@ -87,6 +90,7 @@ class Event:
     country: str | None = None
     channel: str | None = None
     device: str | None = None
+    decline_code: str | None = None
     attributes: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -108,6 +112,7 @@ class Event:
             ("currency", self.currency), ("status", self.status),
             ("payment_method", self.payment_method), ("store_id", self.store_id),
             ("country", self.country), ("channel", self.channel), ("device", self.device),
+            ("decline_code", self.decline_code),
         )  # fmt: skip
         for key, value in optional:
             if value is not None:
@@ -162,6 +167,7 @@ def validate(obj: dict[str, Any]) -> Event:
         status=_enum(obj, "status", STATUSES),
         country=_pattern(obj, "country", _COUNTRY_RE),
         channel=_enum(obj, "channel", CHANNELS),
+        decline_code=_decline_code(obj),
         attributes=_attributes(obj),
         **optional,
     )
@@ -200,6 +206,13 @@ def _pattern(obj: dict[str, Any], key: str, pattern: re.Pattern[str]) -> str | N
     return value
 
 
+def _decline_code(obj: dict[str, Any]) -> str | None:
+    value = _opt_string(obj, "decline_code", 64)
+    if value is not None and not _DECLINE_CODE_RE.fullmatch(value):
+        raise InvalidEvent("bad_format:decline_code", "decline_code allows [a-z0-9_] only")
+    return value
+
+
 def _enum(obj: dict[str, Any], key: str, allowed: frozenset[str]) -> str | None:
     value = _opt_string(obj, key, 32)
     if value is not None and value not in allowed:
@@ -218,7 +231,7 @@ def parse_instant(value: Any, key: str) -> int:
     if isinstance(value, bool):
         raise InvalidEvent(f"wrong_type:{key}", f"{key} must be RFC 3339 or epoch millis")
     if isinstance(value, int):
-        if not 0 <= value < 253402300800000:
+        if not 0 <= value < MAX_EPOCH_MS:
             raise InvalidEvent(f"out_of_range:{key}", f"{key} epoch millis out of range")
         return value
     if not isinstance(value, str):
@@ -255,7 +268,12 @@ def _shipped_at(value: Any) -> int | None:
     if isinstance(value, float | int) and not isinstance(value, bool):
         if not math.isfinite(value) or value < 0:
             raise InvalidEvent("out_of_range:@timestamp", "@timestamp must be a finite epoch")
-        return int(value * 1000)
+        # Bounded like epoch millis in parse_instant: beyond it the millis need not even fit
+        # in 64 bits (a document no encoder or engine takes).
+        millis = int(value * 1000)
+        if millis >= MAX_EPOCH_MS:
+            raise InvalidEvent("out_of_range:@timestamp", "@timestamp epoch seconds out of range")
+        return millis
     return parse_instant(value, "@timestamp")
 
 

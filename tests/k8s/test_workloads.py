@@ -167,7 +167,9 @@ def test_indexer_fits_the_partitions_and_its_shutdown(docs: list[Manifest]) -> N
 
 def test_rollups_and_lifecycle_jobs(docs: list[Manifest]) -> None:
     rollups = one(docs, "Deployment", "pulse-rollups")
-    assert 1 <= rollups["spec"]["replicas"] <= 2
+    # Sharded workers (docs/decisions/0220): several, and never more than there are shards.
+    shards = int(config_map_data(docs, "pulse-config")["PULSE_ROLLUP_SHARDS"])
+    assert 2 <= rollups["spec"]["replicas"] <= shards
     ilm = one(docs, "CronJob", "pulse-ilm")
     assert ilm["spec"]["concurrencyPolicy"] == "Forbid"
     assert not ilm["spec"].get("suspend", False)

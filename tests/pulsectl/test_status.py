@@ -19,12 +19,12 @@ from ingest.sinks import kafka_producer, send_to_kafka
 from pulse.naming import Names
 from pulse.settings import Settings, get_settings
 from pulsectl.cli import app
-from pulsectl.status import PartitionLag, Status, collect
+from pulsectl.status import PartitionLag, RollupState, ShardState, Status, collect
 from pulsectl.status_view import render
 from reprocess import runs
 from reprocess.plan import Plan
 from rollups import state
-from rollups.lease import LEASE_ID
+from rollups.shards import ShardLeases, read_all
 
 HOUR_S = 3600
 
@@ -62,13 +62,18 @@ def test_status_reads_every_section(
     watermark = int((time.time() - 120) * 1000)
     state.commit(os_client, names, None, state.State(settings.generation, watermark, None), {})
 
-    lease = {"owner": "rollups-a", "expires_at": int(time.time() * 1000) + 60_000, "term": 1}
-    os_client.index(index=names.state_index, body={"rollups": lease}, id=LEASE_ID, refresh=True)
+    n = settings.rollup_shards
+    worker = ShardLeases(os_client, names, "rollups-a", n, 60_000)
+    worker.balance(read_all(os_client, names, n), n, int(time.time() * 1000))
+    worker.release([0])  # given back, and nobody took it
 
     status = collect(settings, sample_s=0.5)
 
     # No indexer runs in this test: 40 messages wait and nothing commits.
-    assert status.problems == ["indexer is down (group commits 0 msg/s, 40 waiting)"]
+    assert status.problems == [
+        "indexer is down (group commits 0 msg/s, 40 waiting)",
+        "rollup shards 0 have no live worker",
+    ]
     assert not status.embedded
     assert [(c.name, c.alive) for c in status.components] == [
         ("indexer", False),
@@ -83,6 +88,8 @@ def test_status_reads_every_section(
     }
     assert status.rollups is not None and status.rollups.age_s is not None
     assert 120 <= status.rollups.age_s < 180
+    owners = {sh.shard: sh.owner for sh in status.rollups.shards}
+    assert owners == {0: None, **{i: "rollups-a" for i in range(1, n)}}
     assert status.runs == [] and status.generation == settings.generation
     assert status.lifecycle is not None
 
@@ -126,6 +133,21 @@ def test_the_screen_keeps_many_partitions_to_the_ones_that_matter() -> None:
     screen = console.export_text()
     assert "events.raw/3" in screen and "47 more partitions" in screen
     assert "events.raw/4 " not in screen and len(screen.splitlines()) < 30
+
+
+def test_the_screen_groups_rollup_shards_by_worker() -> None:
+    shards = [
+        ShardState(i, None if i == 5 else f"w{i % 2}", "2026-01-01T00:00:00+00:00", 60.0 + i)
+        for i in range(64)
+    ]
+    rollups = RollupState("2026-01-01T00:00:00+00:00", 60.0, [], shards)
+    status = Status("2026-01-01T00:00:00+00:00", False, "g1", 0, rollups=rollups)
+    console = Console(width=160, record=True)
+    console.print(render(status))
+    screen = console.export_text()
+    assert "worker w0" in screen and "worker w1" in screen and "shard 5" in screen
+    assert "no live worker" in screen and "slowest 2m behind" in screen  # shard 63: 123 s
+    assert "shard 6 " not in screen and len(screen.splitlines()) < 40
 
 
 def test_no_engines_is_a_clear_error(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from opensearchpy import OpenSearch
 from ingest.contract import Event, parse_message, to_kafka_message
 from ingest.loadgen import Generator, LoadSpec, invalid_message
 from ingest.sinks import kafka_producer
+from pulse.clock import now_ms
 from pulse.naming import DAY_FORMAT, Names, day_of
 from pulse.settings import Settings
 from reprocess.generations import day_start_ms
@@ -52,24 +53,32 @@ Position = tuple[int, int]  # (partition, offset) of an event's message
 
 
 def send(
-    settings: Settings, names: Names, events: list[dict[str, Any]], arrived: bool = False
+    settings: Settings,
+    names: Names,
+    events: list[dict[str, Any]],
+    arrived: bool = False,
+    every: list[Position] | None = None,
 ) -> list[Position]:
     """Produce ``events`` (keyed by event_id, a few invalid messages among them) and return
     each event's position. Stamped as arriving a minute after they occurred, or now
-    (``arrived``: late arrivals sent during a test)."""
+    (``arrived``: late arrivals sent during a test). ``every`` collects the position of
+    every message sent, invalid ones included."""
     assert settings.kafka_bootstrap
     producer = kafka_producer(settings.kafka_bootstrap)
     rng = random.Random(3)
-    futures = []
+    futures, invalid = [], []
     for raw in events:
         stamp = None if arrived else _occurred_ms(raw) + 60_000
         if rng.random() < 0.01:
-            producer.send(names.topic_raw, value=invalid_message(rng), timestamp_ms=stamp)
+            bad = invalid_message(rng)
+            invalid.append(producer.send(names.topic_raw, value=bad, timestamp_ms=stamp))
         key = str(raw["event_id"]).encode()
         message = to_kafka_message(raw)
         futures.append(producer.send(names.topic_raw, key=key, value=message, timestamp_ms=stamp))
     producer.flush()
     producer.close()
+    if every is not None:
+        every += [(f.get().partition, f.get().offset) for f in futures + invalid]
     return [(f.get().partition, f.get().offset) for f in futures]
 
 
@@ -86,22 +95,33 @@ def live_write(
     events: list[dict[str, Any]],
     positions: list[Position],
     processing: Processing = buggy_processing,
+    generation: str | None = None,
+    arrived: bool = False,
 ) -> None:
     """What the live indexer (buggy by default) wrote: create-first-wins into the generation
-    the registry names for each day (the hook docs/decisions/0050 asks of the indexer), with
-    each message's Kafka position, as ``indexer.decode`` does."""
+    the registry names for each day (the hook docs/decisions/0050 asks of the indexer), or
+    into ``generation`` (a bulk whose targets were resolved earlier), with each message's
+    Kafka position, as ``indexer.decode`` does. ``ingested_at`` is stamped as ``send``
+    stamps the messages: a minute after the event occurred (history), or now (``arrived``,
+    stamped right before the bulk as the indexer does: the switch's re-search of documents
+    in flight relies on it)."""
     resolver = registry.GenerationResolver(client, names, settings.generation, 0.0)
     body: list[dict[str, Any]] = []
     targets: dict[date, str] = {}
+    now = now_ms()
     for raw, (partition, offset) in zip(events, positions, strict=True):
         event = parse_message(to_kafka_message(raw))
         assert isinstance(event, Event)
         day = day_of(event.occurred_at_ms)
         if day not in targets:  # the registry is read once per call and day
-            generation = resolver.generation_for_day(day)
-            targets[day] = ensure_raw_day(client, names, generation, day)
+            chosen = generation or resolver.generation_for_day(day)
+            targets[day] = ensure_raw_day(client, names, chosen, day)
         target = targets[day]
-        doc = {**processing(event, 0), "kafka_partition": partition, "kafka_offset": offset}
+        doc = {
+            **processing(event, now if arrived else event.occurred_at_ms + 60_000),
+            "kafka_partition": partition,
+            "kafka_offset": offset,
+        }
         body += [{"create": {"_index": target, "_id": event.doc_id}}, doc]
     if body:
         client.bulk(body=body, refresh=True)

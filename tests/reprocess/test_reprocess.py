@@ -33,7 +33,7 @@ def test_replay_fixes_the_bug_and_rollback_restores_it(ctx: Context) -> None:
     def live_ingestion(run: Run) -> None:
         if run.stats["read"] <= ctx.settings.reprocess_batch_docs:  # once, after batch one
             at = send(ctx.settings, ctx.names, late, arrived=True)
-            live_write(ctx.client, ctx.settings, ctx.names, late, at)
+            live_write(ctx.client, ctx.settings, ctx.names, late, at, arrived=True)
 
     ctx.after_checkpoint = live_ingestion
     action = reprocess(ctx)

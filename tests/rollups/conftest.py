@@ -12,7 +12,12 @@ from pulse.settings import Settings
 def rsettings(settings: Settings) -> Settings:
     """The test's settings with the margin the tests may shorten (docs/decisions/0030)."""
     return settings.model_copy(
-        update={"rollup_visibility_margin_s": 0.0, "rollup_lease_ttl_s": 600.0}
+        # No W_to rounding: the tests roll up what they wrote a moment ago.
+        update={
+            "rollup_visibility_margin_s": 0.0,
+            "rollup_lease_ttl_s": 600.0,
+            "rollup_watermark_step_s": 0.0,
+        }
     )
 
 

@@ -50,7 +50,9 @@ class Expected:
     failed: int = 0
     gross_milli: int = 0
     refunds_milli: int = 0
+    disputes: int = 0
     customers: set[int] = field(default_factory=set)
+    money: dict[str, list[int]] = field(default_factory=dict)  # TOTAL buckets: per currency
 
 
 def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
@@ -72,6 +74,7 @@ def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
             exp.gross_milli += e.amount_milli or 0
         if e.event_type == "refund":
             exp.refunds_milli += e.amount_milli or 0
+        exp.disputes += e.event_type == "dispute"
         if "customer_hash" in doc:
             exp.customers.add(doc["customer_hash"])
     return {**out, **_totals(out)}
@@ -80,14 +83,20 @@ def oracle(events: Iterable[Event]) -> dict[BucketKey, Expected]:
 def _totals(details: dict[BucketKey, Expected]) -> dict[BucketKey, Expected]:
     """The TOTAL bucket of every (merchant, hour): its details' sums and customers."""
     totals: dict[BucketKey, Expected] = {}
-    for (merchant, hour, _), exp in details.items():
+    for (merchant, hour, values), exp in details.items():
         total = totals.setdefault((merchant, hour, rs.TOTAL), Expected())
         total.events += exp.events
         total.succeeded += exp.succeeded
         total.failed += exp.failed
         total.gross_milli += exp.gross_milli
         total.refunds_milli += exp.refunds_milli
+        total.disputes += exp.disputes
         total.customers |= exp.customers
+        if exp.succeeded or exp.refunds_milli:  # money per currency (decision 0200)
+            entry = total.money.setdefault(values[rs.DIMENSIONS.index(rs.CURRENCY)], [0, 0, 0])
+            entry[0] += exp.succeeded
+            entry[1] += exp.gross_milli
+            entry[2] += exp.refunds_milli
     return totals
 
 
@@ -119,7 +128,7 @@ def read_rollups(client: OpenSearch, names: Names) -> dict[BucketKey, dict[str, 
     return out
 
 
-def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[str, list[int]]]:
+def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[str, Any]]:
     """Every day pack behind the read alias: (merchant, day) -> field -> 24 values."""
     client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
     result = client.search(
@@ -128,7 +137,7 @@ def read_packs(client: OpenSearch, names: Names) -> dict[tuple[str, int], dict[s
         ignore_unavailable=True,
         allow_no_indices=True,
     )
-    out: dict[tuple[str, int], dict[str, list[int]]] = {}
+    out: dict[tuple[str, int], dict[str, Any]] = {}
     for hit in result["hits"]["hits"]:
         doc = hit["_source"]
         key = (doc[rs.MERCHANT], int(doc[rs.DAY]))
@@ -142,18 +151,27 @@ def assert_packs_match(client: OpenSearch, names: Names, got: dict[BucketKey, An
     """Every day pack slot equals its hour's TOTAL document (0 where there is none), and every
     day with a TOTAL document has a pack."""
     packs = read_packs(client, names)
-    expected: dict[tuple[str, int], dict[str, list[int]]] = {}
+    expected: dict[tuple[str, int], dict[str, Any]] = {}
     for (merchant, hour, values), doc in got.items():
         if values != rs.TOTAL:
             continue
         day = rs.day_start(hour)
-        slots = expected.setdefault((merchant, day), {f: [0] * 24 for f in rs.PACK_FIELDS})
+        slots = expected.setdefault((merchant, day), _zeros())
+        slot = (hour - day) // rs.HOUR_MS
         for name in rs.PACK_FIELDS:
-            slots[name][(hour - day) // rs.HOUR_MS] = int(doc[name])
-    zeros = {f: [0] * 24 for f in rs.PACK_FIELDS}
+            slots[name][slot] = int(doc[name])
+        money = doc.get(rs.MONEY, {})
+        slots[rs.CURRENCY][slot] = rs.slot_code(money)
+        if len(money) > 1:
+            slots.setdefault(rs.MONEY, {})[str(slot)] = money
+    zeros = _zeros()
     assert set(expected) <= set(packs), set(expected) - set(packs)
     for key, pack in packs.items():
         assert pack == expected.get(key, zeros), key
+
+
+def _zeros() -> dict[str, Any]:
+    return {**{f: [0] * 24 for f in rs.PACK_FIELDS}, rs.CURRENCY: [rs.NO_MONEY] * 24}
 
 
 def assert_matches_oracle(
@@ -167,9 +185,13 @@ def assert_matches_oracle(
         doc = got[key]
         actual = (
             doc[rs.EVENTS], doc[rs.PAYMENTS_SUCCEEDED], doc[rs.PAYMENTS_FAILED],
-            doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI],
+            doc[rs.GROSS_MILLI], doc[rs.REFUNDS_MILLI], doc[rs.DISPUTES],
         )  # fmt: skip
-        assert actual == (exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli)
+        assert actual == (
+            exp.events, exp.succeeded, exp.failed, exp.gross_milli, exp.refunds_milli,
+            exp.disputes,
+        )  # fmt: skip
+        assert doc.get(rs.MONEY, {}) == exp.money, key
         _, low, high = sketch.bounds(sketch.decode(doc[rs.CUSTOMERS_SKETCH]), sigmas)
         assert low <= len(exp.customers) <= high, key
     assert_packs_match(client, names, got)
@@ -187,3 +209,12 @@ def assert_union_within_bounds(
         docs = [d[rs.CUSTOMERS_SKETCH] for k, d in got.items() if k[0] == merchant]
         _, low, high = sketch.bounds(sketch.union(docs), sigmas)
         assert low <= len(customers) <= high, merchant
+
+
+def as_single_lease_job(client: OpenSearch, names: Names) -> None:
+    """Remove the shard documents from the state index: what a job from before the sharded
+    rollups (decision 0220) left behind, for upgrade tests that stand in for an older job."""
+    found = client.search(index=names.state_index, body={"size": 1000, "query": {"match_all": {}}})
+    for hit in found["hits"]["hits"]:
+        if hit["_id"].startswith("rollups.shard."):
+            client.delete(index=names.state_index, id=hit["_id"], refresh=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
-from opensearchpy import OpenSearch
+from opensearchpy import OpenSearch, helpers
 
 from ingest.contract import Event
 from pulse.naming import Names
@@ -14,6 +15,7 @@ from rollups.job import RollupJob, wall_clock_ms
 from storage import rollup_schema as rs
 from tests.rollups.helpers import (
     HOUR,
+    as_single_lease_job,
     assert_matches_oracle,
     assert_union_within_bounds,
     make_events,
@@ -166,8 +168,10 @@ def test_a_state_of_the_previous_schema_serves_nothing_until_a_full_run(
     job = _job(os_client, rsettings, names)
     w = job.run_once().watermark_to
     doc = os_client.get(index=names.state_index, id=state.STATE_ID)["_source"]
-    del doc["rollups"]["schema"]  # what the first job version wrote
+    del doc["rollups"]["schema"]  # what the first job version wrote (it had no shards)
     os_client.index(index=names.state_index, id=state.STATE_ID, body=doc, refresh=True)
+    shard_docs = {"query": {"exists": {"field": "rollups.shard"}}}
+    os_client.delete_by_query(index=names.state_index, body=shard_docs, refresh=True)
     os_client.delete_by_query(
         index=names.rollups_alias, body={"query": rs.TOTALS_ONLY}, refresh=True
     )
@@ -182,3 +186,63 @@ def test_a_state_of_the_previous_schema_serves_nothing_until_a_full_run(
     assert_matches_oracle(os_client, names, events)  # totals included
     now = wall_clock_ms()
     assert state.servable(os_client, rsettings, names, merchant, start, start + 2 * HOUR, now).hours
+
+
+def _as_schema_3(client: OpenSearch, names: Names) -> int:
+    """Turn the stored rollups into what the schema-3 job wrote: detail documents without
+    ``currency`` (under their old ids), TOTAL documents without ``money``, packs without
+    slot codes, and a state of schema 3. Returns the old detail documents written."""
+    client.indices.refresh(index=names.rollups_pattern)
+    hits = client.search(
+        index=names.rollups_alias, body={"size": 10_000, "query": {"match_all": {}}}
+    )["hits"]["hits"]
+    actions: list[dict[str, Any]] = []
+    old_dims = tuple(d for d in rs.DIMENSIONS if d != rs.CURRENCY)
+    for hit in hits:
+        doc = dict(hit["_source"])
+        doc.pop(rs.MONEY, None)
+        if doc[rs.LEVEL] == rs.LEVEL_DAY:
+            doc[rs.PACK] = {f: doc[rs.PACK][f] for f in rs.PACK_FIELDS}
+        if doc[rs.LEVEL] == rs.LEVEL_DETAIL:
+            actions.append({"_op_type": "delete", "_index": hit["_index"], "_id": hit["_id"]})
+            doc.pop(rs.CURRENCY)
+            key = "\x1f".join((doc[rs.MERCHANT], str(doc[rs.HOUR]), *(doc[d] for d in old_dims)))
+            old_id = rs.doc_id(key, 0, ())  # any id the new job does not write
+        else:
+            doc.pop(rs.CURRENCY, None)
+            old_id = hit["_id"]
+        actions.append({"_index": hit["_index"], "_id": old_id, "_source": doc})
+    helpers.bulk(client, actions, refresh=True)
+    stored = client.get(index=names.state_index, id=state.STATE_ID)["_source"]
+    stored["rollups"]["schema"] = 3
+    client.index(index=names.state_index, id=state.STATE_ID, body=stored, refresh=True)
+    as_single_lease_job(client, names)  # the schema-3 job held one lease, no shard documents
+    return sum(1 for a in actions if a.get("_op_type") == "delete")
+
+
+def test_schema_3_rollups_serve_nothing_and_are_rebuilt_with_currencies(
+    rsettings: Settings, names: Names, os_client: OpenSearch, base_ms: int
+) -> None:
+    """The upgrade of decision 0200: rollups of the previous job add currencies, so readers
+    must not use them until the new job has recomputed every pair; old detail documents go."""
+    start = base_ms + 9 * HOUR
+    events = make_events(
+        21, 800, start, start + 3 * HOUR, merchants=8
+    )  # m00007: several currencies
+    assert len({e.currency for e in events if e.merchant_id == "m00007" and e.currency}) > 1
+    write_raw(os_client, rsettings, names, events, wall_clock_ms())
+    job = _job(os_client, rsettings, names)
+    w = job.run_once().watermark_to
+    assert w is not None
+    assert _as_schema_3(os_client, names) > 0
+
+    assert state.watermark(os_client, names) is None  # the API answers from raw meanwhile
+    hours = state.servable(os_client, rsettings, names, "m00007", start, w, w).hours
+    assert hours == set()
+
+    report = job.run_once()
+
+    assert report.watermark_from is None  # everything recomputed
+    assert_matches_oracle(os_client, names, events)  # no schema-3 document is left
+    now = wall_clock_ms()
+    assert state.servable(os_client, rsettings, names, "m00007", start, start + 3 * HOUR, now).hours

@@ -106,6 +106,7 @@ def test_runs_during_concurrent_indexing_miss_no_event(
             "engine_timeout_s": 2.0,
             "refresh_interval": "1s",
             "rollup_lease_ttl_s": 600.0,
+            "rollup_watermark_step_s": 0.0,  # W_to = run start - margin exactly
         }
     )
     margin_s = visibility_margin_ms(s) / 1000
