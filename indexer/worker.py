@@ -26,6 +26,9 @@ class Worker:
         self._in: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
         self._out: queue.Queue[Outcome] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="indexer-writer", daemon=True)
+        # Set by the writer after each outcome (and when it dies): a consumer with nothing
+        # else to do waits on it instead of polling Kafka again (see ``wait``).
+        self._finished = threading.Event()
         self.inflight = 0  # offered and not yet collected (consumer thread only)
         self.error: BaseException | None = None
 
@@ -56,6 +59,13 @@ class Worker:
         self.inflight -= len(out)
         return out
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the writer finishes a batch (or dies), at most ``timeout_s``; True when
+        it did. Only a hint to wake up: the outcomes themselves are taken by ``collect``."""
+        finished = self._finished.wait(timeout_s)
+        self._finished.clear()  # before collecting: a later outcome sets it again
+        return finished
+
     def stop(self) -> None:
         # If the queue is full the daemon thread simply ends with the process.
         with contextlib.suppress(queue.Full):
@@ -73,3 +83,5 @@ class Worker:
                 log.exception("writer failed")
                 self.error = exc
                 return
+            finally:
+                self._finished.set()

@@ -48,6 +48,7 @@ class LiveChains:
             cancelled=self.cancelled, arrivals=arrivals,
         )  # fmt: skip
         self.worker = Worker(skipping_cancelled(writer.write, self.cancelled))
+        self._batch: BatchStep | None = None  # the newest chain's batch step
 
     def cancelled(self, batch: Batch) -> bool:
         return batch.epoch < self.epoch
@@ -60,7 +61,22 @@ class LiveChains:
         """A new chain; the older chains' unfinished batches are cancelled from now on."""
         self.epoch += 1
         write = WriteStep(self.worker, CommitStep(commit), self.abandon, self.epoch)
-        return DecodeStep(BatchStep(self.limits, write, self.epoch), self.bounds)
+        self._batch = BatchStep(self.limits, write, self.epoch)
+        return DecodeStep(self._batch, self.bounds)
+
+    @property
+    def writing(self) -> bool:
+        """Batches are at the writer (queued or being written), outcome not collected yet."""
+        return self.worker.inflight > 0
+
+    @property
+    def gathering(self) -> bool:
+        """The newest chain's open batch holds entries (it closes by count, bytes or age)."""
+        return self._batch is not None and len(self._batch.open) > 0
+
+    def wait(self, timeout_s: float) -> bool:
+        """Wait for the writer to finish a batch, at most ``timeout_s``; True when it did."""
+        return self.worker.wait(timeout_s)
 
     def start(self) -> None:
         self.worker.start()

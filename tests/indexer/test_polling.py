@@ -1,0 +1,163 @@
+"""How often the consumer loop polls Kafka (docs/decisions/0235): every poll costs CPU in
+kafka-python whether or not records come, so the loop waits for the writer, or polls with a
+long timeout, when it has nothing else to do. These tests drive ``Indexer._step`` with a
+stand-in consumer and chain (no engines: what is checked is which wait the loop chooses)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import pytest
+
+from indexer import consumer as loop
+from indexer.consumer import Indexer
+from indexer.metrics import Metrics
+from indexer.model import Batch, Outcome
+from indexer.steps.base import MessageRejected
+from indexer.steps.live import LiveChains
+from indexer.worker import Worker
+from pulse.clients import opensearch_client
+from pulse.settings import Settings
+from tests.indexer.test_steps import Letters, Rec, _at, _payment
+
+
+@dataclass
+class StubConsumer:
+    """Records the timeout of each poll; never returns records."""
+
+    timeouts: list[int] = field(default_factory=list)
+
+    def poll(self, timeout_ms: int, update_offsets: bool) -> dict[Any, list[Any]]:
+        self.timeouts.append(timeout_ms)
+        return {}
+
+    def assignment(self) -> set[Any]:
+        return set()
+
+    def pause(self, *partitions: Any) -> None:
+        pass
+
+    def resume(self, *partitions: Any) -> None:
+        pass
+
+
+@dataclass
+class StubChains:
+    """LiveChains' state as the loop reads it; ``wait`` records its timeouts."""
+
+    writing: bool = False
+    gathering: bool = False
+    waits: list[float] = field(default_factory=list)
+
+    def wait(self, timeout_s: float) -> bool:
+        self.waits.append(timeout_s)
+        return False
+
+
+class RefusingChain:
+    """A chain whose writer queue is full: it refuses every record (backpressure)."""
+
+    def submit(self, message: Any) -> None:
+        raise MessageRejected
+
+    def poll(self) -> None:
+        pass
+
+
+def _loop(chains: StubChains, backlog: int = 0) -> tuple[Indexer, StubConsumer]:
+    indexer = Indexer(Settings(namespace="polling"), "http://127.0.0.1:9", "127.0.0.1:9")
+    consumer = StubConsumer()
+    indexer.consumer = cast(Any, consumer)
+    indexer.chains = cast(Any, chains)
+    indexer.chain = cast(Any, RefusingChain())
+    indexer.unresolved = {}  # no blocked batches to look up
+    indexer.backlog.extend(object() for _ in range(backlog))
+    return indexer, consumer
+
+
+def test_an_idle_loop_polls_with_the_long_timeout_and_does_not_wait_for_the_writer() -> None:
+    chains = StubChains()
+    indexer, consumer = _loop(chains)
+    indexer._step()
+    assert consumer.timeouts == [int(loop.IDLE_POLL_S * 1000)]
+    assert chains.waits == []
+
+
+@pytest.mark.parametrize(
+    ("gathering", "backlog", "waits"),
+    [
+        (False, 0, 2),  # caught up, batches in flight: both iterations wait
+        (True, 3, 1),  # a full batch refused: the first iteration pauses, the second waits
+    ],
+)
+def test_with_batches_at_the_writer_and_nothing_fetched_the_loop_waits_for_an_outcome(
+    gathering: bool, backlog: int, waits: int
+) -> None:
+    chains = StubChains(writing=True, gathering=gathering)
+    indexer, consumer = _loop(chains, backlog)
+    indexer._step()
+    indexer._step()
+    assert consumer.timeouts == [int(loop.POLL_S * 1000)] * 2
+    assert chains.waits == [loop.WRITER_WAIT_S] * waits
+    assert indexer.paused == bool(backlog)
+
+
+def test_an_open_batch_keeps_the_short_poll_so_its_age_limit_is_kept() -> None:
+    for writing in (False, True):
+        chains = StubChains(writing=writing, gathering=True)
+        indexer, consumer = _loop(chains)
+        indexer._step()
+        assert consumer.timeouts == [int(loop.POLL_S * 1000)]
+        assert chains.waits == []
+
+
+def test_the_worker_wakes_a_waiter_when_a_batch_is_finished_and_only_then() -> None:
+    gate = threading.Event()
+
+    def write(batch: Batch) -> Outcome:
+        gate.wait(10)
+        return Outcome(batch, done=True)
+
+    worker = Worker(write)
+    worker.start()
+    try:
+        assert not worker.wait(0.05)  # nothing offered: nothing to wake on
+        assert worker.offer(Batch(1, 0))
+        assert not worker.wait(0.05)  # being written, not finished
+        gate.set()
+        assert worker.wait(10)
+        assert [o.batch.seq for o in worker.collect()] == [1]
+    finally:
+        worker.stop()
+
+
+def test_the_worker_wakes_a_waiter_when_it_dies() -> None:
+    def write(batch: Batch) -> Outcome:
+        raise RuntimeError("a bug")
+
+    worker = Worker(write)
+    worker.start()
+    try:
+        assert worker.offer(Batch(1, 0))
+        assert worker.wait(10)
+        assert not worker.alive
+    finally:
+        worker.stop()
+
+
+def test_live_chains_tell_an_open_batch_from_batches_at_the_writer() -> None:
+    """What the loop's choice reads: the newest chain's open batch, the writer's queue. The
+    writer thread is not started, so a handed-over batch stays queued; no engine is asked."""
+    settings = Settings(namespace="polling", bulk_max_docs=2)
+    client = opensearch_client("http://127.0.0.1:9")
+    chains = LiveChains(settings, client, cast(Any, None), Letters(), Metrics(), cast(Any, None))
+    chain = chains.create(lambda _offsets, _n: None)
+    assert not chains.gathering and not chains.writing
+    chain.submit(Rec(0, 0, _payment("p0", _at())))
+    assert chains.gathering and not chains.writing
+    chain.submit(Rec(0, 1, _payment("p1", _at())))  # full: handed to the writer's queue
+    assert not chains.gathering and chains.writing
+    chains.create(lambda _offsets, _n: None)  # a new assignment: a new, empty open batch
+    assert not chains.gathering and chains.writing
