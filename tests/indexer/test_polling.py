@@ -113,7 +113,7 @@ def test_an_open_batch_keeps_the_short_poll_so_its_age_limit_is_kept() -> None:
         assert chains.waits == []
 
 
-def test_the_worker_wakes_a_waiter_when_a_batch_is_finished_and_only_then() -> None:
+def test_the_worker_wakes_a_waiter_when_it_takes_or_finishes_a_batch_and_only_then() -> None:
     gate = threading.Event()
 
     def write(batch: Batch) -> Outcome:
@@ -125,6 +125,7 @@ def test_the_worker_wakes_a_waiter_when_a_batch_is_finished_and_only_then() -> N
     try:
         assert not worker.wait(0.05)  # nothing offered: nothing to wake on
         assert worker.offer(Batch(1, 0))
+        assert worker.wait(10)  # taken from the queue: room for the next batch
         assert not worker.wait(0.05)  # being written, not finished
         gate.set()
         assert worker.wait(10)
