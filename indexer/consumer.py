@@ -113,6 +113,9 @@ class Indexer:
         self.unresolved: dict[int, list[tuple[str, int]]] | None = None
         self._next_blocked_check = 0.0
         self._next_unresolved_load = 0.0
+        self.rewind: set[Any] = (
+            set()
+        )  # assigned partitions to fetch again from the committed offset
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class Indexer:
 
     def _step(self) -> None:
         polled = self._poll()
+        if self.rewind:
+            polled = self._rewind(polled)
         if not polled:
             self._await_writer()
         self._resolve(polled)
@@ -220,6 +225,29 @@ class Indexer:
             self._block(bad)
             return {}
         return polled
+
+    def _rewind(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """After an assignment: fetch every assigned partition again from the group's committed
+        offset, and start backpressure from "not paused". kafka-python 3 keeps a partition's
+        position and paused flag when it stays assigned across a rebalance
+        (``SubscriptionState.assign_from_subscribed``), but what this consumer had polled and
+        not made durable was dropped by the drain (backlog, open batch, abandoned batches): left
+        at the kept position, a later commit would pass over it (lost events). The records this
+        poll returned for those partitions are dropped too: they are fetched again."""
+        consumer = self.consumer
+        assert consumer is not None
+        rewind, self.rewind = self.rewind, set()
+        mine = rewind & set(consumer.assignment())  # another rebalance may have come since
+        for tp in mine:
+            committed = consumer.committed(tp)
+            if committed is None:
+                consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset earliest
+            else:
+                consumer.seek(tp, committed)
+        fetching = [tp for tp in mine if tp.partition not in self.blocked]
+        if fetching:
+            consumer.resume(*fetching)
+        return {tp: records for tp, records in polled.items() if tp not in rewind}
 
     def _await_writer(self) -> None:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
@@ -376,9 +404,11 @@ class Indexer:
     # --- rebalance and drain ---------------------------------------------------------------
 
     def on_assigned(self, assigned: set[Any]) -> None:
-        """A new assignment fetches from the committed offsets: with the eager assignors we use
-        (kafka-python's default range/round-robin), every assigned partition's position is
-        reset, so whatever was polled but not committed before the rebalance comes again."""
+        """A new assignment fetches from the committed offsets, so whatever was polled but not
+        committed before the rebalance comes again: kafka-python resets the positions of newly
+        assigned partitions, and ``_rewind`` (on the consumer thread, after this poll) those
+        of partitions that stayed assigned."""
+        self.rewind = set(assigned)
         self.paused = False
         self.metrics.paused.set(0)
         self.last_offset.clear()
@@ -386,7 +416,7 @@ class Indexer:
         if self.chains is not None:  # a new chain: the older ones' leftovers are cancelled
             self.chain = self.chains.create(self._durable)
         # Partitions still ours are fetched again from the committed offset and stop again at
-        # the same batch (kafka-python resets pauses on assignment); the others are not ours.
+        # the same batch (a blocked one stays paused: ``_rewind`` resumes only the others).
         self.unresolved = None  # reloaded at the next poll, for the new assignment
         owned = {tp.partition for tp in assigned}
         for partition in [p for p in self.blocked if p not in owned]:

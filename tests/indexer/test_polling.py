@@ -135,13 +135,19 @@ def test_the_worker_wakes_a_waiter_when_it_takes_or_finishes_a_batch_and_only_th
 
 
 def test_the_worker_wakes_a_waiter_when_it_dies() -> None:
+    gate = threading.Event()
+
     def write(batch: Batch) -> Outcome:
+        gate.wait(10)
         raise RuntimeError("a bug")
 
     worker = Worker(write)
     worker.start()
     try:
         assert worker.offer(Batch(1, 0))
+        assert worker.wait(10)  # taken
+        assert not worker.wait(0.05)
+        gate.set()
         assert worker.wait(10)
         assert not worker.alive
     finally:
@@ -162,3 +168,63 @@ def test_live_chains_tell_an_open_batch_from_batches_at_the_writer() -> None:
     assert not chains.gathering and chains.writing
     chains.create(lambda _offsets, _n: None)  # a new assignment: a new, empty open batch
     assert not chains.gathering and chains.writing
+
+
+@dataclass
+class AssignedConsumer(StubConsumer):
+    """Partitions kept across a rebalance, as kafka-python 3 leaves them: still positioned
+    past records this consumer dropped. Records what the loop does to them."""
+
+    owned: set[Any] = field(default_factory=set)
+    committed_at: dict[int, int] = field(default_factory=dict)
+    records: dict[Any, list[Any]] = field(default_factory=dict)
+    calls: list[tuple[str, int, int | None]] = field(default_factory=list)
+
+    def poll(self, timeout_ms: int, update_offsets: bool) -> dict[Any, list[Any]]:
+        self.timeouts.append(timeout_ms)
+        polled, self.records = self.records, {}
+        return polled
+
+    def assignment(self) -> set[Any]:
+        return self.owned
+
+    def highwater(self, tp: Any) -> int | None:
+        return None
+
+    def committed(self, tp: Any) -> int | None:
+        return self.committed_at.get(tp.partition)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.calls.append(("seek", tp.partition, offset))
+
+    def seek_to_beginning(self, *partitions: Any) -> None:
+        self.calls.extend(("beginning", tp.partition, None) for tp in partitions)
+
+    def resume(self, *partitions: Any) -> None:
+        self.calls.extend(("resume", tp.partition, None) for tp in partitions)
+
+
+def test_after_an_assignment_every_kept_partition_is_fetched_again_from_its_commit() -> None:
+    """What was polled and dropped before the revoke comes again (no lost events), a blocked
+    partition stays stopped, and what the first poll returns from the old position is not
+    consumed (it is fetched again after the seek)."""
+    from kafka import TopicPartition
+
+    tps = [TopicPartition("events.raw", p) for p in range(3)]
+    consumer = AssignedConsumer(owned=set(tps), committed_at={0: 10, 2: 5})
+    consumer.records = {tps[0]: [object(), object()]}  # fetched from the kept position
+    indexer, _ = _loop(StubChains())
+    indexer.consumer = cast(Any, consumer)
+    indexer.chains = None
+    indexer.blocked = {2: cast(Any, object())}  # stopped at an undecodable batch
+    indexer.on_assigned(set(tps))
+    indexer._step()
+    assert sorted(c for c in consumer.calls if c[0] != "resume") == [
+        ("beginning", 1, None),  # nothing committed yet
+        ("seek", 0, 10),
+        ("seek", 2, 5),
+    ]
+    assert sorted(p for kind, p, _ in consumer.calls if kind == "resume") == [0, 1]
+    assert indexer.consumed == 0 and not indexer.backlog
+    indexer._step()  # done once per assignment
+    assert len(consumer.calls) == 5
