@@ -236,18 +236,24 @@ class Indexer:
         poll returned for those partitions are dropped too: they are fetched again."""
         consumer = self.consumer
         assert consumer is not None
-        rewind, self.rewind = self.rewind, set()
+        rewind = self.rewind
+        stale = {tp: records for tp, records in polled.items() if tp not in rewind}
         mine = rewind & set(consumer.assignment())  # another rebalance may have come since
-        for tp in mine:
-            committed = consumer.committed(tp)
-            if committed is None:
-                consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset earliest
-            else:
-                consumer.seek(tp, committed)
+        try:
+            for tp in mine:
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset
+                else:
+                    consumer.seek(tp, committed)
+        except KafkaError as exc:  # tried again at the next poll; nothing of theirs is taken
+            log.warning("rewind after assignment failed", extra={"error": repr(exc)})
+            return stale
+        self.rewind = set()
         fetching = [tp for tp in mine if tp.partition not in self.blocked]
         if fetching:
             consumer.resume(*fetching)
-        return {tp: records for tp, records in polled.items() if tp not in rewind}
+        return stale
 
     def _await_writer(self) -> None:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and

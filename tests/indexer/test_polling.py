@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import pytest
+from kafka.errors import KafkaError
 
 from indexer import consumer as loop
 from indexer.consumer import Indexer
@@ -177,6 +178,7 @@ class AssignedConsumer(StubConsumer):
 
     owned: set[Any] = field(default_factory=set)
     committed_at: dict[int, int] = field(default_factory=dict)
+    failures: int = 0  # committed() raises this many times first (the coordinator is away)
     records: dict[Any, list[Any]] = field(default_factory=dict)
     calls: list[tuple[str, int, int | None]] = field(default_factory=list)
 
@@ -192,6 +194,9 @@ class AssignedConsumer(StubConsumer):
         return None
 
     def committed(self, tp: Any) -> int | None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaError("coordinator not available")
         return self.committed_at.get(tp.partition)
 
     def seek(self, tp: Any, offset: int) -> None:
@@ -228,3 +233,21 @@ def test_after_an_assignment_every_kept_partition_is_fetched_again_from_its_comm
     assert indexer.consumed == 0 and not indexer.backlog
     indexer._step()  # done once per assignment
     assert len(consumer.calls) == 5
+
+
+def test_a_failed_rewind_is_tried_again_and_takes_nothing_meanwhile() -> None:
+    from kafka import TopicPartition
+
+    tp = TopicPartition("events.raw", 0)
+    consumer = AssignedConsumer(owned={tp}, committed_at={0: 7}, failures=1)
+    consumer.records = {tp: [object()]}
+    indexer, _ = _loop(StubChains())
+    indexer.consumer = cast(Any, consumer)
+    indexer.chains = None
+    indexer.on_assigned({tp})
+    indexer._step()
+    assert consumer.calls == [] and indexer.consumed == 0  # not rewound yet, nothing taken
+    consumer.records = {tp: [object()]}
+    indexer._step()
+    assert consumer.calls == [("seek", 0, 7), ("resume", 0, None)]
+    assert indexer.consumed == 0 and not indexer.rewind
