@@ -237,7 +237,7 @@ class Indexer:
         consumer = self.consumer
         assert consumer is not None
         rewind = self.rewind
-        stale = {tp: records for tp, records in polled.items() if tp not in rewind}
+        others = {tp: records for tp, records in polled.items() if tp not in rewind}
         mine = rewind & set(consumer.assignment())  # another rebalance may have come since
         try:
             for tp in mine:
@@ -248,12 +248,12 @@ class Indexer:
                     consumer.seek(tp, committed)
         except KafkaError as exc:  # tried again at the next poll; nothing of theirs is taken
             log.warning("rewind after assignment failed", extra={"error": repr(exc)})
-            return stale
+            return others
         self.rewind = set()
         fetching = [tp for tp in mine if tp.partition not in self.blocked]
         if fetching:
             consumer.resume(*fetching)
-        return stale
+        return others
 
     def _await_writer(self) -> None:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
