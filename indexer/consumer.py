@@ -12,6 +12,7 @@ durable by then is abandoned uncommitted and replayed by the next owner (an idem
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -259,10 +260,14 @@ class Indexer:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
         either fetching is paused or no batch is open, so no age limit runs out meanwhile):
         wait up to WRITER_WAIT_S for it to finish a batch rather than polling again at once.
-        The outcome is then passed on by this loop iteration (commit, resume fetching)."""
+        The outcome is then passed on by this loop iteration (commit, resume fetching); a
+        batch the chain held is handed over at once, so this iteration's feed can go on."""
         chains = self.chains
-        if chains is not None and chains.writing and (self.paused or not chains.gathering):
-            chains.wait(WRITER_WAIT_S)
+        if chains is None or not chains.writing or (chains.gathering and not self.paused):
+            return
+        if chains.wait(WRITER_WAIT_S):
+            with contextlib.suppress(WriterFailed):  # the loop's own chain.poll() reports it
+                self._chain().poll()
 
     # --- undecodable batches (docs/decisions/0110) -----------------------------------------
 

@@ -46,25 +46,30 @@ class StubConsumer:
 
 @dataclass
 class StubChains:
-    """LiveChains' state as the loop reads it; ``wait`` records its timeouts."""
+    """LiveChains' state as the loop reads it; ``wait`` records its timeouts and answers
+    ``progress`` (did the writer take or finish a batch meanwhile)."""
 
     writing: bool = False
     gathering: bool = False
+    progress: bool = False
     waits: list[float] = field(default_factory=list)
 
     def wait(self, timeout_s: float) -> bool:
         self.waits.append(timeout_s)
-        return False
+        return self.progress
 
 
 class RefusingChain:
     """A chain whose writer queue is full: it refuses every record (backpressure)."""
 
+    def __init__(self) -> None:
+        self.polls = 0
+
     def submit(self, message: Any) -> None:
         raise MessageRejected
 
     def poll(self) -> None:
-        pass
+        self.polls += 1
 
 
 def _loop(chains: StubChains, backlog: int = 0) -> tuple[Indexer, StubConsumer]:
@@ -251,3 +256,14 @@ def test_a_failed_rewind_is_tried_again_and_takes_nothing_meanwhile() -> None:
     indexer._step()
     assert consumer.calls == [("seek", 0, 7), ("resume", 0, None)]
     assert indexer.consumed == 0 and not indexer.rewind
+
+
+def test_progress_at_the_writer_hands_the_held_batch_over_before_the_feed() -> None:
+    """Woken by the writer, the loop polls the chain (which offers its held batch) before it
+    feeds the backlog, in the same iteration, rather than after one more wait."""
+    for progress, polls in ((False, 1), (True, 2)):
+        chains = StubChains(writing=True, gathering=True, progress=progress)
+        indexer, _ = _loop(chains, backlog=3)
+        indexer.paused = True
+        indexer._step()
+        assert cast(RefusingChain, indexer.chain).polls == polls
