@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from indexer.model import Batch, DeadLetter, IndexItem
+from indexer.model import Batch, Entry, IndexItem, Skipped
 from pulse.settings import Settings
 
 # Bulk-line overhead per document beyond its body: the action line and two newlines.
@@ -34,26 +34,30 @@ class Batcher:
 
     def _new(self) -> Batch:
         self._seq += 1
+        self._count = 0  # len(self.open), kept here: Batch.__len__ adds up three lists
         return Batch(seq=self._seq, epoch=self.epoch)
 
-    def add(self, entry: IndexItem | DeadLetter) -> None:
+    def add(self, entry: Entry) -> None:
         batch = self.open
-        if not len(batch):
+        if not self._count:
             batch.opened_at = time.monotonic()
+        self._count += 1
         if isinstance(entry, IndexItem):
             batch.items.append(entry)
             batch.nbytes += len(entry.body) + ACTION_BYTES
+        elif isinstance(entry, Skipped):
+            batch.skipped.append(entry)
         else:
             batch.dead.append(entry)
         batch.offsets[entry.origin.partition] = entry.origin.offset + 1
 
     def full(self) -> bool:
-        batch = self.open
-        return len(batch) >= self.limits.max_docs or batch.nbytes >= self.limits.max_bytes
+        """Checked once per entry: a count and a size, no call into the batch."""
+        return self._count >= self.limits.max_docs or self.open.nbytes >= self.limits.max_bytes
 
     def due(self, now: float | None = None) -> bool:
         """Full, or non-empty and older than the age limit."""
-        if not len(self.open):
+        if not self._count:
             return False
         now = time.monotonic() if now is None else now
         return self.full() or now - self.open.opened_at >= self.limits.max_age_s

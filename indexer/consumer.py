@@ -1,13 +1,18 @@
-"""The indexer: poll -> decode -> batch -> bulk (writer thread) -> commit, as one consumer.
+"""The indexer's consumer (arroyo's ``StreamProcessor``): it polls Kafka and submits each
+record to the chain of steps that ``indexer.steps.live`` builds for the current assignment
+(decode -> batch -> write -> commit), and commits the offsets that chain passes back.
 
-Offsets are committed only from finished batches, in order, for the current assignment epoch.
-On a revoke and on shutdown the open batch is flushed and the in-flight batches are given a
-bounded time (``shutdown_timeout_s``) to become durable; whatever is not durable by then is
-abandoned uncommitted and replayed by the next owner (an idempotent create).
+What stays here is what needs the consumer: fetching, pausing while the chain refuses records
+(backpressure), lag, undecodable record batches (docs/decisions/0110) and the rebalance
+hooks. Offsets are committed only from finished batches, in order (the commit step). On a
+revoke and on shutdown the chain is joined: the open batch is flushed and the in-flight
+batches are given a bounded time (``shutdown_timeout_s``) to become durable; whatever is not
+durable by then is abandoned uncommitted and replayed by the next owner (an idempotent create).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -21,12 +26,12 @@ from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from opensearchpy import OpenSearch
 
-from indexer.batching import Batcher, Limits
 from indexer.codecs import missing_codecs
-from indexer.decode import Bounds, decode, now_ms
 from indexer.dlq import DlqWriter, dlq_producer
 from indexer.metrics import Metrics
-from indexer.model import Batch, Origin
+from indexer.steps.base import MessageRejected, Offsets, Step
+from indexer.steps.live import LiveChains
+from indexer.steps.write import WriterFailed
 from indexer.undecodable import (
     RESOLVED,
     SKIP_REQUESTED,
@@ -35,8 +40,6 @@ from indexer.undecodable import (
     BlockedBatches,
     locate,
 )
-from indexer.worker import Worker
-from indexer.writer import BatchWriter
 from pulse.clients import ensure_topics, opensearch_client
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
@@ -46,6 +49,12 @@ from storage.templates import ensure_templates
 
 log = logging.getLogger("pulse.indexer")
 POLL_S = 0.05
+# Each consumer poll costs about 1.5 ms of CPU in kafka-python 3 (several hand-offs to its IO
+# thread), whether or not records come: at POLL_S that was ~30 ms of CPU per second, half the
+# indexer's cost per event in `pulse bench indexer`. So the loop polls at POLL_S only while
+# records flow or a batch is open; otherwise it waits (docs/decisions/0235):
+IDLE_POLL_S = 0.5  # nothing open or in flight: new records still end the poll at once
+WRITER_WAIT_S = 0.25  # batches at the writer, nothing fetched: wait for an outcome instead
 LAG_EVERY_S = 1.0
 BLOCKED_CHECK_S = 2.0  # how often a blocked partition looks for the operator's decision
 
@@ -86,20 +95,18 @@ class Indexer:
         self.bootstrap = bootstrap
         self.client: OpenSearch = opensearch_client(opensearch_url, settings.engine_timeout_s)
         self.metrics = Metrics()
-        self.bounds = Bounds.from_settings(settings)
-        self.batcher = Batcher(Limits.from_settings(settings))
-        self.backlog: deque[Any] = deque()
-        self.live_epoch = 0  # batches of an older epoch are cancelled
+        self.backlog: deque[Any] = deque()  # polled, refused by the chain so far
         self.paused = False
         self.last_offset: dict[int, int] = {}
         self.consumed = 0
         self.settled = 0  # messages of committed batches (progress for tests and benchmarks)
         self._next_lag = 0.0
         self.consumer: KafkaConsumer | None = None
-        self.pending_commit: dict[int, int] = {}  # partition -> offset, durable, not committed
+        self.pending_commit: Offsets = {}  # partition -> offset, durable, not committed
         self.closing = False
         self.dlq: DlqWriter | None = None
-        self.worker: Worker | None = None
+        self.chains: LiveChains | None = None
+        self.chain: Step[Any] | None = None  # the current assignment's
         self.blocked: dict[int, BadBatch] = {}  # partition -> the batch it is stopped at
         self.store = BlockedBatches(self.client, self.names)
         self._seen_bad: set[str] = set()
@@ -107,6 +114,9 @@ class Indexer:
         self.unresolved: dict[int, list[tuple[str, int]]] | None = None
         self._next_blocked_check = 0.0
         self._next_unresolved_load = 0.0
+        self.rewind: set[Any] = (
+            set()
+        )  # assigned partitions to fetch again from the committed offset
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -118,19 +128,20 @@ class Indexer:
         self.dlq = DlqWriter(
             dlq_producer(self.bootstrap), self.names.topic_dlq, self.settings.engine_timeout_s
         )
-        self.worker = Worker(self._writer().write)
-        self.worker.start()
+        chains = self.chains = self._chains()
+        chains.start()
+        self.chain = chains.create(self._durable)
         self.metrics.serve(self.settings.indexer_metrics_port)
         consumer.subscribe([self.names.topic_raw], listener=RebalanceBridge(self, consumer))
         log.info("indexer started", extra={"topic": self.names.topic_raw})
         if missing := missing_codecs():  # batches in these codecs block their partition
             log.error("kafka codec libraries missing", extra={"codecs": missing})
         try:
-            while not stop.is_set() and self.worker.alive:
+            while not stop.is_set() and chains.alive:
                 self._step()
         finally:
             self._shutdown()
-        return self.worker.error is None
+        return chains.error is None
 
     def _bootstrap(self, stop: threading.Event) -> bool:
         """Topics and templates exist (idempotent); retried until the engines answer."""
@@ -145,32 +156,31 @@ class Indexer:
                 stop.wait(1.0)
         return False
 
-    def _writer(self) -> BatchWriter:
+    def _chains(self) -> LiveChains:
         assert self.dlq is not None
         targets = Targets(
             self.client, self.names, generation_resolver(self.client, self.settings),
             self.settings.indexer_conflict_days,
         )  # fmt: skip
-        return BatchWriter(
-            self.client,
-            targets,
-            self.dlq,
-            self.metrics,
-            self.settings.engine_timeout_s,
-            cancelled=lambda batch: batch.epoch < self.live_epoch,
-            arrivals=Arrivals(self.client, self.names, self.settings.arrivals_lookahead_ms),
-        )
+        arrivals = Arrivals(self.client, self.names, self.settings.arrivals_lookahead_ms)
+        return LiveChains(self.settings, self.client, targets, self.dlq, self.metrics, arrivals)
+
+    def _durable(self, offsets: Offsets, messages: int) -> None:
+        """The commit step's callback: these offsets may be committed (sent at the next loop
+        iteration, or by the revoke hook)."""
+        self.pending_commit.update(offsets)
+        self.settled += messages
 
     def _shutdown(self) -> None:
         started = time.monotonic()
         budget = self.settings.shutdown_timeout_s
-        if self.worker is not None and self.worker.alive:
+        if self.chains is not None and self.chains.alive:
             self._drain(started + 0.7 * budget)
         self.closing = True  # the revoke that close() triggers finds nothing left to drain
         if self.consumer is not None:
             self.consumer.close(autocommit=False, timeout_ms=int(0.1 * budget * 1000))
-        if self.worker is not None:
-            self.worker.stop()
+        if self.chains is not None:
+            self.chains.stop()
         if self.dlq is not None:
             self.dlq.close(max(0.1, 0.1 * budget))
         log.info("indexer stopped", extra={"took_s": round(time.monotonic() - started, 3)})
@@ -179,6 +189,10 @@ class Indexer:
 
     def _step(self) -> None:
         polled = self._poll()
+        if self.rewind:
+            polled = self._rewind(polled)
+        if not polled:
+            self._await_writer()
         self._resolve(polled)
         for records in polled.values():
             self.backlog.extend(records)
@@ -187,9 +201,10 @@ class Indexer:
             last = records[-1]
             self.last_offset[last.partition] = last.offset
         self._feed()
-        if self.batcher.due():
-            self._submit()
-        self._settle(self._worker().collect())
+        try:
+            self._chain().poll()
+        except WriterFailed:
+            return  # the loop ends on a dead writer; run() reports it
         self._commit_pending()
         self._backpressure()
         self._report_lag()
@@ -198,9 +213,11 @@ class Indexer:
     def _poll(self) -> dict[Any, list[Any]]:
         """One poll; an undecodable batch stops its own partition instead of the consumer."""
         assert self.consumer is not None
+        chains = self.chains
+        idle = chains is not None and not (chains.writing or chains.gathering or self.backlog)
         try:
             polled: dict[Any, list[Any]] = self.consumer.poll(
-                timeout_ms=int(POLL_S * 1000), update_offsets=True
+                timeout_ms=int((IDLE_POLL_S if idle else POLL_S) * 1000), update_offsets=True
             )
         except Exception as exc:
             bad = locate(exc)
@@ -209,6 +226,48 @@ class Indexer:
             self._block(bad)
             return {}
         return polled
+
+    def _rewind(self, polled: dict[Any, list[Any]]) -> dict[Any, list[Any]]:
+        """After an assignment: fetch every assigned partition again from the group's committed
+        offset, and start backpressure from "not paused". kafka-python 3 keeps a partition's
+        position and paused flag when it stays assigned across a rebalance
+        (``SubscriptionState.assign_from_subscribed``), but what this consumer had polled and
+        not made durable was dropped by the drain (backlog, open batch, abandoned batches): left
+        at the kept position, a later commit would pass over it (lost events). The records this
+        poll returned for those partitions are dropped too: they are fetched again."""
+        consumer = self.consumer
+        assert consumer is not None
+        rewind = self.rewind
+        others = {tp: records for tp, records in polled.items() if tp not in rewind}
+        mine = rewind & set(consumer.assignment())  # another rebalance may have come since
+        try:
+            for tp in mine:
+                committed = consumer.committed(tp)
+                if committed is None:
+                    consumer.seek_to_beginning(tp)  # nothing committed: auto_offset_reset
+                else:
+                    consumer.seek(tp, committed)
+        except KafkaError as exc:  # tried again at the next poll; nothing of theirs is taken
+            log.warning("rewind after assignment failed", extra={"error": repr(exc)})
+            return others
+        self.rewind = set()
+        fetching = [tp for tp in mine if tp.partition not in self.blocked]
+        if fetching:
+            consumer.resume(*fetching)
+        return others
+
+    def _await_writer(self) -> None:
+        """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
+        either fetching is paused or no batch is open, so no age limit runs out meanwhile):
+        wait up to WRITER_WAIT_S for it to finish a batch rather than polling again at once.
+        The outcome is then passed on by this loop iteration (commit, resume fetching); a
+        batch the chain held is handed over at once, so this iteration's feed can go on."""
+        chains = self.chains
+        if chains is None or not chains.writing or (chains.gathering and not self.paused):
+            return
+        if chains.wait(WRITER_WAIT_S):
+            with contextlib.suppress(WriterFailed):  # the loop's own chain.poll() reports it
+                self._chain().poll()
 
     # --- undecodable batches (docs/decisions/0110) -----------------------------------------
 
@@ -298,30 +357,14 @@ class Indexer:
         )
 
     def _feed(self) -> None:
-        """Decode the backlog into the open batch, handing full batches to the writer."""
-        now, bounds, batcher, backlog = now_ms(), self.bounds, self.batcher, self.backlog
-        while backlog:
-            if batcher.full() and not self._submit():
-                return
-            batcher.add(decode(Origin.of(backlog.popleft()), bounds, now))
-        if batcher.full():
-            self._submit()
-
-    def _submit(self, timeout_s: float | None = None) -> bool:
-        if not len(self.batcher.open):
-            return True
-        if not self._worker().offer(self.batcher.open, timeout_s):
-            return False
-        self.batcher.take()
-        return True
-
-    def _settle(self, outcomes: list[Any]) -> None:
-        """Offsets of finished batches of the current epoch become committable."""
-        for outcome in outcomes:
-            batch: Batch = outcome.batch
-            if outcome.done and batch.epoch == self.batcher.epoch:
-                self.pending_commit.update(batch.offsets)
-                self.settled += len(batch)
+        """Submit the backlog to the chain until it refuses a record (kept for later)."""
+        chain, backlog = self._chain(), self.backlog
+        try:
+            while backlog:
+                chain.submit(backlog[0])
+                backlog.popleft()
+        except MessageRejected:
+            pass
 
     def _commit_request(self) -> dict[TopicPartition, OffsetAndMetadata]:
         topic = self.names.topic_raw
@@ -343,7 +386,7 @@ class Indexer:
     def _backpressure(self) -> None:
         """Pause fetching while decoded work cannot be handed over; keep polling meanwhile."""
         assert self.consumer is not None
-        want = bool(self.backlog) or self.batcher.full()
+        want = bool(self.backlog)
         if want == self.paused:
             return
         assignment = [tp for tp in self.consumer.assignment() if tp.partition not in self.blocked]
@@ -365,22 +408,26 @@ class Indexer:
             if high is not None and last is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, high - last - 1))
 
-    def _worker(self) -> Worker:
-        assert self.worker is not None
-        return self.worker
+    def _chain(self) -> Step[Any]:
+        assert self.chain is not None
+        return self.chain
 
     # --- rebalance and drain ---------------------------------------------------------------
 
     def on_assigned(self, assigned: set[Any]) -> None:
-        """A new assignment fetches from the committed offsets: with the eager assignors we use
-        (kafka-python's default range/round-robin), every assigned partition's position is
-        reset, so whatever was polled but not committed before the rebalance comes again."""
+        """A new assignment fetches from the committed offsets, so whatever was polled but not
+        committed before the rebalance comes again: kafka-python resets the positions of newly
+        assigned partitions, and ``_rewind`` (on the consumer thread, after this poll) those
+        of partitions that stayed assigned."""
+        self.rewind = set(assigned)
         self.paused = False
         self.metrics.paused.set(0)
         self.last_offset.clear()
         self.backlog.clear()
+        if self.chains is not None:  # a new chain: the older ones' leftovers are cancelled
+            self.chain = self.chains.create(self._durable)
         # Partitions still ours are fetched again from the committed offset and stop again at
-        # the same batch (kafka-python resets pauses on assignment); the others are not ours.
+        # the same batch (a blocked one stays paused: ``_rewind`` resumes only the others).
         self.unresolved = None  # reloaded at the next poll, for the new assignment
         owned = {tp.partition for tp in assigned}
         for partition in [p for p in self.blocked if p not in owned]:
@@ -397,23 +444,18 @@ class Indexer:
         self._commit_pending()
 
     def drain_steps(self, deadline: float) -> Iterator[None]:
-        """Flush the open batch, wait for in-flight batches until ``deadline`` (yielding while
-        waiting, so the caller chooses how to wait), settle what is durable into
-        ``pending_commit``, and cancel the rest. Records not yet decoded are dropped: they were
-        not committed, so whoever owns the partition next fetches them again."""
-        worker = self._worker()
+        """Join the chain (flush the open batch, wait for in-flight batches until
+        ``deadline``, yielding while waiting, so the caller chooses how to wait; what is
+        durable lands in ``pending_commit``, the rest is cancelled). Records not yet submitted
+        are dropped: they were not committed, so whoever owns the partition next fetches them
+        again. The chain takes nothing more until the next assignment creates a new one."""
         self.backlog.clear()
-        while len(self.batcher.open) and not self._submit() and time.monotonic() < deadline:
-            yield
-        while worker.inflight and worker.alive and time.monotonic() < deadline:
-            self._settle(worker.collect())
-            yield
-        self._settle(worker.collect())
-        if worker.inflight:
-            log.warning("abandoning batches not durable in time", extra={"n": worker.inflight})
-        new_epoch = self.batcher.epoch + 1
-        self.live_epoch = new_epoch  # cancels whatever is still queued or retrying
-        self.batcher.discard(new_epoch)
+        chain = self._chain()
+        chain.close()
+        try:
+            yield from chain.joining(deadline)
+        except WriterFailed:
+            log.error("writer failed while draining; nothing more is committed")
 
 
 class RebalanceBridge(AsyncConsumerRebalanceListener):  # type: ignore[misc]

@@ -26,6 +26,9 @@ class Worker:
         self._in: queue.Queue[Batch | None] = queue.Queue(maxsize=depth)
         self._out: queue.Queue[Outcome] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="indexer-writer", daemon=True)
+        # Set by the writer when it takes a batch (room in the queue), finishes one (an
+        # outcome) or dies: a consumer with nothing else to do waits on it (``wait``).
+        self._progress = threading.Event()
         self.inflight = 0  # offered and not yet collected (consumer thread only)
         self.error: BaseException | None = None
 
@@ -56,6 +59,14 @@ class Worker:
         self.inflight -= len(out)
         return out
 
+    def wait(self, timeout_s: float) -> bool:
+        """Block until the writer takes a batch from the queue, finishes one or dies, at most
+        ``timeout_s``; True when it did. Only a hint to wake up: outcomes are taken by
+        ``collect`` and room in the queue by ``offer``."""
+        progressed = self._progress.wait(timeout_s)
+        self._progress.clear()  # before collecting or offering: later progress sets it again
+        return progressed
+
     def stop(self) -> None:
         # If the queue is full the daemon thread simply ends with the process.
         with contextlib.suppress(queue.Full):
@@ -67,9 +78,12 @@ class Worker:
 
     def _loop(self) -> None:
         while (batch := self._in.get()) is not None:
+            self._progress.set()  # room in the queue: a held batch can be offered now
             try:
                 self._out.put(self._write(batch))
             except BaseException as exc:  # a bug, not bad data: stop and let the process exit
                 log.exception("writer failed")
                 self.error = exc
                 return
+            finally:
+                self._progress.set()

@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
 from kafka.errors import KafkaError
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
@@ -31,6 +30,7 @@ from indexer.decode import now_ms
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
 from storage.arrivals import Arrivals
+from storage.copies import stored_copies
 from storage.targets import Targets, day_of_index
 
 log = logging.getLogger("pulse.indexer.writer")
@@ -171,23 +171,13 @@ class BatchWriter:
 
     def _lookup_earlier(self, items: list[IndexItem]) -> dict[str, str]:
         """doc_id -> the index holding an earlier copy, via realtime mget (no refresh lag)."""
-        docs: list[dict[str, str]] = []
+        wanted: list[tuple[str, str]] = []
         candidates: dict[int, list[str]] = {}
         for item in items:
             if item.day not in candidates:
                 candidates[item.day] = self.targets.earlier_copies(item.day)
-            docs.extend({"_index": i, "_id": item.doc_id} for i in candidates[item.day])
-        if not docs:
-            return {}
-        # Encoded here: bytes pass opensearch-py's serializer untouched (its stdlib json
-        # encoder costs ~1 µs per entry, one entry per item and candidate index).
-        response = self.client.transport.perform_request(
-            "POST",
-            "/_mget",
-            body=orjson.dumps({"docs": docs}),
-            params={"_source": "false", "filter_path": "docs._index,docs._id,docs.found"},
-        )
-        return {d["_id"]: d["_index"] for d in response.get("docs", []) if d.get("found")}
+            wanted.extend((index, item.doc_id) for index in candidates[item.day])
+        return {doc_id: index for index, doc_id in stored_copies(self.client, wanted)}
 
 
 class _BulkRun:

@@ -17,11 +17,11 @@ decides exactly as the crashed one did (copies of an event share a partition, de
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from opensearchpy import OpenSearch
 
 from indexer.model import IndexItem
+from storage.copies import stored_copies
 from storage.targets import day_of_index
 
 IndicesFor = Callable[[int], list[str]]  # day number -> concrete indices to look in
@@ -67,17 +67,9 @@ class FirstCopies:
             if item.day not in cache:
                 cache[item.day] = self.indices_for(item.day)
             wanted.update(((index, item.doc_id), None) for index in cache[item.day])
-        if not wanted:
-            return {}
-        response: dict[str, Any] = self.client.transport.perform_request(
-            "POST",
-            "/_mget",
-            body={"docs": [{"_index": index, "_id": doc_id} for index, doc_id in wanted]},
-            params={"_source": "false", "filter_path": "docs._index,docs._id,docs.found"},
-        )
         found: dict[str, list[int]] = {}
-        for doc in response.get("docs", []):
-            day = day_of_index(doc["_index"]) if doc.get("found") else None
+        for index, doc_id in stored_copies(self.client, wanted):
+            day = day_of_index(index)
             if day is not None:
-                found.setdefault(doc["_id"], []).append(day)
+                found.setdefault(doc_id, []).append(day)
         return found

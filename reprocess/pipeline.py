@@ -1,8 +1,9 @@
-"""The processing steps a replay shares with live indexing: decode -> select -> bulk write.
+"""What a replay's decode step needs beyond the live one: the run's days and the mapping.
 
-A replay decodes with the live indexer's own step (``indexer.decode.decode``: contract
-validation, time bounds, the document mapping), so it runs the code that is deployed, and
-writes with the live indexer's ``BatchWriter`` (``reprocess.writing``). ``Processing`` pins
+A replay decodes with the live indexer's own step (``indexer.steps.decode`` over
+``indexer.decode.decode``: contract validation, time bounds, the document mapping), so it
+runs the code that is deployed; ``event_day`` lets it skip other days' messages without the
+full decode. Its chain of steps is ``reprocess.chain``. ``Processing`` pins
 another version of the document mapping (the code a bug lives in): tests use it to build a
 generation with a known bug.
 """
@@ -15,8 +16,9 @@ from typing import Any, Protocol
 
 import msgspec
 
-from indexer.decode import Bounds, Mapping, decode
+from indexer.decode import Bounds, Mapping
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
+from indexer.steps.decode import entry_of
 from ingest.contract import MAX_MESSAGE_BYTES, Event, InvalidEvent, parse_instant
 
 Processing = Mapping
@@ -78,19 +80,16 @@ def decode_records(
     now_ms: int,
     processing: Processing | None = None,
 ) -> Decoded:
-    """Decode, validate and map records with the live indexer's own step; ``processing``
-    pins another mapping version. ``keep_day`` gets the UTC day number."""
+    """Decode, validate and map records with the decode step the replay's chain uses
+    (``indexer.steps.decode.entry_of``); ``processing`` pins another mapping version.
+    ``keep_day`` gets the UTC day number."""
     out = Decoded()
     for record in records:
-        day = event_day(record.value)
-        if day is not None and not keep_day(day):
-            out.outside += 1  # skipped without the full decode (about 9x cheaper)
-            continue
-        item = decode(Origin.of(record), bounds, now_ms, processing)
-        if isinstance(item, DeadLetter):
+        entry = entry_of(Origin.of(record), bounds, now_ms, processing, keep_day, event_day)
+        if isinstance(entry, IndexItem):
+            out.items.append(entry)
+        elif isinstance(entry, DeadLetter):
             out.invalid += 1  # already dead-lettered by the live indexer; never re-sent
-        elif not keep_day(item.day):
-            out.outside += 1
         else:
-            out.items.append(item)
+            out.outside += 1
     return out

@@ -1,17 +1,19 @@
 """Replay Kafka into the new generation, checkpointing into the run state as it goes.
 
-Per poll (arroyo-style steps, back to front: decode -> select -> checkpoint -> write):
-1. records are decoded with the live indexer's step; records before the last checkpoint's
-   end were read before a crash: they are only *re-written*, never tallied again;
-2. the first copy of each event (``reprocess.firstcopy``) is selected; the selected items of
-   new records are added to the tally;
-3. the tally of the new items is written as a batch document (``reprocess.tallies``), then
-   the run state is saved: offsets after the poll, ``pending_from`` = the first offset of the
-   oldest batch not yet confirmed durable (this one included), and the tally sequence number
-   that commits the batch document;
-4. the batch goes to the live indexer's ``BatchWriter`` on a writer thread
-   (``reprocess.writing``), which bulk-creates it while this thread polls, decodes and
-   checkpoints the next poll. A batch is confirmed once the writer returns it done.
+Each poll's records go through the replay's chain of steps (``reprocess.chain``, built from
+the live indexer's steps, docs/decisions/0225):
+1. decode with the live indexer's step; records before the last checkpoint's end were read
+   before a crash: they are only *re-written*, never tallied again;
+2. batch: one poll, one batch;
+3. select the first copy of each event (``reprocess.firstcopy``); the selected items of new
+   records are added to the tally;
+4. checkpoint: the tally of the new items is written as a batch document
+   (``reprocess.tallies``), then the run state is saved: offsets after the poll,
+   ``pending_from`` = the first offset of the oldest batch not yet confirmed durable (this one
+   included), and the tally sequence number that commits the batch document;
+5. write: the live indexer's ``BatchWriter`` on a writer thread bulk-creates the batch while
+   this thread polls, decodes and checkpoints the next poll;
+6. confirm: a batch is confirmed once the writer returns it done.
 Invariant: a batch's checkpoint is saved before its bulk starts, and ``pending_from`` never
 passes a batch that is not confirmed. So a crash anywhere resumes exactly: before 3 nothing
 of the poll is recorded; after it, the resumed run re-reads from ``pending_from`` and
@@ -22,33 +24,27 @@ No consumer-group join: partitions are assigned and positions live in the run st
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 
-import orjson
 from kafka import KafkaConsumer, TopicPartition
 from opensearchpy import OpenSearch
 from rich.progress import Progress
 
-from indexer.decode import Bounds, now_ms
-from indexer.model import IndexItem
 from indexer.undecodable import SKIP_REQUESTED, SKIPPED, BadBatch, BlockedBatches, locate
-from pulse.naming import DAY_FORMAT, Names
+from pulse.naming import Names
 from pulse.settings import Settings
 from reprocess import generations as gens
 from reprocess import late
+from reprocess.chain import Hook as Hook
+from reprocess.chain import Offsets, ReplayChain
 from reprocess.firstcopy import FirstCopies
 from reprocess.offsets import heads
-from reprocess.pipeline import Decoded, Processing, Record, decode_records
+from reprocess.pipeline import Processing, Record
 from reprocess.runs import Run, RunError
-from reprocess.tallies import Recorder
-from reprocess.tally import Tally, row_of
-from reprocess.writing import Offsets, Writing, Written, first_offsets
 from storage.registry import GenerationResolver
 from storage.targets import EPOCH, Targets, day_date
 
-Hook = Callable[[Run], None]
 POLL_MS = 500
 
 
@@ -83,10 +79,8 @@ class Replayer:
     _copies: FirstCopies = field(init=False)
     _neighbours: Targets = field(init=False)
     _serving: GenerationResolver = field(init=False)
-    _tallies: Recorder = field(init=False)
 
     def __post_init__(self) -> None:
-        self._tallies = Recorder(self.client, self.names, self.run)
         self._dates = set(self.run.plan.day_dates())
         self._days = {(d - EPOCH).days for d in self._dates}
         topic = self.names.topic_raw
@@ -127,9 +121,7 @@ class Replayer:
         open_ = {p for p in self._tps if not self._done(p, bound)}
         self.consumer.pause(*[tp for p, tp in self._tps.items() if p not in open_])
         task = progress.add_task("replay", total=self._remaining(bound)) if progress else None
-        generation = self.run.plan.new_generation
-        confirm = self._copies.confirmed
-        with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
+        with self._chain() as chain:
             while open_:
                 polled = self._poll()
                 fetched = [r for batch in polled.values() for r in batch]
@@ -138,15 +130,15 @@ class Replayer:
                 records: list[Record] = [r for r in fetched if r.offset < bound[str(r.partition)]]
                 self.run.count(fetched=len(fetched))
                 if records:
-                    self.batch(records, writing)
+                    chain.feed(records)
                     if progress is not None and task is not None:
                         progress.update(task, advance=len(records))
                 for p in list(open_):
                     if self._done(p, bound):
                         open_.discard(p)
                         self.consumer.pause(self._tps[p])
-                self._count(writing.collect())
-            self._count(writing.drain())
+                chain.poll()
+            chain.join()
         for p in self._tps:  # gaps (transaction markers, compaction) end below the bound
             self.run.offsets[p] = max(self.run.offsets[p], bound[p])
         self.run.pending_from = dict(self.run.offsets)  # every batch is durable now
@@ -204,17 +196,15 @@ class Replayer:
             )
             late.merge(wanted, late.positions(self.client, indices, window))
         asked = sum(len(o) for o in wanted.values())
-        generation = self.run.plan.new_generation
-        confirm = self._copies.confirmed
         batch_docs = self.settings.reprocess_batch_docs
         topic = self.names.topic_raw
-        with Writing(self.client, self.settings, self.names, generation, confirm) as writing:
+        with self._chain() as chain:
             for records, fetched in late.read_positions(consumer, topic, wanted, batch_docs):
                 self.run.count(fetched=fetched)
                 if records:
-                    self.batch(records, writing)
-                self._count(writing.collect())
-            self._count(writing.drain())
+                    chain.feed(records)
+                chain.poll()
+            chain.join()
         self.run.count(late_asked=asked)
         self.run.pending_from = dict(self.run.offsets)
         return asked
@@ -233,49 +223,12 @@ class Replayer:
     def _remaining(self, bound: Offsets) -> int:
         return sum(max(0, bound[p] - self.run.offsets[p]) for p in self._tps)
 
-    def batch(self, records: list[Record], writing: Writing) -> None:
-        checkpoint = dict(self.run.offsets)
-        fresh = [r for r in records if r.offset >= checkpoint[str(r.partition)]]
-        rewrite = self._decode([r for r in records if r.offset < checkpoint[str(r.partition)]])
-        decoded = self._decode(fresh)
-        chosen = self._copies.select([*rewrite.items, *decoded.items])
-        if fresh:
-            new = [i for i in chosen if i.origin.offset >= checkpoint[str(i.origin.partition)]]
-            self._checkpoint(fresh, decoded, new, writing.pending_from(first_offsets(chosen)))
-            if self.after_checkpoint is not None:
-                self.after_checkpoint(self.run)
-        self._count(writing.submit(chosen))
-
-    def _decode(self, records: list[Record]) -> Decoded:
-        bounds = Bounds.from_settings(self.settings)
-        return decode_records(records, self._days.__contains__, bounds, now_ms(), self.processing)
-
-    def _checkpoint(
-        self, fresh: list[Record], decoded: Decoded, new: list[IndexItem], unconfirmed: Offsets
-    ) -> None:
-        """Write the tally of ``new`` as a batch document, then save offsets after ``fresh``,
-        the sequence number that commits the document, and ``pending_from`` lowered to every
-        batch not durable yet (``unconfirmed``: this poll's included)."""
-        self._tallies.record(_tally(new))  # first: it may open an epoch (a save of its own)
-        end = dict(self.run.offsets)
-        for r in fresh:
-            p = str(r.partition)
-            end[p] = max(end[p], r.offset + 1)
-        self.run.pending_from = {p: min(o, unconfirmed.get(p, o)) for p, o in end.items()}
-        self.run.offsets = end
-        self.run.count(
-            read=len(fresh),
-            invalid=decoded.invalid,
-            outside=decoded.outside,
-            duplicates=len(decoded.items) - len(new),
-            tallied=len(new),
-        )
-        self.run.save(self.client, self.names)
-
-    def _count(self, written: Written) -> None:
-        self.run.count(
-            written=written.created, existing=written.existing, rejected=written.rejected
-        )
+    def _chain(self) -> ReplayChain:
+        """Decode -> batch -> select -> checkpoint -> write -> confirm, for one read."""
+        return ReplayChain(
+            self.client, self.settings, self.names, self.run, self._copies,
+            self._days.__contains__, self.processing, self.after_checkpoint,
+        )  # fmt: skip
 
     def _generation_for(self, day: date) -> str:
         """Where an earlier copy of an event of ``day`` lives: the new generation for the
@@ -290,14 +243,6 @@ class Replayer:
         new = self.run.plan.new_generation
         own = gens.generation_indices(self.client, self.names, new, day_date(day))
         return list(dict.fromkeys([*own, *self._neighbours.earlier_copies(day)]))
-
-
-def _tally(items: list[IndexItem]) -> Tally:
-    out = Tally()
-    for item in items:
-        source = orjson.loads(item.body)
-        out.add(day_date(item.day).strftime(DAY_FORMAT), source["merchant_id"], row_of(source))
-    return out
 
 
 def consumer_for(bootstrap: str, settings: Settings, names: Names) -> KafkaConsumer:
