@@ -328,7 +328,7 @@ def packs_cells(ctx: Ctx, plan: QueryPlan, read: dsl.Packs) -> Cells:
         for doc in (_pack(plan, d) for d in mget(ctx.client, list(read.docs), timeout))
         if doc is not None
     }
-    for hour in read.hours:
+    for hour in (h for a, b in read.intervals for h in range(a, b, HOUR_MS)):
         pack = packs.get(rs.day_start(hour))
         if pack is not None:
             _place_total(plan, hour, pack, out)
