@@ -65,7 +65,7 @@ class RollupCells:
         if before is None:  # an engine that does not say which version it read
             return load(ctx, plan, read)
         # The resolution's W is not in the key: the pack versions already say what was read.
-        key = (replace(plan, now_ms=0, compare=None), read.hours, before)
+        key = (replace(plan, now_ms=0, compare=None), read.intervals, before)
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
