@@ -241,6 +241,7 @@ def run(settings: Settings, config: CurvesConfig, out: Path, stem: str, command:
     """Every stage of ``config``; writes ``<stem>.json`` and the PNGs into ``out``, prints a
     table, returns the JSON's path."""
     out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{stem}.json"
     started = start_embedded(settings.opensearch_url, settings.kafka_bootstrap)
     try:
         os_url = settings.opensearch_url or _address(started.opensearch)
@@ -272,10 +273,10 @@ def run(settings: Settings, config: CurvesConfig, out: Path, stem: str, command:
                 "load_after": load_average(),
                 "seconds": round(time.perf_counter() - t0, 1),
             }
+            path.write_text(json.dumps(doc, indent=2) + "\n")  # kept if a later stage fails
         doc["load_end"] = load_average()
     finally:
         started.stop()
-    path = out / f"{stem}.json"
     path.write_text(json.dumps(doc, indent=2) + "\n")
     doc["plots"] = [str(p) for p in curve_plots.plot_all(doc, out, stem)]
     print(table(doc))
