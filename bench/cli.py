@@ -140,9 +140,13 @@ def curves(
     """Query p95 (rollup vs raw) vs data size, indexer CPU-µs/event vs batch size and rollup
     job cost vs volume: medians of several runs with same-run baselines, JSON + PNGs."""
     import shlex
+    import signal
     import sys
 
     from bench.curves import CurvesConfig, run
+
+    # SIGTERM (a timeout, a CI cancel) must still stop the engines this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     from pulse.logs import configure_logging
     from pulse.settings import get_settings
 

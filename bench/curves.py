@@ -3,8 +3,8 @@
 Three curves, each point the median of ``runs`` runs, each with its same-run baseline:
 
 - **query**: the 30-day hourly and 90-day daily reports of ``bench.query`` for the biggest
-  merchant at growing raw sizes (one namespace topped up size by size, rollups caught up after
-  each load), p95 on the rollup path (``forceSource: AUTO``) and forced to raw. Baselines: the
+  merchant at growing raw sizes (a fresh namespace per size, loaded and fully rolled up),
+  p95 on the rollup path (``forceSource: AUTO``) and forced to raw. Baselines: the
   raw path in the same run, and the smallest size for the scaling ratios.
 - **indexer**: ``bench.indexer.measure`` (the indexer in-process, CPU-µs per event) at several
   ``bulk_max_docs``, runs interleaved across batch sizes; baseline: the same documents sent
@@ -41,6 +41,7 @@ from pulse.clients import Endpoints, opensearch_client
 from pulse.engines import start_embedded
 from pulse.naming import names_for
 from pulse.settings import Settings
+from storage import rollup_schema as rs
 
 SCHEMA = 1
 QUERY_REPORTS = ("30d_hourly", "90d_daily")
@@ -99,43 +100,64 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 def query_curve(
     client: OpenSearch, settings: Settings, config: CurvesConfig
 ) -> list[dict[str, Any]]:
-    """Top the namespace up to each size, catch the rollups up, time the reports ``runs``
-    times. Sizes cannot be interleaved (the data only grows), so each point's baseline is
-    the raw path timed in the same run."""
-    names = names_for(settings)
+    """Per size, a fresh namespace: load, roll everything up, time the reports ``runs``
+    times, delete it. Sizes cannot be interleaved (a load and its full rollup are the costly
+    part), so each point's baseline is the raw path timed in the same run."""
     points: list[dict[str, Any]] = []
-    for step, size in enumerate(config.query_events):
-        present = query.count_events(client, names)
-        # Another seed per step: loadgen's event ids are seed + counter, so reusing the seed
-        # would overwrite the first events instead of adding new ones.
-        spec = LoadSpec(merchants=config.merchants, seed=config.seed + step, returning=Returning())
-        load_s = query.load(client, settings, names, size - present, spec)
-        rollup_s = query.build_rollups(client, settings, names)
-        if rollup_s is None:
-            raise RuntimeError("rollups.job offers no catch_up: the rollup path cannot be timed")
-        total = query.count_events(client, names)
-        _log(f"query: {total} raw events (load {load_s:.0f}s, rollups {rollup_s:.0f}s)")
-        runs = []
-        for r in range(config.runs):
-            found = query.measure(settings, client, config.requests, customers=False)
-            runs.append({"load1": _load1(), **_query_figures(found)})
-            _log(f"query {total}: run {r + 1} {runs[-1]}")
-        points.append(
-            {
-                "raw_events": total,
-                "merchant_events": query.merchant_events(client, names),
-                "load_s": round(load_s, 1),
-                "rollup_catch_up_s": round(rollup_s, 1),
-                "runs": runs,
-                "median": _medians(runs, [k for k in runs[0] if k != "load1"]),
-            }
-        )
+    for size in config.query_events:
+        # Not one namespace topped up: ``query.load`` stamps events as ingested in the past
+        # (their own time + 2 s, with arrival bounds to match), so a second load lands below
+        # the rollup watermark and ``catch_up`` would not see it.
+        mine = query.bench_settings(settings, f"benchcq{uuid.uuid4().hex[:8]}")
+        try:
+            points.append(_query_point(client, mine, config, size))
+        finally:
+            client.indices.delete(index=f"{mine.namespace}*", ignore_unavailable=True)
     base = points[0]["median"]
     for point in points:
         point["ratio_to_smallest"] = {
             k: _ratio(v, base[k]) for k, v in point["median"].items() if k.endswith("p95_ms")
         }
     return points
+
+
+def _query_point(
+    client: OpenSearch, settings: Settings, config: CurvesConfig, size: int
+) -> dict[str, Any]:
+    names = names_for(settings)
+    spec = LoadSpec(merchants=config.merchants, seed=config.seed, returning=Returning())
+    load_s = query.load(client, settings, names, size, spec)
+    rollup_s = query.build_rollups(client, settings, names)
+    if rollup_s is None:
+        raise RuntimeError("rollups.job offers no catch_up: the rollup path cannot be timed")
+    total = query.count_events(client, names)
+    rolled_up = _rolled_up_events(client, settings)
+    if rolled_up != total:  # the rollup path would be timed on stale rollups
+        raise RuntimeError(f"rollups count {rolled_up} events of the {total} loaded")
+    _log(f"query: {total} raw events (load {load_s:.0f}s, rollups {rollup_s:.0f}s)")
+    runs = []
+    for r in range(config.runs):
+        found = query.measure(settings, client, config.requests, customers=False)
+        runs.append({"load1": _load1(), **_query_figures(found)})
+        _log(f"query {total}: run {r + 1} {runs[-1]}")
+    return {
+        "raw_events": total,
+        "rolled_up_events": rolled_up,
+        "merchant_events": query.merchant_events(client, names),
+        "load_s": round(load_s, 1),
+        "rollup_catch_up_s": round(rollup_s, 1),
+        "runs": runs,
+        "median": _medians(runs, [k for k in runs[0] if k != "load1"]),
+    }
+
+
+def _rolled_up_events(client: OpenSearch, settings: Settings) -> int:
+    """Raw events the merchant-hour totals count, over every merchant."""
+    names = names_for(settings)
+    client.indices.refresh(index=names.rollups_pattern, allow_no_indices=True)
+    body = {"size": 0, "query": rs.TOTALS_ONLY, "aggs": {"n": {"sum": {"field": rs.EVENTS}}}}
+    found = client.search(index=names.rollups_alias, body=body)
+    return int(found["aggregations"]["n"]["value"])
 
 
 def _query_figures(found: dict[str, Any]) -> dict[str, float]:
@@ -262,7 +284,7 @@ def run(settings: Settings, config: CurvesConfig, out: Path, stem: str, command:
         stages: dict[str, Callable[[], list[dict[str, Any]]]] = {
             "indexer": lambda: indexer_curve(mine, Endpoints(os_url, kafka), config),
             "rollups": lambda: rollup_curve(client, mine, engine, config),
-            "query": lambda: _query_stage(client, mine, config),
+            "query": lambda: query_curve(client, mine, config),
         }
         for name in config.stages:
             t0, load0 = time.perf_counter(), load_average()
@@ -287,14 +309,6 @@ def _address(engine: Any) -> str:
     if engine is None:
         raise RuntimeError("no engine address: neither configured nor started")
     return str(engine.address)
-
-
-def _query_stage(client: OpenSearch, settings: Settings, config: CurvesConfig) -> list[Any]:
-    mine = query.bench_settings(settings, f"benchcq{uuid.uuid4().hex[:8]}")
-    try:
-        return query_curve(client, mine, config)
-    finally:
-        client.indices.delete(index=f"{mine.namespace}*", ignore_unavailable=True)
 
 
 TABLE_LINES = {
