@@ -68,7 +68,9 @@ def test_json_has_every_curve_with_medians_of_the_runs(
     assert sizes == sorted(set(sizes)) and sizes[0] >= CONFIG.query_events[0]
     for point in query:
         _medians_hold(point)
-        assert 0 < point["merchant_events"] < point["raw_events"] == point["rolled_up_events"]
+        assert 0 < point["merchant_events"] < point["raw_events"]
+        # Every event of a closed hour (a session may spill into the open hour, served raw).
+        assert 0.99 * point["raw_events"] <= point["rolled_up_events"] <= point["raw_events"]
         for report in ("30d_hourly", "90d_daily"):
             for path in ("rollup", "raw"):
                 assert point["median"][f"{report}_{path}_p95_ms"] > 0
