@@ -18,6 +18,7 @@ def register(bench: typer.Typer) -> None:
     bench.command("query")(query)
     bench.command("rollups")(rollups)
     bench.command("api-load")(api_load)
+    bench.command("curves")(curves)
     from bench.reprocess import register_bench
 
     register_bench(bench)
@@ -123,3 +124,41 @@ def api_load(
 
     config = LoadConfig(events, merchants, workers, clients, seconds, warmup_s, mix)
     print(json.dumps(run(config), indent=2))
+
+
+def curves(
+    query_events: str = typer.Option("25000,50000,100000", help="Raw sizes for query p95."),
+    requests: int = typer.Option(40, help="Requests per report, path and run."),
+    batches: str = typer.Option("500,2000,5000", help="Indexer batch sizes (bulk_max_docs)."),
+    index_events: int = typer.Option(20_000, help="Events per indexer run."),
+    rollup_events: str = typer.Option("10000,20000,40000", help="Raw events per rollup run."),
+    runs: int = typer.Option(3, help="Runs per point (the point is their median)."),
+    stages: str = typer.Option("indexer,rollups,query", help="Which curves to measure."),
+    out: Path = typer.Option(Path("docs/bench"), help="Where the JSON and PNG plots go."),
+    stem: str = typer.Option("curves", help="File names: <stem>.json, <stem>-<curve>.png."),
+) -> None:
+    """Query p95 (rollup vs raw) vs data size, indexer CPU-µs/event vs batch size and rollup
+    job cost vs volume: medians of several runs with same-run baselines, JSON + PNGs."""
+    import shlex
+    import signal
+    import sys
+
+    from bench.curves import CurvesConfig, run
+
+    # SIGTERM (a timeout, a CI cancel) must still stop the engines this run started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    from pulse.logs import configure_logging
+    from pulse.settings import get_settings
+
+    def sizes(text: str) -> tuple[int, ...]:
+        return tuple(int(n) for n in text.split(",") if n.strip())
+
+    config = CurvesConfig(
+        query_events=sizes(query_events), requests=requests, index_batches=sizes(batches),
+        index_events=index_events, rollup_events=sizes(rollup_events), runs=runs,
+        stages=tuple(s.strip() for s in stages.split(",") if s.strip()),
+    )  # fmt: skip
+    settings = get_settings()
+    configure_logging("WARNING", settings.log_json)
+    command = "pulse bench curves " + shlex.join(sys.argv[3:] if len(sys.argv) > 3 else [])
+    run(settings, config, out, stem, command.strip())

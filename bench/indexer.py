@@ -54,26 +54,31 @@ def engines(settings: Settings) -> Iterator[Endpoints]:
 
 def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str, Any]:
     with engines(settings) as ep:
-        base = settings.model_copy(
-            update={
-                "opensearch_url": ep.opensearch_url,
-                "kafka_bootstrap": ep.kafka_bootstrap,
-                "kafka_session_timeout_ms": 3000,
-                "kafka_heartbeat_interval_ms": 500,
-            }
-        )
-        ns = f"bench{uuid.uuid4().hex[:8]}"
-        mine = base.model_copy(update={"namespace": ns})
-        events = _events(count, days, seed)
-        client = opensearch_client(ep.opensearch_url, settings.engine_timeout_s)
-        try:
-            baseline_s = _baseline(client, base.model_copy(update={"namespace": ns + "b"}), events)
-            _produce(mine, ep.kafka_bootstrap, events)
-            run = _index(mine, ep, len(events))
-        finally:
-            client.indices.delete(index=f"{ns}*", ignore_unavailable=True)
+        return measure(settings, ep, generate(count, days, seed))
+
+
+def measure(settings: Settings, ep: Endpoints, events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One indexer run over ``events`` against its raw ``_bulk`` baseline, both in fresh
+    namespaces on ``ep`` (deleted afterwards), batches of ``settings.bulk_max_docs``."""
+    base = settings.model_copy(
+        update={
+            "opensearch_url": ep.opensearch_url,
+            "kafka_bootstrap": ep.kafka_bootstrap,
+            "kafka_session_timeout_ms": 3000,
+            "kafka_heartbeat_interval_ms": 500,
+        }
+    )
+    ns = f"bench{uuid.uuid4().hex[:8]}"
+    mine = base.model_copy(update={"namespace": ns})
+    client = opensearch_client(ep.opensearch_url, settings.engine_timeout_s)
+    try:
+        baseline_s = _baseline(client, base.model_copy(update={"namespace": ns + "b"}), events)
+        _produce(mine, ep.kafka_bootstrap, events)
+        run = _index(mine, ep, len(events))
+    finally:
+        client.indices.delete(index=f"{ns}*", ignore_unavailable=True)
     wall = run["wall_s"]
-    result = {
+    return {
         "events": len(events),
         "events_per_s": round(len(events) / wall, 1),
         "cpu_us_per_event": round(run["cpu_s"] / len(events) * 1e6, 2),
@@ -83,10 +88,10 @@ def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str,
         "baseline_s": round(baseline_s, 3),
         **{k: v for k, v in run.items() if k not in ("wall_s", "cpu_s")},
     }
-    return result
 
 
-def _events(count: int, days: int, seed: int) -> list[dict[str, Any]]:
+def generate(count: int, days: int, seed: int) -> list[dict[str, Any]]:
+    """``count`` loadgen events over the last ``days`` days, 1% sent twice (same event_id)."""
     gen = loadgen.Generator(loadgen.LoadSpec(seed=seed, duplicate_rate=0.01))
     now = loadgen.now_ms()
     source = gen.events(count, now - days * DAY_MS, now)

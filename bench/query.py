@@ -62,7 +62,7 @@ def _engine(settings: Settings) -> tuple[OpenSearch, Any]:
     return opensearch_client(engine.address, timeout_s=600), engine
 
 
-def _count(client: OpenSearch, names: Names) -> int:
+def count_events(client: OpenSearch, names: Names) -> int:
     if not client.indices.exists(index=names.events_alias):
         return 0
     return int(client.count(index=names.events_alias)["count"])
@@ -103,6 +103,12 @@ def load(
             _log(f"indexed {done} events in {time.perf_counter() - started:.0f}s")
     client.indices.refresh(index=names.events_alias)
     return time.perf_counter() - started
+
+
+def merchant_events(client: OpenSearch, names: Names) -> int:
+    """How many raw events the timed merchant (the Zipf head) has."""
+    body = {"query": {"term": {"merchant_id": MERCHANT}}}
+    return int(client.count(index=names.events_alias, body=body)["count"])
 
 
 def _keep_arrivals(client: OpenSearch, names: Names, end: int) -> None:
@@ -162,8 +168,10 @@ def measure(
     requests: int,
     funnel_runs: int = 0,
     reports: bool = True,
+    customers: bool = True,
 ) -> dict[str, Any]:
-    """The report cases (unless ``reports`` is false) and, with ``funnel_runs``, the funnels."""
+    """The report cases (unless ``reports`` is false; without the customer cases unless
+    ``customers``) and, with ``funnel_runs``, the funnels."""
     names = names_for(settings)
     key, _ = create_key(client, names, None, admin=True, label="bench")
     # While traffic flows, the indexer keeps today's arrivals bound ahead of the watermark,
@@ -171,13 +179,13 @@ def measure(
     now = int(time.time() * 1000)
     Arrivals(client, names, lookahead_ms=0).cover([now // DAY_MS], now + 3_600_000)
     with TestClient(create_app(settings, client)) as tc:  # runs startup, as a server does
-        out = _measure(tc, key, requests) if reports else {}
+        out = _measure(tc, key, requests, customers) if reports else {}
         if funnel_runs:
             out["funnels"] = funnel.measure(tc, key, client, names, MERCHANT, funnel_runs)
         return out
 
 
-def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
+def _measure(tc: TestClient, key: str, requests: int, customers: bool) -> dict[str, Any]:
     now = int(time.time() * 1000)
     end = now // HOUR_MS * HOUR_MS + HOUR_MS  # include the open hour, as dashboards do
     reports = {
@@ -193,11 +201,25 @@ def _measure(tc: TestClient, key: str, requests: int) -> dict[str, Any]:
         raw = _time(tc, key, {**variables, "f": "RAW"}, requests)
         speedup = raw["p95_ms"] / normal["p95_ms"] if normal["p95_ms"] else None
         out[name] = {"normal": normal, "forced_raw": raw, "p95_speedup": speedup}
+    if not customers:
+        return out
     baseline = out["90d_daily"]["forced_raw"]["p95_ms"]
     for name, case in customer_cases(tc, key, MERCHANT, requests, _iso).items():
         case["p95_vs_90d_daily_raw"] = round(case["p95_ms"] / baseline, 3) if baseline else None
         out[name] = case
     return out
+
+
+def bench_settings(base: Settings, namespace: str) -> Settings:
+    """``base`` for timing reports in ``namespace``: no rate limit, a long request timeout."""
+    return base.model_copy(
+        update={
+            "namespace": namespace,
+            "rate_limit_per_minute": 10**9,
+            "log_json": False,
+            "api_request_timeout_s": 300.0,  # forced-raw reports over months are the slow baseline
+        }
+    )
 
 
 def run(
@@ -211,31 +233,19 @@ def run(
 ) -> None:
     """Load (if needed), build rollups (if available), measure; print one JSON document.
     ``only_funnels``: no rollups and no report cases (funnels read raw events only)."""
-    base = get_settings()
-    settings = base.model_copy(
-        update={
-            "namespace": namespace,
-            "rate_limit_per_minute": 10**9,
-            "log_json": False,
-            "api_request_timeout_s": 300.0,  # forced-raw reports over months are the slow baseline
-        }
-    )
+    settings = bench_settings(get_settings(), namespace)
     client, engine = _engine(settings)
     try:
         names = names_for(settings)
-        present = _count(client, names)
+        present = count_events(client, names)
         load_s = None
         if present < events:
             # Customers join and come back over weeks: the cohort case reads a shop's shape.
             spec = LoadSpec(merchants=merchants, seed=seed, returning=Returning())
             load_s = load(client, settings, names, events - present, spec)
         rollup_s = None if only_funnels else build_rollups(client, settings, names)
-        total = _count(client, names)
-        merchant = int(
-            client.count(
-                index=names.events_alias, body={"query": {"term": {"merchant_id": MERCHANT}}}
-            )["count"]
-        )
+        total = count_events(client, names)
+        merchant = merchant_events(client, names)
         result = {
             "raw_events": total,
             "merchant_events": merchant,

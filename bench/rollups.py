@@ -106,14 +106,8 @@ def measure_cost(
     names = names_for(settings)
     gen = Generator(LoadSpec(merchants=config.merchants, seed=17))
     day = days_ago_ms(2)
-    events = (validate(e) for e in gen.events(config.events, day, day + DAY_MS))
-    started = time.perf_counter()
-    written = RawWriter(client, settings, names).write(events, _now)
-    _log(f"indexed {written} raw events in {time.perf_counter() - started:.0f}s")
-    job = RollupJob(client, settings, names)
-    job.bootstrap()
-    full = _timed_run(job, engine)
-    docs = int(client.count(index=names.rollups_alias)["count"])
+    job, first = full_cost(client, settings, gen, day, config.events, engine)
+    written, full, docs = first["raw_events"], first["full_run"], first["rollup_docs"]
     extra = max(1, config.events // 100)
     late = (validate(e) for e in gen.stream(gen.events(extra, day, day + DAY_MS)))
     RawWriter(client, settings, names).write(late, _now)
@@ -121,16 +115,40 @@ def measure_cost(
     job.release()
     per_m = 1_000_000 / written
     return {
-        "raw_events": written,
-        "merchant_hours": full["report"]["pairs"],
-        "rollup_docs": docs,
+        **first,
         "rollup_docs_per_raw_event": round(docs / written, 4),
-        "full_run": full,
         "wall_s_per_million_raw": round(full["wall_s"] * per_m, 1),
         "engine_cpu_s_per_million_raw": round(full["engine_cpu_s"] * per_m, 1),
         "job_cpu_s_per_million_raw": round(full["job_cpu_s"] * per_m, 1),
         "incremental_run": {"new_raw_events": extra, **incremental},
         **_sketch_sizes(client, names),
+    }
+
+
+def full_cost(
+    client: OpenSearch,
+    settings: Settings,
+    gen: Generator,
+    day: int,
+    events: int,
+    engine: psutil.Process | None,
+) -> tuple[RollupJob, dict[str, Any]]:
+    """Write ``events`` of ``gen`` over the UTC day starting at ``day`` into the raw indices,
+    then roll them all up in one timed run. The job still holds its leases: release it."""
+    names = names_for(settings)
+    events_in = (validate(e) for e in gen.events(events, day, day + DAY_MS))
+    started = time.perf_counter()
+    written = RawWriter(client, settings, names).write(events_in, _now)
+    _log(f"indexed {written} raw events in {time.perf_counter() - started:.0f}s")
+    job = RollupJob(client, settings, names)
+    job.bootstrap()
+    full = _timed_run(job, engine)
+    docs = int(client.count(index=names.rollups_alias)["count"])
+    return job, {
+        "raw_events": written,
+        "merchant_hours": full["report"]["pairs"],
+        "rollup_docs": docs,
+        "full_run": full,
     }
 
 
