@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 
 from bench import query as query_bench
-from bench.api_load import _cpu_s, _free_port, _wait_ready
+from bench.api_load import _cpu_s, _free_port, _wait_ready, api_env
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch, stop_process
@@ -65,16 +65,7 @@ def _reports(end: int) -> dict[str, tuple[int, str]]:
 
 def _start(name: str, checkout: Path, python: str, engine_url: str) -> Server:
     port = _free_port()
-    env = {
-        **os.environ,
-        "PULSE_OPENSEARCH_URL": engine_url,
-        "PULSE_NAMESPACE": NAMESPACE,
-        "PULSE_API_HOST": "127.0.0.1",
-        "PULSE_API_PORT": str(port),
-        "PULSE_RATE_LIMIT_PER_MINUTE": str(10**9),
-        "PULSE_API_REQUEST_TIMEOUT_S": "300",
-        "PULSE_LOG_LEVEL": "WARNING",
-    }
+    env = api_env(engine_url, NAMESPACE, port, timeout_s=300)
     cmd = [python, "-m", "pulsectl.cli", "api"]
     proc = subprocess.Popen(cmd, env=env, cwd=checkout, stdout=subprocess.DEVNULL, process_group=0)
     _wait_ready(port)

@@ -171,17 +171,23 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _start_api(engine_url: str, namespace: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
+def api_env(engine_url: str, namespace: str, port: int, timeout_s: int) -> dict[str, str]:
+    """The environment of a benchmarked `pulse api` on a loopback port: no rate limit (the
+    bench measures cost, not the limiter), warnings only."""
+    return {
         **os.environ,
         "PULSE_OPENSEARCH_URL": engine_url,
         "PULSE_NAMESPACE": namespace,
         "PULSE_API_HOST": "127.0.0.1",
         "PULSE_API_PORT": str(port),
         "PULSE_RATE_LIMIT_PER_MINUTE": str(10**9),
-        "PULSE_API_REQUEST_TIMEOUT_S": "120",
+        "PULSE_API_REQUEST_TIMEOUT_S": str(timeout_s),
         "PULSE_LOG_LEVEL": "WARNING",
     }
+
+
+def _start_api(engine_url: str, namespace: str, port: int) -> subprocess.Popen[bytes]:
+    env = api_env(engine_url, namespace, port, timeout_s=120)
     cmd = [sys.executable, "-m", "pulsectl.cli", "api"]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, process_group=0)
 

@@ -33,7 +33,7 @@ from indexer.batching import ACTION_BYTES, Limits
 from indexer.decode import Bounds
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, Entry, IndexItem, Origin, Outcome
-from indexer.steps.base import Step
+from indexer.steps.base import Forwarding, Step
 from indexer.steps.batch import BatchStep
 from indexer.steps.decode import DecodeStep
 from indexer.steps.write import WriteStep, skipping_cancelled
@@ -118,27 +118,18 @@ class Unconfirmed:
         return out
 
 
-class SelectStep(Step[Batch]):
+class SelectStep(Forwarding[Batch, Selected]):
     """First copies (decision 0011, chosen before the bulk: ``reprocess.firstcopy``)."""
 
     def __init__(self, copies: FirstCopies, next_step: Step[Selected]) -> None:
+        super().__init__(next_step)
         self._copies = copies
-        self._next = next_step
 
     def submit(self, message: Batch) -> None:
         self._next.submit(Selected(message, self._copies.select(message.items)))
 
-    def poll(self) -> None:
-        self._next.poll()
 
-    def joining(self, deadline: float | None) -> Iterator[None]:
-        yield from self._next.joining(deadline)
-
-    def terminate(self) -> None:
-        self._next.terminate()
-
-
-class CheckpointStep(Step[Selected]):
+class CheckpointStep(Forwarding[Selected, Batch]):
     """Tally and run state saved before the write; the chosen items go to the writer as
     batches with no ``_id`` twice (``unique_chunks``)."""
 
@@ -155,8 +146,8 @@ class CheckpointStep(Step[Selected]):
         self._names = names
         self._run = run
         self._tallies = Recorder(client, names, run)
+        super().__init__(next_step)
         self._pending = pending
-        self._next = next_step
         self._after = after
         self._seq = 0
 
@@ -205,15 +196,6 @@ class CheckpointStep(Step[Selected]):
             tallied=len(new),
         )
         run.save(self._client, self._names)
-
-    def poll(self) -> None:
-        self._next.poll()
-
-    def joining(self, deadline: float | None) -> Iterator[None]:
-        yield from self._next.joining(deadline)
-
-    def terminate(self) -> None:
-        self._next.terminate()
 
 
 class ConfirmStep(Step[Outcome]):

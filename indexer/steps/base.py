@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T", contravariant=True)
+U = TypeVar("U", contravariant=True)  # what a forwarding step hands on
 Offsets = dict[int, int]  # partition -> the next offset to read (what a commit stores)
 JOIN_WAIT_S = 0.005
 
@@ -55,6 +56,23 @@ class Step(ABC, Generic[T]):
 
     def terminate(self) -> None:
         """Abandon whatever is in progress now (a crash): none of it becomes durable later."""
+
+
+class Forwarding(Step[T], Generic[T, U]):
+    """A step that does all its work in ``submit`` and hands the result on at once: polling,
+    joining and terminating are the next step's."""
+
+    def __init__(self, next_step: Step[U]) -> None:
+        self._next = next_step
+
+    def poll(self) -> None:
+        self._next.poll()
+
+    def joining(self, deadline: float | None) -> Iterator[None]:
+        yield from self._next.joining(deadline)
+
+    def terminate(self) -> None:
+        self._next.terminate()
 
 
 def expired(deadline: float | None) -> bool:
