@@ -25,6 +25,16 @@ class OEvent:
 
 Steps = list[tuple[str, str | None]]
 
+# What the property tests draw: event kinds (type, status) and the steps a funnel may name
+# (a step without a status matches every payment).
+KINDS: Steps = [
+    ("page_view", None),
+    ("checkout_start", None),
+    ("payment", "succeeded"),
+    ("payment", "failed"),
+]
+STEPS: Steps = [*KINDS, ("payment", None)]
+
 
 def _matches(step: tuple[str, str | None], e: OEvent) -> bool:
     return e.event_type == step[0] and (step[1] is None or e.status == step[1])

@@ -22,7 +22,7 @@ from pulse.naming import Names, day_of
 from pulse.settings import Settings
 from storage.templates import ensure_templates, write_target
 from tests.api.conftest import post
-from tests.api.funnel_oracle import OEvent, funnel_counts
+from tests.api.funnel_oracle import KINDS, STEPS, OEvent, funnel_counts
 from tests.api.helpers import iso
 
 QUERY = """
@@ -41,13 +41,6 @@ BASE = int(
     .timestamp()
     * 1000
 )  # 10 s before a UTC midnight: generated events fall on two days (two indices)
-KINDS = [
-    ("page_view", None),
-    ("checkout_start", None),
-    ("payment", "succeeded"),
-    ("payment", "failed"),
-]
-STEPS = [*KINDS, ("payment", None)]
 MERCHANTS: Iterator[int] = itertools.count()
 
 

@@ -10,15 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from api.funnel import EventRow, FunnelKey, FunnelPlan, Step, conversions, count, extend
-from tests.api.funnel_oracle import OEvent, funnel_counts
-
-KINDS = [
-    ("page_view", None),
-    ("checkout_start", None),
-    ("payment", "succeeded"),
-    ("payment", "failed"),
-]
-STEPS = [*KINDS, ("payment", None)]
+from tests.api.funnel_oracle import KINDS, STEPS, OEvent, funnel_counts
 
 
 @st.composite
