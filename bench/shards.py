@@ -28,11 +28,11 @@ from typing import Any
 import psutil
 from opensearchpy import OpenSearch
 
+from bench.machine import bench_engine
 from bench.rollups import RawWriter, _cpu_s, _self_cpu_s
 from ingest.contract import validate
 from ingest.loadgen import Generator, LoadSpec, days_ago_ms
 from pulse.clients import opensearch_client
-from pulse.engines import Engine, start_opensearch
 from pulse.naming import Names, names_for
 from pulse.settings import Settings, get_settings
 from rollups import compute
@@ -117,13 +117,8 @@ def run(
     events: int, merchants: int, shards: int, workers: list[int], repeat: int
 ) -> dict[str, Any]:
     base = get_settings()
-    engine: Engine | None = None
-    url = base.opensearch_url
-    if not url:
-        engine = start_opensearch()
-        url = engine.address
-    proc = psutil.Process(engine.pid) if engine else None
-    try:
+    with bench_engine(base) as engine:
+        proc, url = engine.process, engine.url
         client = opensearch_client(url, timeout_s=300)
         settings = base.model_copy(
             update={"opensearch_url": url, "namespace": f"benchs{uuid.uuid4().hex[:6]}"}
@@ -142,10 +137,7 @@ def run(
                 done = found[f"{s}x{w}"] = one_config(client, settings, proc, s, w, through)
                 _log(f"round {r + 1}: {s} shards, {w} workers: {done['slowest_wall_s']:.1f}s")
             rounds.append(found)
-        return summarize(written, configs, rounds, engine is not None)
-    finally:
-        if engine:
-            engine.stop()
+        return summarize(written, configs, rounds, engine.embedded)
 
 
 def summarize(
