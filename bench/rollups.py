@@ -180,9 +180,12 @@ def _timed_run(job: RollupJob, engine: psutil.Process | None) -> dict[str, Any]:
 
 
 def _sketch_sizes(client: OpenSearch, names: Names) -> dict[str, Any]:
-    body = {"size": 2000, "_source": [rs.CUSTOMERS_SKETCH], "query": {"match_all": {}}}
+    # Day packs (schema 3+) share the alias and carry no sketch: only hour documents count.
+    no_packs = {"bool": {"must_not": [{"term": {rs.LEVEL: rs.LEVEL_DAY}}]}}
+    body = {"size": 2000, "_source": [rs.CUSTOMERS_SKETCH], "query": no_packs}
     hits = client.search(index=names.rollups_alias, body=body)["hits"]["hits"]
-    sizes = sorted(len(h["_source"][rs.CUSTOMERS_SKETCH]) * 3 // 4 for h in hits)
+    sketches = (h["_source"].get(rs.CUSTOMERS_SKETCH) for h in hits)
+    sizes = sorted(len(s) * 3 // 4 for s in sketches if s)
     if not sizes:
         return {}
     return {"sketch_bytes_median": sizes[len(sizes) // 2], "sketch_bytes_max": sizes[-1]}
