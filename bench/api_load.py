@@ -37,6 +37,7 @@ import psutil
 
 from bench import query as query_bench
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
+from ingest.loadgen_rates import load_demo_rates
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch, stop_process
 from pulse.keystore import create_key
@@ -44,10 +45,13 @@ from pulse.naming import names_for
 from pulse.settings import get_settings
 
 METRICS = "[EVENTS, PAYMENTS, GROSS_SALES, NET_SALES, PAYMENT_SUCCESS_RATE]"
+# Money in one reporting currency, as a dashboard with a currency chosen asks: loadgen merchants
+# take several currencies, and money over mixed currencies without one is BAD_USER_INPUT.
 QUERY = (
-    "query($m: ID!, $s: DateTime!, $e: DateTime!, $g: Granularity!, $by: [Dimension!]!) {"
+    "query($m: ID!, $s: DateTime!, $e: DateTime!, $g: Granularity!, $by: [Dimension!]!,"
+    " $cur: String) {"
     " metrics(merchantId: $m, range: {start: $s, end: $e}, granularity: $g, groupBy: $by,"
-    f" limit: 5, metrics: {METRICS}) {{ series {{ group {{ value }}"
+    f" limit: 5, metrics: {METRICS}, reportingCurrency: $cur) {{ series {{ group {{ value }}"
     " points { start complete values { value } } } totals { value } meta { sources } } }"
 )
 
@@ -82,6 +86,7 @@ class LoadConfig:
     mix: str = "dashboard"
     zipf_s: float = 1.1
     seed: int = 7
+    reporting_currency: str = "USD"  # "" asks without one (mixed-currency money then fails)
 
     def weights(self) -> dict[str, float]:
         if self.mix == "dashboard":
@@ -101,7 +106,7 @@ def _iso(ms: int) -> str:
     return str(query_bench._iso(ms))
 
 
-def _variables(kind: Kind, merchant: str, end: int) -> dict[str, Any]:
+def _variables(kind: Kind, merchant: str, end: int, currency: str) -> dict[str, Any]:
     start = end - int(kind.days * DAY_MS)
     if kind.granularity == "DAY":
         start = start // DAY_MS * DAY_MS
@@ -111,6 +116,7 @@ def _variables(kind: Kind, merchant: str, end: int) -> dict[str, Any]:
         "e": _iso(end),
         "g": kind.granularity,
         "by": list(kind.group_by),
+        "cur": currency or None,
     }
 
 
@@ -135,7 +141,8 @@ def _client(
 
         def ask() -> tuple[str, float, str | None]:
             name = rng.choices(kinds, shares)[0]
-            body = {"query": QUERY, "variables": _variables(KINDS[name], pick_merchant(), end)}
+            variables = _variables(KINDS[name], pick_merchant(), end, config.reporting_currency)
+            body = {"query": QUERY, "variables": variables}
             started = time.perf_counter()
             response = http.post(url, json=body)
             return name, (time.perf_counter() - started) * 1000, _error_of(response)
@@ -301,6 +308,7 @@ def run(config: LoadConfig) -> dict[str, Any]:
         spec = LoadSpec(merchants=config.merchants, seed=config.seed)
         query_bench.load(client, settings, names, config.events, spec)
         query_bench.build_rollups(client, settings, names)
+        load_demo_rates(client, names, history_days=query_bench.HISTORY_DAYS)
         key, _ = create_key(client, names, None, admin=True, label="api-load")
         ports = [_free_port() for _ in range(config.workers)]
         apis = [_start_api(engine.address, settings.namespace, port) for port in ports]

@@ -34,6 +34,7 @@ from pulse.settings import Settings, get_settings
 from storage.arrivals import Arrivals
 from storage.templates import ensure_templates, write_target
 
+HISTORY_DAYS = 90  # the loaded history: events over the last 90 days (the 90-day report)
 MERCHANT = "m00000"  # rank 1 of the Zipf distribution: the biggest merchant
 METRICS = "[EVENTS, PAYMENTS, GROSS_SALES, NET_SALES, PAYMENT_SUCCESS_RATE]"
 QUERY = (
@@ -74,7 +75,7 @@ def _actions(
     gen = Generator(spec)
     targets: dict[Any, str] = {}
     in_sessions = round(events * SESSION_SHARE)
-    start = end - 90 * DAY_MS
+    start = end - HISTORY_DAYS * DAY_MS
     stream = itertools.chain(
         gen.events(events - in_sessions, start, end), shop_sessions(gen, in_sessions, start, end)
     )
@@ -90,7 +91,7 @@ def _actions(
 def load(
     client: OpenSearch, settings: Settings, names: Names, events: int, spec: LoadSpec
 ) -> float:
-    """Bulk-write ``events`` loadgen events over the last 90 days; seconds taken."""
+    """Bulk-write ``events`` loadgen events over the last HISTORY_DAYS days; seconds taken."""
     ensure_templates(client, settings, names)
     end = int(time.time() * 1000) // HOUR_MS * HOUR_MS
     _keep_arrivals(client, names, end)
@@ -115,7 +116,7 @@ def _keep_arrivals(client: OpenSearch, names: Names, end: int) -> None:
     """What the indexer records before writing (storage.arrivals): per day, a bound of the newest
     ingested_at — here each day's last event time + the 2 s stamping delay of ``_actions``."""
     keeper = Arrivals(client, names, lookahead_ms=0)
-    for day in range((end - 90 * DAY_MS) // DAY_MS, end // DAY_MS + 1):
+    for day in range((end - HISTORY_DAYS * DAY_MS) // DAY_MS, end // DAY_MS + 1):
         keeper.cover([day], min((day + 1) * DAY_MS, end) + 2000)
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 
+from ingest.loadgen_rates import HISTORY_DAYS, load_demo_rates
 from pulse.clients import Endpoints, ensure_topics, opensearch_client, stack_file
 from pulse.engines import (
     EmbeddedEngines,
@@ -37,7 +38,6 @@ from pulse.engines import (
 from pulse.keystore import create_key, ensure_keys_index
 from pulse.naming import names_for
 from pulse.settings import Settings
-from pulsectl.demo_fx import HISTORY_DAYS, load_demo_rates
 from storage.templates import ensure_templates
 
 log = logging.getLogger("pulsectl.stack")

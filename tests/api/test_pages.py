@@ -35,9 +35,9 @@ from api.keys import create_key
 from bench.browser import launch
 from ingest.contract import validate
 from ingest.loadgen import Generator, LoadSpec
+from ingest.loadgen_rates import demo_rates
 from pulse.naming import Names
 from pulse.settings import Settings
-from pulsectl.demo_fx import demo_rates
 from rollups.job import catch_up
 from storage import fx
 from tests.api.helpers import index_events

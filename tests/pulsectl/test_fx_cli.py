@@ -9,10 +9,10 @@ from opensearchpy import OpenSearch
 from typer.testing import CliRunner
 
 from ingest.loadgen import CURRENCIES
+from ingest.loadgen_rates import HISTORY_DAYS, demo_rates
 from pulse.naming import names_for
 from pulse.settings import Settings
 from pulsectl.cli import app
-from pulsectl.demo_fx import HISTORY_DAYS, demo_rates
 from storage import fx
 
 
