@@ -70,7 +70,10 @@ def indexer(
 
 
 def query(
-    events: int = typer.Option(5_000_000, help="Raw events to generate (skipped if present)."),
+    events: int = typer.Option(
+        5_000_000,
+        help="Raw events to load into an empty namespace (one with at least as many is reused).",
+    ),
     requests: int = typer.Option(200, help="Requests per report and source."),
     merchants: int = typer.Option(200),
     seed: int = typer.Option(7),

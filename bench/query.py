@@ -223,6 +223,21 @@ def bench_settings(base: Settings, namespace: str) -> Settings:
     )
 
 
+def to_load(present: int, events: int, namespace: str) -> bool:
+    """Whether to load ``events`` into ``namespace`` (empty), or reuse what it holds (at least
+    as many). A partial namespace is refused: topping it up would draw the same seeded events
+    again (the same ids, overwritten, not added) and stamp them as arrived in hours the
+    rollups have already closed, so the reports would not measure what a fresh load gives."""
+    if present == 0:
+        return True
+    if present < events:
+        raise SystemExit(
+            f"namespace {namespace!r} holds {present} raw events, fewer than --events {events}: "
+            f"delete its indices ({namespace}*) or pass another --namespace to load afresh"
+        )
+    return False
+
+
 def run(
     events: int,
     requests: int,
@@ -238,12 +253,11 @@ def run(
     client, engine = _engine(settings)
     try:
         names = names_for(settings)
-        present = count_events(client, names)
         load_s = None
-        if present < events:
+        if to_load(count_events(client, names), events, namespace):
             # Customers join and come back over weeks: the cohort case reads a shop's shape.
             spec = LoadSpec(merchants=merchants, seed=seed, returning=Returning())
-            load_s = load(client, settings, names, events - present, spec)
+            load_s = load(client, settings, names, events, spec)
         rollup_s = None if only_funnels else build_rollups(client, settings, names)
         total = count_events(client, names)
         merchant = merchant_events(client, names)
