@@ -6,9 +6,10 @@ the bound is raised to ``stamp + lookahead`` so a busy day costs one small write
 ``lookahead``, not one per batch. Documents ``arrivals.<YYYY.MM.DD>`` in the state index,
 raised by compare-and-set (several writers), read with one realtime ``mget``.
 
-Readers (rollups.state.dirty_hours) ask only the days whose bound is above the rollup
-watermark W, or that have no bound (written before this existed, or by a writer that does not
-keep it): a day whose bound is <= W received nothing after W (docs/decisions/0048).
+Readers (rollups.state.dirty_hours; in the API, api.resolve and api.sources) ask only the
+days whose bound is above the rollup watermark W, or that have no bound (written before this
+existed, or by a writer that does not keep it): a day whose bound is <= W received nothing
+after W (docs/decisions/0048).
 """
 
 from __future__ import annotations
