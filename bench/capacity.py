@@ -384,7 +384,9 @@ def inputs_table(inp: dict[str, Input]) -> list[str]:
     return rows
 
 
-PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
+Row = tuple[str, str, int, str]  # (figure key, label, decimals, what drives it)
+
+PLAN_ROWS: tuple[Row, ...] = (
     ("peak", "lunch peak P (events/s)", 0, "lunch_share x events/day / 3600"),
     ("capacity", "capacity C = P / utilization (events/s)", 0, "utilization"),
     ("mb_s", "Kafka ingress at C (MB/s)", 1, "message_bytes"),
@@ -433,13 +435,21 @@ PLAN_ROWS: tuple[tuple[str, str, int, str], ...] = (
 )
 
 
-def plan_table(inp: dict[str, Input]) -> list[str]:
-    plans = [plan(volume, inp) for volume in VOLUMES]
-    head = " | ".join(f"{volume / 1e9:.0f} B/day" for volume in VOLUMES)
-    rows = [f"| figure | {head} | driven by |", "|---|" + "---|" * len(VOLUMES) + "---|"]
-    for key, label, digits, driver in PLAN_ROWS:
+def figures_table(
+    plans: list[dict[str, float]], volumes: tuple[float, ...], figures: tuple[Row, ...]
+) -> list[str]:
+    """A markdown table: one row per figure, one column per volume (events/day)."""
+    head = " | ".join(f"{volume / 1e9:.0f} B/day" for volume in volumes)
+    rows = [f"| figure | {head} | driven by |", "|---|" + "---|" * len(volumes) + "---|"]
+    for key, label, digits, driver in figures:
         cells = " | ".join(_n(p[key], digits) for p in plans)
         rows.append(f"| {label} | {cells} | {driver} |")
+    return rows
+
+
+def plan_table(inp: dict[str, Input]) -> list[str]:
+    plans = [plan(volume, inp) for volume in VOLUMES]
+    rows = figures_table(plans, VOLUMES, PLAN_ROWS)
     for p in plans:  # shard size check: 10-50 GB per shard
         p["shard_gb"] = p["raw_day_gb"] / p["raw_shards_day"]
     sizes = " | ".join(_n(p["shard_gb"], 1) for p in plans)

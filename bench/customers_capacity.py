@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from bench.capacity import Input
+from bench.capacity import Input, Row, figures_table
 from ingest.loadgen import WEEK_MS, Generator, LoadSpec, Returning
 from pulse.clock import parse_instant
 from storage import first_purchases as fp
@@ -116,7 +116,7 @@ def customer_plan(events_per_day: float, inp: dict[str, Input]) -> dict[str, flo
     }
 
 
-ROWS: tuple[tuple[str, str, int, str], ...] = (
+ROWS: tuple[Row, ...] = (
     ("new_day", "new merchant-customers per day", 0, "paid_share x new_share"),
     ("docs", "**documents** (merchant-customers kept)", 0, "customer_years"),
     ("primary_gb", "primary GB", 1, "customer_doc_bytes"),
@@ -129,10 +129,4 @@ ROWS: tuple[tuple[str, str, int, str], ...] = (
 
 
 def customers_table(inp: dict[str, Input], volumes: tuple[float, ...]) -> list[str]:
-    plans = [customer_plan(volume, inp) for volume in volumes]
-    head = " | ".join(f"{volume / 1e9:.0f} B/day" for volume in volumes)
-    rows = [f"| figure | {head} | driven by |", "|---|" + "---|" * len(volumes) + "---|"]
-    for key, label, digits, driver in ROWS:
-        cells = " | ".join(f"{p[key]:,.{digits}f}" for p in plans)
-        rows.append(f"| {label} | {cells} | {driver} |")
-    return rows
+    return figures_table([customer_plan(volume, inp) for volume in volumes], volumes, ROWS)
