@@ -12,7 +12,6 @@ from __future__ import annotations
 import importlib
 import itertools
 import json
-import statistics
 import sys
 import time
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from opensearchpy import OpenSearch, helpers
 from api.app import create_app
 from api.keys import create_key
 from bench import funnel
-from bench.query_customers import customer_cases
+from bench.query_customers import customer_cases, timed
 from ingest.contract import validate
 from ingest.loadgen import DAY_MS, HOUR_MS, Generator, LoadSpec, Returning, shop_sessions
 from pulse.clients import opensearch_client, read_stack
@@ -132,31 +131,12 @@ def build_rollups(client: OpenSearch, settings: Settings, names: Names) -> float
 
 
 def _time(tc: TestClient, key: str, variables: dict[str, Any], n: int) -> dict[str, Any]:
-    latencies: list[float] = []
-    took: list[float] = []  # meta.tookMs: planning + engine + merge, without GraphQL/HTTP
     sources: set[str] = set()
-    for _ in range(n):
-        started = time.perf_counter()
-        r = tc.post(
-            "/graphql",
-            json={"query": QUERY, "variables": variables},
-            headers={"Authorization": f"Bearer {key}"},
-        )
-        latencies.append((time.perf_counter() - started) * 1000)
-        body = r.json()
-        if r.status_code != 200 or body.get("errors"):
-            raise RuntimeError(f"bench query failed: {r.text[:500]}")
-        sources.update(body["data"]["metrics"]["meta"]["sources"])
-        took.append(float(body["data"]["metrics"]["meta"]["tookMs"]))
-    q = statistics.quantiles(latencies, n=100)
-    t = statistics.quantiles(took, n=100)
-    return {
-        "p50_ms": round(q[49], 1),
-        "p95_ms": round(q[94], 1),
-        "report_p50_ms": round(t[49], 1),
-        "report_p95_ms": round(t[94], 1),
-        "sources": sorted(sources),
-    }
+    figures = timed(
+        tc, key, QUERY, variables, n, "metrics", lambda a: sources.update(a["meta"]["sources"])
+    )
+    del figures["answer"]
+    return {**figures, "sources": sorted(sources)}
 
 
 def _iso(ms: int) -> str:

@@ -29,11 +29,19 @@ NEW_RETURNING = (
 )
 
 
-def _time(
-    tc: TestClient, key: str, query: str, variables: dict[str, Any], n: int, field: str
+def timed(
+    tc: TestClient,
+    key: str,
+    query: str,
+    variables: dict[str, Any],
+    n: int,
+    field: str,
+    each: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """``n`` requests of ``query``: client-side and ``meta.tookMs`` p50/p95 and the last
+    answer's ``field``; ``each`` sees every answer. Any error stops the bench."""
     latencies: list[float] = []
-    took: list[float] = []
+    took: list[float] = []  # meta.tookMs: planning + engine + merge, without GraphQL/HTTP
     answer: dict[str, Any] = {}
     for _ in range(n):
         started = time.perf_counter()
@@ -48,6 +56,8 @@ def _time(
             raise RuntimeError(f"bench query failed: {r.text[:500]}")
         answer = body["data"][field]
         took.append(float(answer["meta"]["tookMs"]))
+        if each is not None:
+            each(answer)
     q, t = statistics.quantiles(latencies, n=100), statistics.quantiles(took, n=100)
     return {
         "p50_ms": round(q[49], 1),
@@ -72,12 +82,12 @@ def customer_cases(
     out: dict[str, Any] = {}
     for name, (query, field, start, end) in cases.items():
         variables = {"m": merchant, "s": iso(start), "e": iso(end)}
-        _time(tc, key, query, variables, 5, field)
-        timed = _time(tc, key, query, variables, requests, field)
-        answer = timed.pop("answer")
+        timed(tc, key, query, variables, 5, field)
+        figures = timed(tc, key, query, variables, requests, field)
+        answer = figures.pop("answer")
         if field == "cohorts":
-            timed["first_cohorts"] = answer["cohorts"][:3]
+            figures["first_cohorts"] = answer["cohorts"][:3]
         else:
-            timed["totals"] = [v["value"] for v in answer["totals"]]
-        out[name] = timed
+            figures["totals"] = [v["value"] for v in answer["totals"]]
+        out[name] = figures
     return out
