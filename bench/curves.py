@@ -98,27 +98,66 @@ def _ratio(value: float | None, base: float | None) -> float | None:
 
 
 def query_curve(
-    client: OpenSearch, settings: Settings, config: CurvesConfig
-) -> list[dict[str, Any]]:
+    client: OpenSearch,
+    settings: Settings,
+    config: CurvesConfig,
+    engine: psutil.Process | None = None,
+    on_point: Callable[[list[dict[str, Any]], list[dict[str, Any]]], None] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Per size, a fresh namespace: load, roll everything up, time the reports ``runs``
     times, delete it. Sizes cannot be interleaved (a load and its full rollup are the costly
-    part), so each point's baseline is the raw path timed in the same run."""
+    part), so each point's baseline is the raw path timed in the same run.
+
+    With the embedded ``engine``'s process, a size its memory would not hold (the growth per
+    event measured at the largest point so far, against the machine's available memory) is
+    not loaded: it is returned among the skipped sizes with the reason (as are larger ones).
+    ``on_point`` sees the points (and skipped sizes) after each size, so a long run that
+    stops keeps what it measured. Returns (points, skipped)."""
     points: list[dict[str, Any]] = []
+    skipped: list[dict[str, Any]] = []
+    per_event = 0.0  # engine bytes per loaded event, from the largest point measured
     for size in config.query_events:
+        reason = _too_big(per_event, size, psutil.virtual_memory().available) if engine else None
+        if reason is not None:  # and so for every larger size
+            skipped.append({"raw_events": size, "reason": reason})
+            _log(f"query: {size} raw events skipped: {skipped[-1]['reason']}")
+            continue
         # Not one namespace topped up: ``query.load`` stamps events as ingested in the past
         # (their own time + 2 s, with arrival bounds to match), so a second load lands below
         # the rollup watermark and ``catch_up`` would not see it.
         mine = query.bench_settings(settings, f"benchcq{uuid.uuid4().hex[:8]}")
+        rss_before = engine.memory_info().rss if engine else 0
         try:
             points.append(_query_point(client, mine, config, size))
+            if engine:
+                grown = engine.memory_info().rss - rss_before
+                points[-1]["engine_rss_gb"] = round(engine.memory_info().rss / 1e9, 2)
+                per_event = max(per_event, grown / size)
         finally:
             client.indices.delete(index=f"{mine.namespace}*", ignore_unavailable=True)
+        if on_point is not None:
+            on_point(points, skipped)
     base = points[0]["median"]
     for point in points:
         point["ratio_to_smallest"] = {
             k: _ratio(v, base[k]) for k, v in point["median"].items() if k.endswith("p95_ms")
         }
-    return points
+    return points, skipped
+
+
+MEMORY_HEADROOM = 0.75  # of the available memory a load may take: the OS, the bench, the rest
+
+
+def _too_big(per_event_bytes: float, size: int, available_bytes: int) -> str | None:
+    """Why the engine cannot load ``size`` more events, or None when it fits (or no growth
+    has been measured yet: the first size always runs)."""
+    need = per_event_bytes * size
+    if need <= available_bytes * MEMORY_HEADROOM:
+        return None
+    return (
+        f"engine memory: about {need / 1e9:.1f} GB needed ({per_event_bytes / 1e3:.1f} KB per "
+        f"event measured), {available_bytes / 1e9:.1f} GB available"
+    )
 
 
 def _query_point(
@@ -294,16 +333,22 @@ def run(settings: Settings, config: CurvesConfig, out: Path, stem: str, command:
             "config": asdict(config),
             "load_start": load_average(),
         }
-        stages: dict[str, Callable[[], list[dict[str, Any]]]] = {
-            "indexer": lambda: indexer_curve(mine, Endpoints(os_url, kafka), config),
-            "rollups": lambda: rollup_curve(client, mine, engine, config),
-            "query": lambda: query_curve(client, mine, config),
+
+        def partial(points: list[dict[str, Any]], skipped: list[dict[str, Any]]) -> None:
+            doc["query"] = {"points": points, "skipped": skipped, "partial": True}
+            path.write_text(json.dumps(doc, indent=2) + "\n")
+
+        stages: dict[str, Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]]]]] = {
+            "indexer": lambda: (indexer_curve(mine, Endpoints(os_url, kafka), config), []),
+            "rollups": lambda: (rollup_curve(client, mine, engine, config), []),
+            "query": lambda: query_curve(client, mine, config, engine, partial),
         }
         for name in config.stages:
             t0, load0 = time.perf_counter(), load_average()
-            points = stages[name]()
+            points, skipped = stages[name]()
             doc[name] = {
                 "points": points,
+                "skipped": skipped,
                 "load_before": load0,
                 "load_after": load_average(),
                 "seconds": round(time.perf_counter() - t0, 1),
@@ -342,4 +387,8 @@ def table(doc: dict[str, Any]) -> str:
     for stage, line in TABLE_LINES.items():
         for p in doc.get(stage, {}).get("points", []):
             lines.append(line.format(p=p, m={"engine_cpu_s": None, **p["median"]}))
+        for skipped in doc.get(stage, {}).get("skipped", []):
+            lines.append(
+                f"{stage} {skipped['raw_events']:>9} events: skipped ({skipped['reason']})"
+            )
     return "\n".join(lines)

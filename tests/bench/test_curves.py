@@ -7,11 +7,15 @@ import json
 import statistics
 import struct
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
+import psutil
 import pytest
+from opensearchpy import OpenSearch
 
-from bench.curves import SCHEMA, CurvesConfig, run, table
+from bench import curves
+from bench.curves import SCHEMA, CurvesConfig, _too_big, run, table
 from pulse.settings import Settings
 
 CONFIG = CurvesConfig(
@@ -104,3 +108,39 @@ def test_three_pngs_are_drawn(produced: tuple[dict[str, Any], Path, str]) -> Non
     _, out, _ = produced
     for curve in ("query", "indexer", "rollups"):
         assert _png_size(out / f"c-{curve}.png") == (1100, 450)
+
+
+def test_a_size_the_engine_memory_cannot_hold_is_skipped_with_the_reason() -> None:
+    assert _too_big(0.0, 600_000, 1) is None  # nothing measured yet: the first size runs
+    assert _too_big(20_000.0, 100_000, 8 * 10**9) is None  # 2 GB of 8
+    reason = _too_big(20_000.0, 600_000, 8 * 10**9)  # 12 GB of 8
+    assert reason is not None and "12.0 GB needed" in reason and "8.0 GB available" in reason
+
+
+def test_the_query_curve_keeps_each_point_and_stops_where_memory_ends(
+    settings: Settings, os_client: OpenSearch,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # An engine that grows 100 MB each time it is looked at, on a machine with 100 MB free:
+    # the first size is measured (no growth known yet), the next two are not loaded.
+    rss = iter(range(10**9, 10**10, 10**8))
+    engine = cast(
+        psutil.Process, SimpleNamespace(memory_info=lambda: SimpleNamespace(rss=next(rss)))
+    )
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=10**8))
+    seen: list[tuple[int, int]] = []
+    config = CurvesConfig(
+        query_events=(300, 600, 1200), requests=2, runs=1, merchants=10,
+        index_batches=(50, 100), rollup_events=(200, 400),
+    )  # fmt: skip
+    points, skipped = curves.query_curve(
+        os_client, settings, config, engine, lambda p, s: seen.append((len(p), len(s)))
+    )
+    assert [p["raw_events"] for p in points] == [300] and points[0]["engine_rss_gb"] > 0
+    assert [s["raw_events"] for s in skipped] == [600, 1200]
+    # 600 events at the 100 MB grown over 300: 0.2 GB, more than 0.75 of the 0.1 GB free.
+    assert skipped[0]["reason"] == (
+        "engine memory: about 0.2 GB needed (333.3 KB per event measured), 0.1 GB available"
+    )
+    assert skipped[1]["reason"].startswith("engine memory: about 0.4 GB needed")
+    assert seen == [(1, 0)]  # written after the measured point
