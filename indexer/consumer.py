@@ -258,13 +258,16 @@ class Indexer:
 
     def _await_writer(self) -> None:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
-        either fetching is paused or no batch is open, so no age limit runs out meanwhile):
-        wait up to WRITER_WAIT_S for it to finish a batch rather than polling again at once.
+        either fetching is paused, or no batch is open, or the open one is full and held for
+        the writer's queue: no age limit runs out meanwhile): wait up to WRITER_WAIT_S for it
+        to take or finish a batch rather than polling again at once.
         The outcome is then passed on by this loop iteration (commit, resume fetching); a
         batch the chain held is handed over at once, so this iteration's feed can go on."""
         chains = self.chains
-        if chains is None or not chains.writing or (chains.gathering and not self.paused):
+        if chains is None or not chains.writing:
             return
+        if chains.gathering and not (self.paused or chains.holding):
+            return  # an open batch that may still close by age: keep the short poll
         if chains.wait(WRITER_WAIT_S):
             with contextlib.suppress(WriterFailed):  # the loop's own chain.poll() reports it
                 self._chain().poll()
