@@ -54,7 +54,12 @@ POLL_S = 0.05
 # indexer's cost per event in `pulse bench indexer`. So the loop polls at POLL_S only while
 # records flow or a batch is open; otherwise it waits (docs/decisions/0235):
 IDLE_POLL_S = 0.5  # nothing open or in flight: new records still end the poll at once
-WRITER_WAIT_S = 0.25  # batches at the writer, nothing fetched: wait for an outcome instead
+# Only the writer can move the chain: poll without a timeout (≈ 0.3-0.5 ms against ≈ 1-1.5 ms
+# for a 50 ms one, which loops inside kafka-python), then wait for the writer's progress, which
+# wakes the loop at once. Each poll of unpaused partitions also sends fetches (≈ 6-11 ms CPU/s
+# polling every 0.25 s, ≈ 3.6 every 1 s), so the wait is long; records arriving meanwhile are
+# fetched at the writer's next step or within WRITER_WAIT_S (docs/decisions/0258).
+WRITER_WAIT_S = 1.0
 LAG_EVERY_S = 1.0
 BLOCKED_CHECK_S = 2.0  # how often a blocked partition looks for the operator's decision
 
@@ -215,9 +220,12 @@ class Indexer:
         assert self.consumer is not None
         chains = self.chains
         idle = chains is not None and not (chains.writing or chains.gathering or self.backlog)
+        timeout_s = IDLE_POLL_S if idle else POLL_S
+        if self._waits_for_writer():
+            timeout_s = 0.0  # the wait is on the writer (``_await_writer``), not in here
         try:
             polled: dict[Any, list[Any]] = self.consumer.poll(
-                timeout_ms=int((IDLE_POLL_S if idle else POLL_S) * 1000), update_offsets=True
+                timeout_ms=int(timeout_s * 1000), update_offsets=True
             )
         except Exception as exc:
             bad = locate(exc)
@@ -258,16 +266,26 @@ class Indexer:
 
     def _await_writer(self) -> None:
         """Nothing came from Kafka and the chain waits for the writer (batches in flight, and
-        either fetching is paused or no batch is open, so no age limit runs out meanwhile):
-        wait up to WRITER_WAIT_S for it to finish a batch rather than polling again at once.
+        either fetching is paused, or no batch is open, or the open one is full and held for
+        the writer's queue: no age limit runs out meanwhile): wait up to WRITER_WAIT_S for it
+        to take or finish a batch rather than polling again at once.
         The outcome is then passed on by this loop iteration (commit, resume fetching); a
         batch the chain held is handed over at once, so this iteration's feed can go on."""
         chains = self.chains
-        if chains is None or not chains.writing or (chains.gathering and not self.paused):
+        if chains is None or not self._waits_for_writer():
             return
         if chains.wait(WRITER_WAIT_S):
             with contextlib.suppress(WriterFailed):  # the loop's own chain.poll() reports it
                 self._chain().poll()
+
+    def _waits_for_writer(self) -> bool:
+        """Only the writer's progress can move the chain: batches are at the writer and no
+        open batch may close by age (none is open, or fetching is paused, or the open one is
+        full and held for the writer's queue)."""
+        chains = self.chains
+        if chains is None or not chains.writing:
+            return False
+        return not chains.gathering or self.paused or chains.holding
 
     # --- undecodable batches (docs/decisions/0110) -----------------------------------------
 

@@ -57,16 +57,17 @@ def decode(
     out_of_bounds = bounds.check(occurred_at_ms, now_ms)
     if out_of_bounds is not None:
         return DeadLetter(origin, "bounds", *out_of_bounds)
+    # Where the message lies in Kafka: a reprocessing run fetches a range's later arrivals by
+    # these instead of scanning the log (docs/decisions/0131).
     if isinstance(parsed, Document):  # the live indexer: the document straight from the bytes
-        doc = parsed.fields  # Event.to_doc without ingested_at
+        body = parsed.body(origin.partition, origin.offset)
     else:
         assert mapping is not None
         doc = mapping(parsed, 0)
         doc.pop("ingested_at", None)  # stamped right before each bulk attempt, see stamp()
-    # Where the message lies in Kafka: a reprocessing run fetches a range's later arrivals by
-    # these instead of scanning the log (docs/decisions/0131).
-    doc["kafka_partition"], doc["kafka_offset"] = origin.partition, origin.offset
-    return IndexItem(origin, doc_id, occurred_at_ms // DAY_MS, orjson.dumps(doc))
+        doc["kafka_partition"], doc["kafka_offset"] = origin.partition, origin.offset
+        body = orjson.dumps(doc)
+    return IndexItem(origin, doc_id, occurred_at_ms // DAY_MS, body)
 
 
 def stamp(body: bytes, ingested_at_ms: int) -> bytes:

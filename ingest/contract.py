@@ -167,14 +167,61 @@ def parse_message(raw: bytes) -> Event | Rejection:
     )  # fmt: skip
 
 
+class RawDoc(msgspec.Struct, omit_defaults=True):
+    """The raw-index document as the indexer writes it: ``Event.to_doc`` without
+    ``ingested_at`` (same keys, same order; None and empty attributes left out), then where
+    the message lies in Kafka (docs/decisions/0131), set by the indexer. msgspec encodes it
+    straight from the struct, about 4x cheaper than building a dict for orjson
+    (docs/decisions/0258)."""
+
+    event_id: str
+    merchant_id: str
+    event_type: str
+    occurred_at: int
+    shipped_at: int | None = None
+    customer_id: str | None = None
+    session_id: str | None = None
+    amount_milli: int | None = None
+    currency: str | None = None
+    status: str | None = None
+    payment_method: str | None = None
+    store_id: str | None = None
+    country: str | None = None
+    channel: str | None = None
+    device: str | None = None
+    decline_code: str | None = None
+    customer_hash: int | None = None
+    attributes: dict[str, str] | None = None
+    kafka_partition: int = -1  # never left out: a message's partition and offset are >= 0
+    kafka_offset: int = -1
+
+
+_ENCODER = msgspec.json.Encoder()
+_DOC_FIELDS = RawDoc.__struct_fields__[:-2]  # the document's own keys (no Kafka position)
+
+
 @dataclass(slots=True)
 class Document:
-    """What the indexer needs of a valid message: ``fields`` is ``Event.to_doc`` without
-    ``ingested_at`` (same keys, same order), plus the event's _id and occurred_at."""
+    """What the indexer needs of a valid message: its _id, occurred_at and document."""
 
     doc_id: str
     occurred_at_ms: int
-    fields: dict[str, Any]
+    doc: RawDoc
+
+    def body(self, partition: int, offset: int) -> bytes:
+        """The JSON document with the message's Kafka position (a non-empty object)."""
+        doc = self.doc
+        doc.kafka_partition = partition
+        doc.kafka_offset = offset
+        return _ENCODER.encode(doc)
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """``Event.to_doc`` without ``ingested_at``: the keys ``body`` writes before the
+        Kafka position, in the same order."""
+        doc = self.doc
+        values = ((key, getattr(doc, key)) for key in _DOC_FIELDS)
+        return {key: value for key, value in values if value is not None}
 
 
 def parse_document(raw: bytes) -> Document | Rejection:
@@ -185,43 +232,21 @@ def parse_document(raw: bytes) -> Document | Rejection:
         parsed = _parse_precisely(raw)
         if isinstance(parsed, Rejection):
             return parsed
-        doc = parsed.to_doc(0)
-        del doc["ingested_at"]
+        e, cid = parsed, parsed.customer_id
+        doc = RawDoc(
+            e.event_id, e.merchant_id, e.event_type, e.occurred_at_ms, e.shipped_at_ms, cid,
+            e.session_id, e.amount_milli, e.currency, e.status, e.payment_method, e.store_id,
+            e.country, e.channel, e.device, e.decline_code,
+            None if cid is None else customer_hash(cid), e.attributes or None,
+        )  # fmt: skip
         return Document(parsed.doc_id, parsed.occurred_at_ms, doc)
     w, occurred, shipped, amount = accepted
-    doc = {
-        "event_id": w.event_id, "merchant_id": w.merchant_id, "event_type": w.event_type,
-        "occurred_at": occurred,
-    }  # fmt: skip
-    # Event.to_doc's key order: the optional fields in declaration order, then the hash.
-    if shipped is not None:
-        doc["shipped_at"] = shipped
-    if w.customer_id is not None:
-        doc["customer_id"] = w.customer_id
-    if w.session_id is not None:
-        doc["session_id"] = w.session_id
-    if amount is not None:
-        doc["amount_milli"] = amount
-    if w.currency is not None:
-        doc["currency"] = w.currency
-    if w.status is not None:
-        doc["status"] = w.status
-    if w.payment_method is not None:
-        doc["payment_method"] = w.payment_method
-    if w.store_id is not None:
-        doc["store_id"] = w.store_id
-    if w.country is not None:
-        doc["country"] = w.country
-    if w.channel is not None:
-        doc["channel"] = w.channel
-    if w.device is not None:
-        doc["device"] = w.device
-    if w.decline_code is not None:
-        doc["decline_code"] = w.decline_code
-    if w.customer_id is not None:
-        doc["customer_hash"] = _customer_hash_cached(w.customer_id)
-    if w.attributes:
-        doc["attributes"] = w.attributes
+    cid = w.customer_id
+    doc = RawDoc(
+        w.event_id, w.merchant_id, w.event_type, occurred, shipped, cid, w.session_id, amount,
+        w.currency, w.status, w.payment_method, w.store_id, w.country, w.channel, w.device,
+        w.decline_code, None if cid is None else _customer_hash_cached(cid), w.attributes or None,
+    )  # fmt: skip
     return Document(document_id(w.merchant_id, w.event_id), occurred, doc)
 
 

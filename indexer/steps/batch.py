@@ -25,6 +25,12 @@ class BatchStep(Step[Entry]):
     def open(self) -> Batch:
         return self._batcher.open
 
+    @property
+    def held(self) -> bool:
+        """The open batch is full and was refused: only the next step's progress moves it
+        (no age limit applies to it any more)."""
+        return self._held
+
     def submit(self, message: Entry) -> None:
         if self._held and not self.flush():
             raise MessageRejected

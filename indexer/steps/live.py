@@ -74,6 +74,12 @@ class LiveChains:
         """The newest chain's open batch holds entries (it closes by count, bytes or age)."""
         return self._batch is not None and len(self._batch.open) > 0
 
+    @property
+    def holding(self) -> bool:
+        """The newest chain's open batch is full and the writer's queue refused it: it moves
+        on only when the writer takes a batch, however often the loop polls."""
+        return self._batch is not None and self._batch.held
+
     def wait(self, timeout_s: float) -> bool:
         """Wait for the writer to finish a batch, at most ``timeout_s``; True when it did."""
         return self.worker.wait(timeout_s)

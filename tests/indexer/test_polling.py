@@ -51,6 +51,7 @@ class StubChains:
 
     writing: bool = False
     gathering: bool = False
+    holding: bool = False
     progress: bool = False
     waits: list[float] = field(default_factory=list)
 
@@ -105,9 +106,23 @@ def test_with_batches_at_the_writer_and_nothing_fetched_the_loop_waits_for_an_ou
     indexer, consumer = _loop(chains, backlog)
     indexer._step()
     indexer._step()
-    assert consumer.timeouts == [int(loop.POLL_S * 1000)] * 2
+    # The first poll of a refused batch still has the short timeout (not paused yet); a poll
+    # followed by a wait for the writer has none.
+    assert consumer.timeouts == [int(loop.POLL_S * 1000)] * (2 - waits) + [0] * waits
     assert chains.waits == [loop.WRITER_WAIT_S] * waits
     assert indexer.paused == bool(backlog)
+
+
+def test_a_full_batch_held_for_the_writer_waits_for_it_even_with_nothing_to_pause() -> None:
+    """The last records of a burst filled a batch the writer's queue refused: no record is
+    left to refuse (nothing to pause) and no age limit applies, so polling Kafka every 50 ms
+    would only cost CPU until the writer takes a batch (``pulse bench indexer``'s tail)."""
+    chains = StubChains(writing=True, gathering=True, holding=True)
+    indexer, consumer = _loop(chains)
+    indexer._step()
+    assert consumer.timeouts == [0]
+    assert chains.waits == [loop.WRITER_WAIT_S]
+    assert not indexer.paused
 
 
 def test_an_open_batch_keeps_the_short_poll_so_its_age_limit_is_kept() -> None:
@@ -171,9 +186,16 @@ def test_live_chains_tell_an_open_batch_from_batches_at_the_writer() -> None:
     chain.submit(Rec(0, 0, _payment("p0", _at())))
     assert chains.gathering and not chains.writing
     chain.submit(Rec(0, 1, _payment("p1", _at())))  # full: handed to the writer's queue
-    assert not chains.gathering and chains.writing
+    assert not chains.gathering and chains.writing and not chains.holding
+    chain.submit(Rec(0, 2, _payment("p2", _at())))
+    assert chains.gathering and not chains.holding  # open, not full: its age limit runs
+    chain.submit(Rec(0, 3, _payment("p3", _at())))  # the queue (depth 2) is full now...
+    assert not chains.gathering and not chains.holding
+    for offset in (4, 5):  # ...so the next full batch is held
+        chain.submit(Rec(0, offset, _payment(f"p{offset}", _at())))
+    assert chains.gathering and chains.holding
     chains.create(lambda _offsets, _n: None)  # a new assignment: a new, empty open batch
-    assert not chains.gathering and chains.writing
+    assert not chains.gathering and chains.writing and not chains.holding
 
 
 @dataclass

@@ -195,6 +195,9 @@ def check(raw: bytes) -> None:
     del expected["ingested_at"]
     assert _encoded(doc.fields) == _encoded(expected)
     assert (doc.doc_id, doc.occurred_at_ms) == (old.doc_id, old.occurred_at_ms)
+    # The bytes the indexer writes: the same document, then the Kafka position.
+    written = orjson.loads(doc.body(3, 41))
+    assert _encoded(written) == _encoded({**expected, "kafka_partition": 3, "kafka_offset": 41})
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
