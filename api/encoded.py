@@ -15,9 +15,10 @@ encoding them was ~8 ms of API CPU per report; a repeated report now costs one k
 lookup per point. Keys are content, not versions: nothing to invalidate, and the same hour of
 two merchants with the same counters shares an entry.
 
-Memory is bounded by entries: two generations of at most ``MAX_ENTRIES`` each per generated
-list function; when the newer one fills up the older one is dropped (an item found in the
-older one is carried over to the newer), so what dashboards keep asking stays.
+Memory is bounded by entries over the process (``MEMO``, shared by every generated list
+function): two generations of at most ``MAX_ENTRIES`` each; when the newer one fills up the
+older one is dropped (an item found in the older one is carried over to the newer), so what
+dashboards keep asking stays.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import orjson
 
 Complete = Callable[[Any], Any]  # a runtime value -> its completed (JSON-ready) value
 Table = dict[Hashable, bytes]
-MAX_ENTRIES = 40_000  # per generation and list function; ~0.5 KB an entry (key + JSON)
+MAX_ENTRIES = 60_000  # per generation; ~0.3-0.5 KB an entry (key + JSON): <= ~60 MB in all
 
 
 class Keyed(Sequence[Any]):
@@ -48,7 +49,9 @@ class Keyed(Sequence[Any]):
 
 
 class Memo:
-    """The remembered JSON of the items of one generated list completion (one selection)."""
+    """Remembered JSON of list items, per (item completion function, list type, context): a
+    generated item function is one selection shape (api.plain), so its fields, aliases and
+    order are part of what an entry is relative to."""
 
     def __init__(self, limit: int = MAX_ENTRIES) -> None:
         self.limit = limit
@@ -62,7 +65,7 @@ class Memo:
     def encode(self, items: Keyed, complete: Complete) -> orjson.Fragment:
         """The JSON array of ``complete(item)`` for every item, as a Fragment. Raises what
         ``complete`` raises (api.plain's ``Slow``: graphql-core's path takes over)."""
-        context = (type(items), items.context())
+        context = (complete, type(items), items.context())
         with self._lock:
             new = self._new.setdefault(context, {})
             old = self._old.get(context, {})
@@ -77,7 +80,8 @@ class Memo:
                 key = keys[i]
                 part = None if key is None else old.get(key)
                 if part is None:
-                    part = dumps(complete(items[i]))
+                    # orjson's bytes keep its 4 KB buffer; a slice is the exact size to keep.
+                    part = dumps((complete(items[i]),))[1:-1]
                     completed += 1
                 if key is not None:
                     new[key] = part
@@ -99,3 +103,6 @@ class Memo:
         with self._lock:
             tables = [*self._new.values(), *self._old.values()]
         return sum(len(t) for t in tables)
+
+
+MEMO = Memo()  # the process's one memo (api.plain's generated list functions share it)

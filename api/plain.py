@@ -28,7 +28,7 @@ from typing import Any
 from graphql import GraphQLEnumType, GraphQLLeafType, GraphQLObjectType, GraphQLSchema, Undefined
 from graphql.type.scalars import serialize_boolean, serialize_float, serialize_string
 
-from api.encoded import Keyed, Memo
+from api.encoded import MEMO, Keyed
 
 Complete = Callable[[Any], Any]  # a runtime value -> its completed (JSON-ready) value
 # graphql-core's output coercions that return a value of exactly this type unchanged (floats:
@@ -132,7 +132,7 @@ class _Source:
             self.count += 1
             complete_item = f"_item{self.count}"
             self.defs.append(f"def {complete_item}({item}):\n    return {inner}")
-            other = self.bind(_keyed_or_not_a_list(non_null, Memo()), "_keyed")
+            other = self.bind(_keyed_or_not_a_list(non_null), "_keyed")
             return (
                 f"([{inner} for {item} in {var}] if {is_list} else {other}({var}, {complete_item}))"
             )
@@ -179,14 +179,15 @@ def _of_objects(shape: Shape) -> bool:
     return isinstance(shape.of if isinstance(shape, NonNull) else shape, Object)
 
 
-def _keyed_or_not_a_list(non_null: bool, memo: Memo) -> Callable[[Any, Complete], Any]:
-    """A list value that is not a list or tuple: a Keyed one is encoded through ``memo``
-    (one per generated list, so per selection); anything else as ``_not_a_list``."""
+def _keyed_or_not_a_list(non_null: bool) -> Callable[[Any, Complete], Any]:
+    """A list value that is not a list or tuple: a Keyed one is encoded through the memo
+    (api.encoded: its entries are relative to the item function, so to the selection);
+    anything else as ``_not_a_list``."""
     not_a_list = _not_a_list(non_null)
 
     def keyed(value: Any, complete_item: Complete) -> Any:
         if isinstance(value, Keyed):
-            return memo.encode(value, complete_item)
+            return MEMO.encode(value, complete_item)
         return not_a_list(value)
 
     return keyed

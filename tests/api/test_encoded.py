@@ -272,8 +272,13 @@ class Items(Keyed):
         return self.keys
 
 
-def _encode(memo: Memo, keys: Sequence[int], built: list[int]) -> bytes:
-    complete: Callable[[Any], Any] = lambda item: item  # noqa: E731
+def _as_is(item: Any) -> Any:
+    return item
+
+
+def _encode(
+    memo: Memo, keys: Sequence[int], built: list[int], complete: Callable[[Any], Any] = _as_is
+) -> bytes:
     return bytes(orjson.dumps([memo.encode(Items(keys, built), complete)]))
 
 
@@ -288,6 +293,14 @@ def test_the_memo_is_bounded_and_keeps_what_is_asked_again() -> None:
     assert built.count(100) == 1
     assert _encode(memo, [100], built) == b'[[{"n":100}]]'  # dropped long ago: built again
     assert built.count(100) == 2
+
+
+def test_entries_are_relative_to_the_item_function() -> None:
+    """Another selection (another generated item function) never reads this one's JSON."""
+    memo, built = Memo(), list[int]()
+    assert _encode(memo, [1], built) == b'[[{"n":1}]]'
+    assert _encode(memo, [1], built, lambda item: {"m": item["n"]}) == b'[[{"m":1}]]'
+    assert built == [1, 1]
 
 
 def test_points_are_their_list() -> None:
