@@ -128,7 +128,7 @@ def _bump(cells: Cells, rng: random.Random) -> Cells:
     return {**cells, key: changed}
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     name=st.sampled_from(sorted(PLANS)),
     seed=st.integers(min_value=0, max_value=2**32),
