@@ -174,7 +174,9 @@ def shape(
     took_ms: int,
     currencies: Currencies | None = None,
 ) -> Report:
-    """Every bucket of every chosen group (zeros where no data), plus totals and meta."""
+    """Every bucket of every chosen group (zeros where no data), plus totals and meta. The
+    points are read from ``cells`` when the answer is completed (``Points``): the cells must
+    not change after this call."""
     plan, split = resolved.plan, resolved.split
     money = currencies or Currencies()
     keys: tuple[GroupKey, ...] = groups if groups is not None else ((),)
