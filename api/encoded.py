@@ -67,7 +67,10 @@ class Memo:
         ``complete`` raises (api.plain's ``Slow``: graphql-core's path takes over)."""
         context = (complete, type(items), items.context())
         with self._lock:
-            new = self._new.setdefault(context, {})
+            new = self._new.get(context)
+            if new is None:  # a table counts as an entry: contexts alone cannot grow unbounded
+                new = self._new[context] = {}
+                self._held += 1
             old = self._old.get(context, {})
         keys = items.item_keys()
         parts: list[bytes | None] = list(map(new.get, keys))  # None: not remembered, or no key

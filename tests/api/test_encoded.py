@@ -295,6 +295,31 @@ def test_the_memo_is_bounded_and_keeps_what_is_asked_again() -> None:
     assert built.count(100) == 2
 
 
+def test_contexts_count_against_the_bound() -> None:
+    """Lists without any key still add a context each: those are bounded too."""
+    memo = Memo(limit=10)
+    for n in range(100):
+        memo.encode(Unkeyed([n]), _selection())
+        assert len(memo._new) + len(memo._old) <= 2 * memo.limit + 2
+
+
+def _selection() -> Callable[[Any], Any]:
+    """A new item function, as a new selection shape has."""
+
+    def complete(item: Any) -> Any:
+        return item
+
+    return complete
+
+
+class Unkeyed(Items):
+    def item_keys(self) -> list[None]:  # type: ignore[override]
+        return [None] * len(self.keys)
+
+    def __init__(self, keys: Sequence[int]) -> None:
+        super().__init__(keys, [])
+
+
 def test_entries_are_relative_to_the_item_function() -> None:
     """Another selection (another generated item function) never reads this one's JSON."""
     memo, built = Memo(), list[int]()
