@@ -39,6 +39,8 @@ class Keyed(Sequence[Any]):
     """A list value whose items are fixed by keys: equal keys within equal contexts are items
     whose completions are equal. A key of None: no key, the item is completed every time."""
 
+    __slots__ = ()
+
     @abstractmethod
     def context(self) -> Hashable:
         """What every key of this list is relative to (e.g. metrics, currencies, zone)."""
