@@ -28,6 +28,8 @@ from typing import Any
 from graphql import GraphQLEnumType, GraphQLLeafType, GraphQLObjectType, GraphQLSchema, Undefined
 from graphql.type.scalars import serialize_boolean, serialize_float, serialize_string
 
+from api.encoded import MEMO, Keyed
+
 Complete = Callable[[Any], Any]  # a runtime value -> its completed (JSON-ready) value
 # graphql-core's output coercions that return a value of exactly this type unchanged (floats:
 # when finite).
@@ -122,9 +124,18 @@ class _Source:
         if isinstance(shape, ListOf):
             item = f"_x{depth}"
             inner = self.expr(shape.item, item, False, depth + 1)
-            other = self.bind(_not_a_list(non_null), "_nolist")
             is_list = f"type({var}) is list or type({var}) is tuple"
-            return f"([{inner} for {item} in {var}] if {is_list} else {other}({var}))"
+            if not _of_objects(shape.item):
+                other = self.bind(_not_a_list(non_null), "_nolist")
+                return f"([{inner} for {item} in {var}] if {is_list} else {other}({var}))"
+            # A list of objects may be Keyed (api.encoded): its items' JSON is remembered.
+            self.count += 1
+            complete_item = f"_item{self.count}"
+            self.defs.append(f"def {complete_item}({item}):\n    return {inner}")
+            other = self.bind(_keyed_or_not_a_list(non_null), "_keyed")
+            return (
+                f"([{inner} for {item} in {var}] if {is_list} else {other}({var}, {complete_item}))"
+            )
         if isinstance(shape, Object):
             return f"{self.function(shape, non_null)}({var})"
         return repr(shape.value)
@@ -162,6 +173,24 @@ class _Source:
         lines.append("    return {" + ", ".join(items) + "}")
         self.defs.append("\n".join(lines))
         return name
+
+
+def _of_objects(shape: Shape) -> bool:
+    return isinstance(shape.of if isinstance(shape, NonNull) else shape, Object)
+
+
+def _keyed_or_not_a_list(non_null: bool) -> Callable[[Any, Complete], Any]:
+    """A list value that is not a list or tuple: a Keyed one is encoded through the memo
+    (api.encoded: its entries are relative to the item function, so to the selection);
+    anything else as ``_not_a_list``."""
+    not_a_list = _not_a_list(non_null)
+
+    def keyed(value: Any, complete_item: Complete) -> Any:
+        if isinstance(value, Keyed):
+            return MEMO.encode(value, complete_item)
+        return not_a_list(value)
+
+    return keyed
 
 
 def _not_a_list(non_null: bool) -> Complete:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Hashable, Sequence
 from datetime import datetime
 from enum import Enum
-from typing import Annotated, Any, NamedTuple, cast
+from typing import Annotated, Any, NamedTuple, cast, overload
 from zoneinfo import ZoneInfo
 
 import strawberry
@@ -28,6 +29,7 @@ from api import customers, funnel_read, funnel_schema, model, planner, report, s
 from api import funnel as funnels
 from api.authcache import KeyGuard
 from api.budget import Cost
+from api.encoded import Keyed
 from api.engine import engine_errors
 from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
@@ -456,7 +458,41 @@ def _start(ts_ms: int, tz: ZoneInfo) -> datetime:
     return instant
 
 
-def _points(points: list[report.Point], tz: ZoneInfo) -> list[Point]:
+class _ServedPoints(Keyed):
+    """A series' ``api.report.Points`` served as ``_Point`` items, each built only when read:
+    the plain executor encodes the list through its keys (api.encoded) and builds only the
+    points it has not encoded before; graphql-core's path reads it like a list."""
+
+    __slots__ = ("_points", "_tz")
+
+    def __init__(self, points: report.Points, tz: ZoneInfo) -> None:
+        self._points, self._tz = points, tz
+
+    def __len__(self) -> int:
+        return len(self._points)
+
+    @overload
+    def __getitem__(self, i: int) -> _Point: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[_Point]: ...
+    def __getitem__(self, i: int | slice) -> _Point | list[_Point]:
+        if isinstance(i, slice):
+            return [self._serve(p) for p in self._points[i]]
+        return self._serve(self._points[i])
+
+    def _serve(self, p: report.Point) -> _Point:
+        return _Point(_start(p.start_ms, self._tz), p.values, p.complete)
+
+    def context(self) -> Hashable:
+        return self._points.context(), self._tz.key
+
+    def item_keys(self) -> list[report.PointKey | None]:
+        return self._points.item_keys()
+
+
+def _points(points: Sequence[report.Point], tz: ZoneInfo) -> list[Point]:
+    if isinstance(points, report.Points):
+        return cast("list[Point]", _ServedPoints(points, tz))
     start = _start
     return cast(
         "list[Point]", [_Point(start(p.start_ms, tz), p.values, p.complete) for p in points]

@@ -2,8 +2,10 @@
 
 ``python -m bench.api_shape [--runs N]`` times, in this process: ``timebuckets.boundaries``
 for a 30-day hourly range in UTC and in Asia/Kolkata, ``report.shape`` of the served 30-day
-hourly report (720 buckets x 5 metrics, ungrouped, every bucket with data) and
-``timebuckets.iso`` of its 720 bucket starts (what api.schema.to_graphql does per point).
+hourly report (720 buckets x 5 metrics, ungrouped, every bucket with data) with its points'
+content keys (what a remembered answer costs, decision 0250) and with every point built (what
+the first answer, or graphql-core's path, costs), and ``timebuckets.iso`` of its 720 bucket
+starts.
 After setup, everything alive is frozen out of the GC (``gc.freeze()``, as api.app's startup
 does), so collections walk only what the timed calls allocate. Prints one JSON document: the
 median and minimum ms per call over N timed runs.
@@ -54,9 +56,19 @@ def cases() -> dict[str, Callable[[], object]]:
         "boundaries_30d_hourly_kolkata": lambda: timebuckets.boundaries(
             start, end, hour, kolkata, 10_000
         ),
-        "shape_720x5_ungrouped": lambda: report.shape(resolved, cells, None, 0),
+        "shape_720x5_ungrouped_keys": lambda: _keys(report.shape(resolved, cells, None, 0)),
+        "shape_720x5_ungrouped_built": lambda: list(
+            report.shape(resolved, cells, None, 0).series[0].points
+        ),
         "iso_720_utc": lambda: [timebuckets.iso(ms, utc) for ms in starts],
     }
+
+
+def _keys(shaped: report.Report) -> object:
+    """What a remembered answer costs of shaping: the points' keys (decision 0250)."""
+    points = shaped.series[0].points
+    assert isinstance(points, report.Points)
+    return points.item_keys()
 
 
 def measure(fn: Callable[[], object], runs: int) -> dict[str, float]:

@@ -3,8 +3,10 @@
 On the real engine: a report asked twice is served from memory the second time and is byte
 for byte the answer of an app without the cache; after a late event (dirty hour), a new
 rollup run (the pack rewritten) and a pack rewritten with W unchanged (a rebuild during a
-reprocess hold), the cached app answers the new data at once. With a stub engine: the key's
-edges (an engine without sequence numbers, the bound, off).
+reprocess hold), the cached app answers the new data at once. Every answer is also compared
+with an app without any remembered answer at all: cells off and graphql-core's executor, so no
+remembered point JSON either (api.encoded, decision 0250). With a stub engine: the key's edges
+(an engine without sequence numbers, the bound, off).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from api import dsl, planner
 from api.app import create_app
 from api.cache import ROLLUP_CELLS, RollupCells
 from api.cells import Cell
+from api.masking import CodedErrors
 from api.model import HOUR_MS, Granularity, Metric
+from api.schema import build_schema
 from api.sources import Cells, Ctx
 from pulse.naming import Names
 from pulse.settings import Settings
@@ -65,10 +69,16 @@ def day(api_client: OpenSearch, api_settings: Settings, api_names: Names) -> int
 
 @pytest.fixture
 def apps(api_settings: Settings, api_client: OpenSearch) -> Iterator[tuple[TestClient, ...]]:
-    """The app as it runs (cache on) and one without the cache, over the same engine."""
+    """The app as it runs (cache on), one without the cell cache, and one remembering nothing
+    (no cell cache, graphql-core's executor), over the same engine."""
     ROLLUP_CELLS.clear()
     off = api_settings.model_copy(update={"api_rollup_cache_cells": 0})
-    yield TestClient(create_app(api_settings, api_client)), TestClient(create_app(off, api_client))
+    reference = build_schema([CodedErrors], plain_executor=False)
+    yield (
+        TestClient(create_app(api_settings, api_client)),
+        TestClient(create_app(off, api_client)),
+        TestClient(create_app(off, api_client, schema=reference)),
+    )
     ROLLUP_CELLS.clear()
 
 
@@ -87,7 +97,8 @@ def _ask(http: TestClient, key: str, day: int) -> tuple[str, dict[str, Any]]:
 def _same_as_uncached(apps: tuple[TestClient, ...], key: str, day: int) -> dict[str, Any]:
     cached, report = _ask(apps[0], key, day)
     uncached, _ = _ask(apps[1], key, day)
-    assert cached == uncached
+    reference, _ = _ask(apps[2], key, day)
+    assert cached == uncached == reference
     return report
 
 
