@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import orjson
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 from opensearchpy import OpenSearch
+from opensearchpy.serializer import JSONSerializer
 
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
@@ -53,12 +56,45 @@ def resolve_endpoints(settings: Settings) -> Endpoints:
     return Endpoints(opensearch_url=os_url, kafka_bootstrap=kafka)
 
 
-def opensearch_client(url: str, timeout_s: float = 30.0) -> OpenSearch:
-    # One kept connection per client (urllib3's default). 40 removed the "Connection pool is
-    # full, discarding connection" churn under concurrent API requests, but made
-    # tests/indexer/test_faults.py's rebalance test stall in 3 of 7 runs against osmem (0 of 6
-    # with one): not understood yet, so not changed (docs/benchmarks.md, API under load).
-    return OpenSearch(hosts=[url], timeout=timeout_s, max_retries=0, retry_on_timeout=False)
+LONG_DIGITS = re.compile(r"\d{20}")
+
+
+class FastJSON(JSONSerializer):
+    """opensearch-py's JSON serializer, reading answers with orjson (several times faster than
+    the standard library on the API's engine answers).
+
+    The same values for every answer the stock one reads: what orjson refuses (NaN, Infinity,
+    anything not JSON) is read by the stock ``loads``, which answers or fails as before; so is
+    text with a run of 20 or more digits, where an integer may lie beyond 64 bits (orjson
+    would read it as a float; the engine's own numbers never get there). Request bodies are
+    still written by the stock ``dumps``: orjson writes NaN as null where the stock one writes
+    a token the engine refuses, and they are small."""
+
+    def loads(self, s: str) -> Any:
+        if LONG_DIGITS.search(s) is None:
+            try:
+                return orjson.loads(s)
+            except orjson.JSONDecodeError:
+                pass
+        return super().loads(s)
+
+
+def opensearch_client(url: str, timeout_s: float = 30.0, *, connections: int = 1) -> OpenSearch:
+    """A client of the engine at ``url``: no retries (callers decide), orjson (``FastJSON``).
+
+    ``connections``: how many connections it keeps open for reuse; a request beyond them opens
+    (and then closes) one of its own. The default keeps urllib3's one: a pool of 40 for every
+    client made tests/indexer/test_faults.py's rebalance test stall in 3 of 7 runs against
+    osmem (0 of 6 with one), not understood yet (docs/benchmarks.md, API under load). The API,
+    whose reports read side by side, asks for more (api.app, decision 0254)."""
+    return OpenSearch(
+        hosts=[url],
+        timeout=timeout_s,
+        max_retries=0,
+        retry_on_timeout=False,
+        serializer=FastJSON(),
+        pool_maxsize=connections,
+    )
 
 
 def ensure_topics(settings: Settings, bootstrap: str, names: Names | None = None) -> None:
