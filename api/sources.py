@@ -118,6 +118,13 @@ def read_state(ctx: Ctx) -> state.View:
         return state.view(ctx.client, ctx.names)
 
 
+def read_state_and_bounds(ctx: Ctx, days: Iterable[int]) -> tuple[state.View, dict[int, int]]:
+    """The rollup state and holds, and the arrival bounds of ``days``: one ``mget``
+    (rollups.state.view_and_bounds)."""
+    with engine_errors("rollup state read"):
+        return state.view_and_bounds(ctx.client, ctx.names, days)
+
+
 def arrival_bounds(ctx: Ctx, days: Iterable[int]) -> dict[int, int]:
     """Per UTC day the newest ``ingested_at`` written there, where known (storage.arrivals)."""
     with engine_errors("rollup state read"):
