@@ -161,6 +161,8 @@ class View:
         return state.watermark if state and state.schema == SCHEMA_VERSION else None
 
     def held(self, hours: set[int]) -> set[int]:
+        if not self.holds:  # the usual case: not a pass over every hour of a report
+            return set()
         return {h for h in hours if any(hold.covers(h) for hold in self.holds)}
 
 
@@ -351,8 +353,11 @@ def candidate_hours(
 def unsettled(hours: set[int], known: dict[int, int], watermark: int) -> set[int]:
     """Those of ``hours`` whose day may hold an event ingested after W: the day's arrivals
     bound (``known``, storage.arrivals) is above W, or unknown (pure)."""
-    changed = {d for d in {h // DAY_MS for h in hours} if known.get(d, watermark + 1) > watermark}
-    return {h for h in hours if h // DAY_MS in changed}
+    days = {h // DAY_MS for h in hours}
+    changed = {d for d in days if known.get(d, watermark + 1) > watermark}
+    if len(changed) == len(days):  # none settled (or none at all): every hour
+        return set(hours)
+    return {h for h in hours if h // DAY_MS in changed} if changed else set()
 
 
 def dirty_hours(

@@ -15,6 +15,7 @@ from api.sources import Ctx
 from pulse.clock import DAY_MS
 from pulse.naming import Names
 from pulse.settings import Settings
+from rollups import state
 from storage import arrivals, late_events
 from storage.rollup_schema import SCHEMA_VERSION
 
@@ -131,3 +132,14 @@ def test_force_raw_reads_no_state() -> None:
     resolved = resolve.resolve(ctx(engine), plan(force_raw=True)).settle()
     assert resolved.split.raw == ((DAY, DAY + 24 * HOUR_MS),) and not resolved.split.rollups
     assert engine.calls == []
+
+
+def test_only_hours_of_days_not_settled_at_w_are_searched() -> None:
+    hours = {DAY + i * HOUR_MS for i in range(48)}
+    first, second = DAY // DAY_MS, DAY // DAY_MS + 1
+    assert state.unsettled(hours, {first: W}, W) == {h for h in hours if h >= DAY + DAY_MS}
+    assert state.unsettled(hours, {first: W + 1, second: W}, W) == hours - {
+        h for h in hours if h >= DAY + DAY_MS
+    }
+    assert state.unsettled(hours, {}, W) == hours  # no bound: never settled
+    assert state.unsettled(hours, {first: W, second: W - 5}, W) == set()
