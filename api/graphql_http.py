@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 GRAPHQL = "/graphql"
 KNOWN = frozenset({GRAPHQL, "/healthz", "/readyz", "/metrics"})
+CLIENT_GONE = 499  # the status counted for a request that got no answer: its client left
 SUB_RESPONSE = "pulse.sub_response"  # the scope key GraphQLPost hands strawberry's sub-response in
 
 
@@ -109,7 +110,8 @@ class Observe:
                 raise  # the answer has begun: nothing else can be sent on it
             await internal(label)(scope, receive, sent)
         self.latency.labels(label).observe(time.perf_counter() - started)
-        self.requests.labels(label, str(sent.status or 500)).inc()
+        # Nothing sent: the client went away before its request was read (RequestLimits).
+        self.requests.labels(label, str(sent.status or CLIENT_GONE)).inc()
 
 
 class _Sent:

@@ -3,14 +3,18 @@ injection, exactly as strawberry's FastAPI route answers it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.app import create_app
-from api.graphql_http import GraphQLPost
+from api.graphql_http import GraphQLPost, Observe
 from api.keys import create_key
 from pulse.naming import Names
 from pulse.settings import Settings
@@ -70,3 +74,54 @@ def test_only_post_to_graphql_takes_the_fast_path(
     for method in ("PUT", "PATCH", "DELETE"):
         ours, theirs = fast.request(method, "/graphql"), routed.request(method, "/graphql")
         assert (ours.status_code, ours.content) == (theirs.status_code, theirs.content)
+
+
+async def _silent(scope: Scope, receive: Receive, send: Send) -> None:
+    return None  # as RequestLimits does when the client leaves before its body is read
+
+
+async def _fails_before(scope: Scope, receive: Receive, send: Send) -> None:
+    raise RuntimeError("secret")
+
+
+async def _fails_after(scope: Scope, receive: Receive, send: Send) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    raise RuntimeError("secret")
+
+
+def observed(app: ASGIApp) -> tuple[list[Message], CollectorRegistry, BaseException | None]:
+    """What ``Observe`` around ``app`` sends for one POST /graphql, its metrics, and what it
+    raised."""
+    registry = CollectorRegistry()
+    requests = Counter("r", "r", ["path", "status"], registry=registry)
+    latency = Histogram("l", "l", ["path"], registry=registry)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/graphql", "headers": [],
+             "query_string": b""}  # fmt: skip
+    try:
+        asyncio.run(Observe(app, requests, latency, 1000)(scope, receive, send))
+    except RuntimeError as raised:
+        return sent, registry, raised
+    return sent, registry, None
+
+
+def count(registry: CollectorRegistry, status: str) -> float | None:
+    return registry.get_sample_value("r_total", {"path": "/graphql", "status": status})
+
+
+def test_the_observer_counts_every_ending() -> None:
+    sent, registry, raised = observed(_silent)
+    assert sent == [] and raised is None and count(registry, "499") == 1
+    sent, registry, raised = observed(_fails_before)
+    body = json.loads(b"".join(m.get("body", b"") for m in sent))
+    assert sent[0]["status"] == 200 and body["errors"][0]["extensions"]["code"] == "INTERNAL"
+    assert raised is None and "secret" not in str(body) and count(registry, "200") == 1
+    sent, registry, raised = observed(_fails_after)  # begun: nothing else can be sent
+    assert [m["type"] for m in sent] == ["http.response.start"] and raised is not None
