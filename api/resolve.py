@@ -6,8 +6,9 @@ it plans with, the rules it judges hours by (``candidate_hours``, ``unsettled``,
 by the execution stage (api.sources); nothing here writes DSL or touches the engine.
 
 Late events are rare and touch recent hours, so resolution is speculative: ``resolve`` splits
-on the candidate hours (closed at W, not held; one ``mget``) and starts the search for hours
-changed by events ingested after W, which runs alongside the report's reads. ``settle`` waits
+on the candidate hours (closed at W, not held; one ``mget``, which also reads the arrival
+bounds of the range's days) and, for rollup hours on days not settled at W, starts the search
+for hours changed by events ingested after W, which runs alongside the report's reads. ``settle`` waits
 for it and, only when it found some, splits again without them: the same planner rule
 (``planner.split_sources``) on fewer servable hours, never a second planning of the request.
 """
