@@ -8,9 +8,10 @@ by the execution stage (api.sources); nothing here writes DSL or touches the eng
 Late events are rare and touch recent hours, so resolution is speculative: ``resolve`` splits
 on the candidate hours (closed at W, not held; one ``mget``, which also reads the arrival
 bounds of the range's days) and, for rollup hours on days not settled at W, starts the search
-for hours changed by events ingested after W, which runs alongside the report's reads. ``settle`` waits
-for it and, only when it found some, splits again without them: the same planner rule
-(``planner.split_sources``) on fewer servable hours, never a second planning of the request.
+for hours changed by events ingested after W, which runs alongside the report's reads.
+``settle`` waits for it and, only when it found some, splits again without them: the same
+planner rule (``planner.split_sources``) on fewer servable hours, never a second planning of
+the request.
 """
 
 from __future__ import annotations
