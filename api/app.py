@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,9 +27,9 @@ from strawberry.fastapi import GraphQLRouter
 
 from api.authcache import KeyGuard
 from api.budget import CostBudget
-from api.errors import Code
 from api.executor import KnownDocuments
-from api.http_limits import RequestLimits, refuse_get, too_large
+from api.graphql_http import GRAPHQL, SUB_RESPONSE, GraphQLPost, Observe
+from api.http_limits import RequestLimits
 from api.masking import CodedErrors
 from api.observability import OperationMetrics
 from api.pages import add_pages, html
@@ -41,7 +40,6 @@ from pulse.clients import opensearch_client, resolve_endpoints
 from pulse.naming import names_for
 from pulse.settings import Settings
 
-log = logging.getLogger(__name__)
 # Per request: error codes; valid query texts skip parse and validation (api.schema); the
 # cost budget, priced before execution (api.budget).
 EXTENSIONS: list[Any] = [CodedErrors, KnownDocuments, CostBudget]
@@ -53,6 +51,12 @@ class Router(GraphQLRouter[Context, None]):
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return html("graphiql.html")
+
+    async def get_sub_response(self, request: Request) -> Response:
+        """The sub-response api.graphql_http.GraphQLPost made for this request (strawberry's
+        route keeps the last one injected on the router, shared by concurrent requests)."""
+        made = request.scope.get(SUB_RESPONSE)
+        return made if isinstance(made, Response) else await super().get_sub_response(request)
 
     def encode_json(self, data: object) -> bytes:
         """orjson instead of the standard library's encoder: a 30-day hourly report spent 14 %
@@ -79,9 +83,19 @@ class RequestMetrics:
         self.graphql = OperationMetrics(self.registry)
 
 
+# Connections the API's engine client keeps open. A report reads side by side (the late-event
+# search beside the split's reads, the packs beside the raw tail: api.sources), and requests
+# run in anyio's worker threads; with urllib3's one kept connection every report opened and
+# closed ~2 TCP connections and logged "Connection pool is full" twice (decision 0254).
+ENGINE_CONNECTIONS = 32
+GC_THRESHOLDS = (20_000, 20, 20)  # the API process's gc.set_threshold (``_lifespan``)
+
+
 def _engine(settings: Settings) -> OpenSearch:
     url = settings.opensearch_url or resolve_endpoints(settings).opensearch_url
-    return opensearch_client(url, timeout_s=settings.api_request_timeout_s)
+    return opensearch_client(
+        url, timeout_s=settings.api_request_timeout_s, connections=ENGINE_CONNECTIONS
+    )
 
 
 def _limiter(ctx: Ctx, settings: Settings) -> RateLimiter:
@@ -120,13 +134,20 @@ def create_app(
     app = FastAPI(
         title="Pulse", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan
     )
-    app.include_router(router, prefix="/graphql")
+    app.include_router(router, prefix=GRAPHQL)
+    # Plain ASGI, outermost first: Observe, RequestLimits, GraphQLPost (api.graphql_http).
+    app.add_middleware(GraphQLPost, view=router, context=context)
     app.add_middleware(
         RequestLimits,
         max_body_bytes=settings.api_max_body_bytes,
         max_header_bytes=settings.api_max_header_bytes,
     )
-    app.middleware("http")(_observe(metrics, settings.api_max_response_bytes))
+    app.add_middleware(
+        Observe,
+        requests=metrics.requests,
+        latency=metrics.latency,
+        max_response_bytes=settings.api_max_response_bytes,
+    )
     _add_probes(app, ctx, metrics)
     add_pages(app)
     return app
@@ -134,72 +155,20 @@ def create_app(
 
 @asynccontextmanager
 async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    """At server start, move everything alive to the GC's permanent generation.
+    """At server start, move everything alive to the GC's permanent generation, and collect
+    the young generation every ``GC_THRESHOLDS[0]`` allocations instead of 700.
 
     A large report allocates ~10^4 objects, so full collections run every few requests; each
     walked every module, schema and client object (~80 ms on 2 cores, docs/bench/
-    graphql-exec.md). Frozen objects are skipped, and a full collection costs <= 5 ms.
+    graphql-exec.md). Frozen objects are skipped, and a full collection costs <= 5 ms. With
+    the default 700 a 30-day report ran a dozen young collections, whose survivors (the
+    report's own live cells and points) were walked again and again: 5-10 % of the API's CPU
+    per report (decision 0255). The objects between two collections stay a few MB.
     """
     gc.collect()
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
     yield
-
-
-def _observe(
-    metrics: RequestMetrics, max_response_bytes: int
-) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
-    known = {"/graphql", "/healthz", "/readyz", "/metrics"}
-
-    async def middleware(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        path = _path_label(request.url.path, known)
-        started = time.perf_counter()
-        try:
-            refused = refuse_get(request) if path == "/graphql" else None
-            response = refused or await call_next(request)
-            if path == "/graphql":
-                response = await _coded_request_error(response)
-                response = await too_large(response, max_response_bytes)
-        except Exception:  # never a 500 with a trace: log it, answer a coded error
-            log.exception("unhandled error serving a request")
-            response = _internal(path)
-        metrics.latency.labels(path).observe(time.perf_counter() - started)
-        metrics.requests.labels(path, str(response.status_code)).inc()
-        return response
-
-    return middleware
-
-
-def _path_label(path: str, known: set[str]) -> str:
-    """A bounded label set for the request metrics."""
-    if path in known:
-        return path
-    if path in ("/", "/dashboard"):
-        return "pages"
-    return "/static" if path.startswith("/static/") else "other"
-
-
-async def _coded_request_error(response: Response) -> Response:
-    """Strawberry answers a request it cannot read (no query, body not JSON, wrong method or
-    media type) with a plain-text 4xx; give it the GraphQL error shape and a code instead."""
-    media = response.headers.get("content-type", "")
-    if not 400 <= response.status_code < 500 or not media.startswith("text/plain"):
-        return response
-    chunks = [c async for c in response.body_iterator]  # type: ignore[attr-defined]
-    text = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks).decode()
-    error = {
-        "message": text.strip() or "bad request",
-        "extensions": {"code": Code.BAD_USER_INPUT.value},
-    }
-    return JSONResponse({"data": None, "errors": [error]}, status_code=response.status_code)
-
-
-def _internal(path: str) -> Response:
-    error = {"message": "internal error", "extensions": {"code": Code.INTERNAL.value}}
-    if path == "/graphql":
-        return JSONResponse({"data": None, "errors": [error]}, status_code=200)
-    return JSONResponse({"error": error}, status_code=503)
 
 
 def _add_probes(app: FastAPI, ctx: Ctx, metrics: RequestMetrics) -> None:

@@ -12,7 +12,8 @@
   starts its keep-alive timer only after a response and cancels it on any byte, so a client
   that connects and sends nothing, or trickles a byte a second, held a connection (and a
   place under ``limit_concurrency``) forever.
-- ``too_large``: an answer longer than ``api_max_response_bytes`` is replaced by an error.
+- ``too_large_error``: an answer longer than ``api_max_response_bytes`` is replaced by it
+  (api.graphql_http.Observe).
   The cost budget (api.budget) keeps honest requests far below it; it is the backstop for
   amplification the budget does not price (aliases repeating leaves inside every point).
 """
@@ -49,15 +50,10 @@ def refuse_get(request: Request) -> Response | None:
     )
 
 
-async def too_large(response: Response, max_bytes: int) -> Response:
-    """``response``, or an error when its declared length is over ``max_bytes``."""
-    length = response.headers.get("content-length", "")
-    if not length.isdigit() or int(length) <= max_bytes:
-        return response
-    async for _chunk in response.body_iterator:  # type: ignore[attr-defined]
-        pass  # drained and dropped
+def too_large_error(length: int, max_bytes: int) -> Response:
+    """What replaces an answer of ``length`` bytes, more than ``max_bytes``."""
     return graphql_error(
-        f"the answer would be {int(length)} bytes, more than the limit of {max_bytes}; "
+        f"the answer would be {length} bytes, more than the limit of {max_bytes}; "
         "select fewer fields or aliases, or ask for fewer points",
         200,
     )

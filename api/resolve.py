@@ -6,10 +6,12 @@ it plans with, the rules it judges hours by (``candidate_hours``, ``unsettled``,
 by the execution stage (api.sources); nothing here writes DSL or touches the engine.
 
 Late events are rare and touch recent hours, so resolution is speculative: ``resolve`` splits
-on the candidate hours (closed at W, not held; one ``mget``) and starts the search for hours
-changed by events ingested after W, which runs alongside the report's reads. ``settle`` waits
-for it and, only when it found some, splits again without them: the same planner rule
-(``planner.split_sources``) on fewer servable hours, never a second planning of the request.
+on the candidate hours (closed at W, not held; one ``mget``, which also reads the arrival
+bounds of the range's days) and, for rollup hours on days not settled at W, starts the search
+for hours changed by events ingested after W, which runs alongside the report's reads.
+``settle`` waits for it and, only when it found some, splits again without them: the same
+planner rule (``planner.split_sources``) on fewer servable hours, never a second planning of
+the request.
 """
 
 from __future__ import annotations
@@ -52,10 +54,15 @@ class Resolution:
 
 def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
     """Split the plan by the hours the rollup state serves, and start the late-event search
-    over the hours given to rollups (``forceSource: RAW`` reads no state at all)."""
+    over the hours given to rollups (``forceSource: RAW`` reads no state at all).
+
+    The state, the holds and the arrival bounds of the range's days are one read; only the
+    days whose bound is above W, or unknown, are searched (decision 0048), and nothing runs
+    in the background when there are none (decision 0256)."""
     if plan.force_source is Source.RAW:
         return Resolution(planner.split_sources(plan, set(), None), _nothing_late())
-    seen = sources.read_state(ctx)
+    days = range(plan.start_ms // DAY_MS, (plan.end_ms - 1) // DAY_MS + 1)
+    seen, known = sources.read_state_and_bounds(ctx, days)
     found = state.candidate_hours(
         seen, ctx.settings.generation, plan.start_ms, plan.end_ms, plan.now_ms
     )
@@ -63,22 +70,21 @@ def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
     used = hours_of(resolved.split.rollups)
     if not used or found.watermark is None:
         return Resolution(resolved, _nothing_late())
-    args = (ctx, plan.merchant_id, used, found.watermark)
-    return Resolution(resolved, sources.in_background(late_hours, *args))
+    todo = state.unsettled(used, known, found.watermark)
+    if not todo:
+        return Resolution(resolved, _nothing_late())
+    request = dsl.late_hours_request(plan.merchant_id, todo, found.watermark)
+    return Resolution(resolved, sources.in_background(late_hours, ctx, request, todo))
 
 
 def hours_of(intervals: tuple[Interval, ...]) -> set[int]:
     return {h for a, b in intervals for h in range(a, b, HOUR_MS)}
 
 
-def late_hours(ctx: Ctx, merchant_id: str, hours: set[int], watermark: int) -> set[int]:
-    """Those of ``hours`` holding a raw event of the merchant ingested after W; only the days
-    whose arrivals bound is above W, or unknown, are searched (decision 0048)."""
-    known = sources.arrival_bounds(ctx, {h // DAY_MS for h in hours})
-    todo = state.unsettled(hours, known, watermark)
-    if not todo:
-        return set()
-    return sources.late_hours(ctx, dsl.late_hours_request(merchant_id, todo, watermark)) & todo
+def late_hours(ctx: Ctx, request: dsl.RawSearch, todo: set[int]) -> set[int]:
+    """Those of ``todo`` (rollup hours of unsettled days) holding a raw event of the merchant
+    ingested after W: the late-event search ``request`` asks for them."""
+    return sources.late_hours(ctx, request) & todo
 
 
 def watermark(ctx: Ctx) -> int | None:

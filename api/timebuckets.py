@@ -9,7 +9,6 @@ ambiguous local time to its first occurrence, weeks start on Monday.
 from __future__ import annotations
 
 import functools
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from itertools import count
@@ -185,11 +184,6 @@ def too_many(max_buckets: int) -> BadInput:
         f"too many buckets: the range and granularity give more than {max_buckets}; "
         "use a shorter range or a coarser granularity"
     )
-
-
-def hour_inside_one_bucket(hour_ms: int, bounds: tuple[int, ...]) -> bool:
-    """True when no bucket boundary falls strictly inside [hour, hour + 1h)."""
-    return bisect_right(bounds, hour_ms) == bisect_left(bounds, hour_ms + HOUR_MS)
 
 
 def iso(ts_ms: int, tz: ZoneInfo) -> datetime:

@@ -40,6 +40,7 @@ Raw events are read through ``Names.events_alias``, the same indices the API ser
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,8 @@ class View:
         return state.watermark if state and state.schema == SCHEMA_VERSION else None
 
     def held(self, hours: set[int]) -> set[int]:
+        if not self.holds:  # the usual case: not a pass over every hour of a report
+            return set()
         return {h for h in hours if any(hold.covers(h) for hold in self.holds)}
 
 
@@ -169,9 +172,30 @@ def view(client: OpenSearch, names: Names) -> View:
         found = client.mget(index=names.state_index, body={"ids": [STATE_ID, HOLDS_ID]})
     except NotFoundError:
         return View(None)
-    docs = {d["_id"]: d for d in found.get("docs", []) if d.get("found")}
-    state = _state(docs[STATE_ID]) if STATE_ID in docs else None
-    holds = _holds(docs[HOLDS_ID]) if HOLDS_ID in docs else {}
+    return _view_of(found.get("docs", []))
+
+
+def view_and_bounds(
+    client: OpenSearch, names: Names, days: Iterable[int]
+) -> tuple[View, dict[int, int]]:
+    """``view`` and the arrival bounds of ``days`` (``arrivals.bounds``), in one ``mget``:
+    all are documents of the state index. The bounds are read with the state, not after it:
+    a bound is raised before the documents it covers are written (decision 0048), so what
+    this misses arrived after the state was read (decision 0256)."""
+    wanted = sorted(set(days))
+    ids = [STATE_ID, HOLDS_ID, *(arrivals.doc_id(day) for day in wanted)]
+    try:
+        found = client.mget(index=names.state_index, body={"ids": ids})
+    except NotFoundError:
+        return View(None), {}
+    docs = found.get("docs", [])
+    return _view_of(docs[:2]), arrivals.bounds_of(wanted, docs[2:])
+
+
+def _view_of(docs: list[dict[str, Any]]) -> View:
+    found = {d["_id"]: d for d in docs if d.get("found")}
+    state = _state(found[STATE_ID]) if STATE_ID in found else None
+    holds = _holds(found[HOLDS_ID]) if HOLDS_ID in found else {}
     return View(state, tuple(holds.values()))
 
 
@@ -329,8 +353,11 @@ def candidate_hours(
 def unsettled(hours: set[int], known: dict[int, int], watermark: int) -> set[int]:
     """Those of ``hours`` whose day may hold an event ingested after W: the day's arrivals
     bound (``known``, storage.arrivals) is above W, or unknown (pure)."""
-    changed = {d for d in {h // DAY_MS for h in hours} if known.get(d, watermark + 1) > watermark}
-    return {h for h in hours if h // DAY_MS in changed}
+    days = {h // DAY_MS for h in hours}
+    changed = {d for d in days if known.get(d, watermark + 1) > watermark}
+    if len(changed) == len(days):  # none settled (or none at all): every hour
+        return set(hours)
+    return {h for h in hours if h // DAY_MS in changed} if changed else set()
 
 
 def dirty_hours(

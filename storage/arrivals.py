@@ -101,8 +101,14 @@ def bounds(client: OpenSearch, names: Names, days: Iterable[int]) -> dict[int, i
         found = client.mget(index=names.state_index, body={"ids": [doc_id(d) for d in wanted]})
     except NotFoundError:
         return {}
+    return bounds_of(wanted, found.get("docs", []))
+
+
+def bounds_of(days: list[int], docs: list[dict[str, Any]]) -> dict[int, int]:
+    """day -> stored bound from the ``mget`` answers to ``doc_id`` of each of ``days``, in
+    order (an index not written yet answers nothing: no bounds)."""
     out: dict[int, int] = {}
-    for day, doc in zip(wanted, found.get("docs", []), strict=True):
+    for day, doc in zip(days, docs, strict=True):
         if doc.get("found"):
             out[day] = int(doc["_source"]["arrivals"]["newest"])
     return out

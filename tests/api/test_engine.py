@@ -8,8 +8,11 @@ import pytest
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportError
 
+from api.app import ENGINE_CONNECTIONS, _engine
 from api.engine import EMPTY, mget, search
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
+from pulse.settings import Settings
+from tests.pulse.test_clients import opened_by
 
 
 class Failing:
@@ -50,3 +53,9 @@ def test_missing_indices_read_as_empty_or_not_found() -> None:
     broken = {"_id": "a", "error": {"type": "shard_failure", "reason": "secret"}}
     with pytest.raises(UnexpectedAnswer):
         mget(Failing(docs=[broken]), [], 1.0)  # type: ignore[arg-type]
+
+
+def test_the_api_client_keeps_a_connection_per_concurrent_read(api_settings: Settings) -> None:
+    """Reads side by side (a report's, and concurrent requests') reuse kept connections."""
+    client = _engine(api_settings)
+    assert opened_by(client, ENGINE_CONNECTIONS, 20 * ENGINE_CONNECTIONS) <= ENGINE_CONNECTIONS

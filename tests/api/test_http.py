@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any
 from unittest import mock
@@ -10,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 
-from api.app import create_app
+from api.app import GC_THRESHOLDS, create_app
 from api.keys import create_key, revoke
 from pulse.clients import opensearch_client
 from pulse.naming import Names
@@ -168,3 +169,16 @@ def test_an_unhandled_exception_is_a_coded_error_never_a_500(
     metrics = broken.get("/metrics").text
     assert 'pulse_api_requests_total{path="/graphql",status="200"} 1.0' in metrics
     assert 'pulse_api_requests_total{path="/readyz",status="503"} 1.0' in metrics
+
+
+def test_the_server_freezes_startup_objects_and_collects_young_ones_less_often(
+    api_settings: Settings, api_client: OpenSearch
+) -> None:
+    before = gc.get_threshold()
+    try:
+        with TestClient(create_app(api_settings, api_client)) as client:
+            assert client.get("/healthz").status_code == 200
+            assert gc.get_threshold() == GC_THRESHOLDS and gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()

@@ -5,17 +5,29 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from bisect import bisect_left, bisect_right
 from datetime import UTC, datetime
 
 import pytest
 from graphql import GraphQLError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from api import dsl, planner
 from api.cells import Cell, Uniques
 from api.errors import BadInput, Code, EngineTimeout, Forbidden, RateLimited
 from api.keys import Principal
 from api.masking import classify
-from api.model import HOUR_MS, MISSING, Dimension, Filter, Granularity, Metric, Source
+from api.model import (
+    HOUR_MS,
+    MISSING,
+    Dimension,
+    Filter,
+    Granularity,
+    Metric,
+    QueryPlan,
+    Source,
+)
 from api.ratelimit import RateLimiter
 from api.timebuckets import boundaries, zone
 from pulse.settings import Settings
@@ -114,6 +126,61 @@ def test_split_serves_whole_hours_from_rollups_without_overlap() -> None:
         planner.time_buckets(plan("2024-03-10T00:00:00+00:00", "2024-03-11T00:00:00+00:00",
                                   force_source=Source.RAW), SETTINGS), hours, None)  # fmt: skip
     assert forced.split is not None and not forced.split.rollups
+
+
+def reference_split(p: QueryPlan, servable: set[int]) -> tuple[tuple[int, int], ...]:
+    """The rollup intervals by the rule's plain statement (the planner's code before session
+    8): each whole hour of the range, in order, that is servable and that no bucket boundary
+    falls strictly inside, merged into runs."""
+    first = -(-p.start_ms // HOUR_MS) * HOUR_MS
+    runs: list[tuple[int, int]] = []
+    for h in range(first, p.end_ms - HOUR_MS + 1, HOUR_MS):
+        inside = bisect_right(p.boundaries, h) == bisect_left(p.boundaries, h + HOUR_MS)
+        if h in servable and inside:
+            if runs and runs[-1][1] == h:
+                runs[-1] = (runs[-1][0], h + HOUR_MS)
+            else:
+                runs.append((h, h + HOUR_MS))
+    return tuple(runs)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    start_h=st.integers(0, 24 * 40),
+    start_m=st.sampled_from([0, 10, 30, 45]),
+    length_h=st.integers(1, 24 * 20),
+    gran=st.sampled_from([Granularity.MINUTE, Granularity.HOUR, Granularity.DAY,
+                          Granularity.WEEK, Granularity.MONTH, Granularity.ALL]),
+    tz=st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu"]),
+    holes=st.sets(st.integers(-5, 24 * 21), max_size=40),
+    offgrid=st.booleans(),
+)  # fmt: skip
+def test_the_split_is_the_rule_hour_by_hour(
+    start_h: int,
+    start_m: int,
+    length_h: int,
+    gran: Granularity,
+    tz: str,
+    holes: set[int],
+    offgrid: bool,
+) -> None:
+    """The split's rollup hours (servable, whole, inside one bucket), on any range, zone and
+    granularity, and with servable hours missing here and there."""
+    begin = ms("2024-02-20T00:00:00+00:00") + start_h * HOUR_MS + start_m * 60_000
+    start = datetime.fromtimestamp(begin / 1000, UTC)
+    end = datetime.fromtimestamp((begin + length_h * HOUR_MS) / 1000, UTC)
+    p = planner.build_plan("m1", start, end, [Metric.EVENTS], granularity=gran, timezone=tz,
+                           now_ms=ms("2030-01-01T00:00:00+00:00"))  # fmt: skip
+    p = planner.time_buckets(p, Settings(max_buckets=100_000))
+    base = begin // HOUR_MS * HOUR_MS
+    servable = {base + i * HOUR_MS for i in range(-3, length_h + 3)} - {
+        base + i * HOUR_MS for i in holes
+    }
+    if offgrid:  # not an hour start: never a rollup hour
+        servable.add(base + 7 * HOUR_MS + 60_000)
+    split = planner.split_sources(p, servable, None).split
+    assert split.rollups == reference_split(p, servable)
+    assert split.raw == planner.complement(p.start_ms, p.end_ms, split.rollups)
 
 
 def test_missing_dimension_filters_differ_per_source() -> None:

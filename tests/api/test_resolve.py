@@ -12,9 +12,11 @@ from typing import Any
 from api import planner, resolve
 from api.model import HOUR_MS, Granularity, Metric, ResolvedPlan, Source
 from api.sources import Ctx
+from pulse.clock import DAY_MS
 from pulse.naming import Names
 from pulse.settings import Settings
-from storage import late_events
+from rollups import state
+from storage import arrivals, late_events
 from storage.rollup_schema import SCHEMA_VERSION
 
 SETTINGS = Settings(opensearch_url="http://127.0.0.1:9")
@@ -25,23 +27,28 @@ LATE = DAY + 7 * HOUR_MS
 
 
 class Engine:
-    """The rollup state (W, one hold), no arrival bounds (every day is searched), and a raw
-    search finding a late event in ``late``; every call is recorded."""
+    """The rollup state (W, one hold), arrival bounds (``bounds``: none by default, so every
+    day is searched), and a raw search finding a late event in ``late``; every call is
+    recorded, and the ids each ``mget`` asked for."""
 
-    def __init__(self, late: set[int]) -> None:
+    def __init__(self, late: set[int], bounds: dict[str, int] | None = None) -> None:
         self.late = late
+        self.bounds = bounds or {}
         self.calls: list[str] = []
+        self.ids: list[list[str]] = []
         self.indices = self
 
     def mget(self, index: str, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
         self.calls.append("mget")
-        docs = {
+        self.ids.append(list(body["ids"]))
+        docs: dict[str, Any] = {
             "rollups.state": {
                 "rollups": {"generation": SETTINGS.generation, "schema": SCHEMA_VERSION,
                             "watermark": W}
             },
             "rollups.holds": {"rollups": {"holds": {"r1": {"start": HELD, "end": HELD + 1}}}},
         }  # fmt: skip
+        docs |= {key: {"arrivals": {"newest": bound}} for key, bound in self.bounds.items()}
         return {
             "docs": [
                 {"_id": i, "found": True, "_source": docs[i], "_seq_no": 1, "_primary_term": 1}
@@ -98,7 +105,21 @@ def test_held_hours_stay_raw_and_late_hours_are_split_again_by_resolution() -> N
     assert settled.plan is first.plan  # the plan is not made again, only the split
     for resolved in (first, settled):
         assert_partition(resolved)
-    assert engine.calls == ["mget", "mget", "search"]  # state + holds, arrival bounds, search
+    # state, holds and the day's arrival bound in one read, then the search
+    assert engine.calls == ["mget", "search"]
+    assert engine.ids == [["rollups.state", "rollups.holds", arrivals.doc_id(DAY // DAY_MS)]]
+
+
+def test_days_settled_at_w_are_not_searched_and_nothing_runs_aside() -> None:
+    """A day whose arrival bound is <= W received nothing after W (decision 0048): read with
+    the state, it leaves no late-event search, not even one started in the background."""
+    engine = Engine(late={LATE}, bounds={arrivals.doc_id(DAY // DAY_MS): W})
+    resolution = resolve.resolve(ctx(engine), plan())
+    assert resolution.late.done() and resolution.settle() is resolution.speculative
+    assert engine.calls == ["mget"]
+    raised = Engine(late={LATE}, bounds={arrivals.doc_id(DAY // DAY_MS): W + 1})
+    assert resolve.resolve(ctx(raised), plan()).settle().late == {LATE}
+    assert raised.calls == ["mget", "search"]
 
 
 def test_nothing_late_keeps_the_speculative_plan() -> None:
@@ -111,3 +132,14 @@ def test_force_raw_reads_no_state() -> None:
     resolved = resolve.resolve(ctx(engine), plan(force_raw=True)).settle()
     assert resolved.split.raw == ((DAY, DAY + 24 * HOUR_MS),) and not resolved.split.rollups
     assert engine.calls == []
+
+
+def test_only_hours_of_days_not_settled_at_w_are_searched() -> None:
+    hours = {DAY + i * HOUR_MS for i in range(48)}
+    first, second = DAY // DAY_MS, DAY // DAY_MS + 1
+    assert state.unsettled(hours, {first: W}, W) == {h for h in hours if h >= DAY + DAY_MS}
+    assert state.unsettled(hours, {first: W + 1, second: W}, W) == hours - {
+        h for h in hours if h >= DAY + DAY_MS
+    }
+    assert state.unsettled(hours, {}, W) == hours  # no bound: never settled
+    assert state.unsettled(hours, {first: W, second: W - 5}, W) == set()

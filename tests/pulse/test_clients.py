@@ -1,0 +1,62 @@
+"""The engine client (pulse.clients): answers read with msgspec as the stock serializer reads
+them, and kept connections reused by concurrent requests."""
+
+from __future__ import annotations
+
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import SerializationError
+from opensearchpy.serializer import JSONSerializer
+
+from pulse.clients import FastJSON, opensearch_client
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"v": 1.5, "e": 1e-7, "big": 18446744073709551616, "s": "\\u00fc\\n", "n": null}',
+        '{"v": 18446744073709551615, "w": -9223372036854775809, "f": 0.1234567890123456789012}',
+        '{"v": 123456789012345678901234567890, "w": 1e308, "x": 5e-324, "y": 1E+2}',
+        '{"v": 1e400}',
+        '"\\ud800"',
+        '{"a": 1, "a": 2}',
+        '{"v": NaN}',
+        '{"v": Infinity}',
+        '{"hits": {"hits": [{"_source": {"a": [1, 2.25, true]}}]}, "v": -0.0}',
+    ],
+)
+def test_loads_reads_what_the_stock_serializer_reads(text: str) -> None:
+    fast, stock = FastJSON().loads(text), JSONSerializer().loads(text)
+    assert repr(fast) == repr(stock) or (math.isnan(fast["v"]) and math.isnan(stock["v"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False) | st.integers())
+def test_numbers_read_as_the_standard_library_reads_them(number: float) -> None:
+    text = json.dumps({"n": number, "list": [number, -number]})
+    assert repr(FastJSON().loads(text)) == repr(json.loads(text))
+
+
+def test_what_neither_can_read_fails_as_before() -> None:
+    with pytest.raises(SerializationError):
+        FastJSON().loads("{not json")
+
+
+def opened_by(client: OpenSearch, threads: int, requests: int) -> int:
+    """Connections ``client`` opened for ``requests`` pings sent from ``threads`` at once."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        assert all(pool.map(lambda _: client.ping(), range(requests)))
+    opened: int = client.transport.connection_pool.connections[0].pool.num_connections
+    return opened
+
+
+def test_concurrent_requests_reuse_the_kept_connections(opensearch_url: str) -> None:
+    """At most ``connections`` requests at once never open more than that many: each is
+    kept and reused (with one kept, every concurrent request opened and closed its own)."""
+    assert opened_by(opensearch_client(opensearch_url, connections=8), 8, 400) <= 8
