@@ -96,10 +96,11 @@ def indexer_input(e2e_json: Path) -> Input:
     measured = e2e_indexer_us(e2e_json)
     cross = f"; e2e indexer process at {measured[1]}: {measured[0]:.0f} µs" if measured else ""
     return Input(
-        49.4,
+        50.4,
         "CPU µs/event (indexer)",
-        "measured: `pulse bench indexer --json`, median of 3 (benchmarks.md#indexer; includes "
-        f"≈12 µs idle polling){cross}",
+        "measured: `pulse bench indexer --events 20000 --json`, median of 3 interleaved with "
+        "main of session 7 on a quiet machine (load 1.2-1.4), session 8 (decision 0258): 50.4 "
+        f"against 78.1 in the same run (benchmarks.md#indexer){cross}",
     )
 
 
@@ -171,15 +172,14 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            18.0,
+            14.1,
             "API CPU ms/query (rollup path)",
-            "measured: `python -m bench.api_cpu --baseline <main>`, the `pulse api` process's "
-            "CPU alone (psutil; the client no longer counted) per 30-day hourly, 5-metric "
-            "report (720 points), median of 5 x 20 interleaved with main in the same run: "
-            "18.0 ms vs main's 24.0 (load 17; 90-day daily 13.0 vs 26.0) after decisions 0245 "
-            "(generated completion) and 0246 (rollup cells by pack version); 23 before (client "
-            "and API in one process), 80 before the plain-data executor (decision 0100); "
-            "smaller answers cost less",
+            "measured: `pulse bench api-load --events 30000 --workers 1 --clients 4 --seconds 20 "
+            "--mix 30d_hourly` (Zipf merchants, reportingCurrency USD), the API process's CPU "
+            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 1.3-2), "
+            "session 8; one client at a time (`python -m bench.api_cpu --baseline <d2fec04>`) "
+            "costs 7.5 / 10.5 ms against session 7's 23.0 / 27.5 in the same runs (decisions "
+            "0250, 0254-0256); smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
