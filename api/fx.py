@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from math import lcm
 
 from api import sources
 from api.cells import Cell, MoneyKey
@@ -47,12 +48,17 @@ class Converter:
             self._convert_cell(cell)
 
     def _convert_cell(self, cell: Cell) -> None:
-        gross, refunds = Fraction(0), Fraction(0)
-        for key, (g, r) in (cell.money.amounts if cell.money else {}).items():
-            factor = self.factors[key]
-            gross += g * factor
-            refunds += r * factor
-        cell.gross, cell.refunds = round(gross), round(refunds)  # half to even
+        amounts = cell.money.amounts if cell.money else {}
+        factors = [self.factors[key] for key in amounts]
+        # The exact sum over a common denominator in integers: Fraction arithmetic per part
+        # cost ~8x more (5.5 against 0.7 ms for a 30-day hourly report's 720 cells).
+        den = lcm(*(f.denominator for f in factors)) if factors else 1
+        gross = refunds = 0
+        for (g, r), factor in zip(amounts.values(), factors, strict=True):
+            scale = factor.numerator * (den // factor.denominator)
+            gross += g * scale
+            refunds += r * scale
+        cell.gross, cell.refunds = half_even(gross, den), half_even(refunds, den)
 
     def _prepare(self, keys: set[MoneyKey]) -> None:
         todo = {k for k in keys if k not in self.factors}
@@ -89,3 +95,12 @@ class Converter:
         last = fx.utc_day(self.plan.end_ms - 1)
         self.rates = sources.exchange_rates(self.ctx, currencies, first, last)
         self.loaded = set(currencies)
+
+
+def half_even(numerator: int, denominator: int) -> int:
+    """``round(Fraction(numerator, denominator))`` (half to even) in integers; denominator > 0."""
+    quotient, remainder = divmod(numerator, denominator)  # floor: 0 <= remainder < denominator
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient & 1):
+        quotient += 1
+    return quotient
