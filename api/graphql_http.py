@@ -29,7 +29,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import Code
-from api.http_limits import refuse_get, too_large_error
+from api.http_limits import graphql_error, refuse_get, too_large_error
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +64,7 @@ def internal(path: str) -> Response:
 def coded_request_error(text: str, status: int) -> Response:
     """Strawberry's plain-text answer to a request it cannot read (no query, body not JSON,
     wrong method or media type) in the GraphQL error shape, with a code."""
-    error = {
-        "message": text.strip() or "bad request",
-        "extensions": {"code": Code.BAD_USER_INPUT.value},
-    }
-    return JSONResponse({"data": None, "errors": [error]}, status_code=status)
+    return graphql_error(text.strip() or "bad request", status)
 
 
 class Observe:

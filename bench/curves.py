@@ -130,9 +130,9 @@ def query_curve(
         try:
             points.append(_query_point(client, mine, config, size))
             if engine:
-                grown = engine.memory_info().rss - rss_before
-                points[-1]["engine_rss_gb"] = round(engine.memory_info().rss / 1e9, 2)
-                per_event = max(per_event, grown / size)
+                rss = engine.memory_info().rss
+                points[-1]["engine_rss_gb"] = round(rss / 1e9, 2)
+                per_event = max(per_event, (rss - rss_before) / size)
         finally:
             client.indices.delete(index=f"{mine.namespace}*", ignore_unavailable=True)
         if on_point is not None:

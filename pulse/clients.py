@@ -76,7 +76,8 @@ _DECODER = msgspec.json.Decoder()
 
 
 def opensearch_client(url: str, timeout_s: float = 30.0, *, connections: int = 1) -> OpenSearch:
-    """A client of the engine at ``url``: no retries (callers decide), orjson (``FastJSON``).
+    """A client of the engine at ``url``: no retries (callers decide), answers read with
+    msgspec (``FastJSON``).
 
     ``connections``: how many connections it keeps open for reuse; a request beyond them opens
     (and then closes) one of its own. The default keeps urllib3's one: a pool of 40 for every

@@ -168,11 +168,7 @@ class View:
 
 def view(client: OpenSearch, names: Names) -> View:
     """The state and the holds (one ``mget``; a missing index reads as no state, no holds)."""
-    try:
-        found = client.mget(index=names.state_index, body={"ids": [STATE_ID, HOLDS_ID]})
-    except NotFoundError:
-        return View(None)
-    return _view_of(found.get("docs", []))
+    return view_and_bounds(client, names, ())[0]
 
 
 def view_and_bounds(
