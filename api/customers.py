@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api import dsl, resolve, sources
+from api import dsl, sources
 from api.cells import Cell
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import Base, Dimension, Filter, Granularity, QueryPlan, Source
@@ -155,17 +155,49 @@ def first_purchases(
     ctx: Ctx, merchant_id: str, earliest: dict[int, int], before_ms: int
 ) -> dict[int, int]:
     """Each customer's first-ever succeeded payment: min(stored, earliest in the window,
-    earliest not yet folded into the state before the window)."""
+    earliest not yet folded into the state before the window, and the raw history of any held
+    range)."""
     customers = sorted(earliest)
     if not customers:
         return {}
-    # The first-purchase state holds what rollup runs up to W folded in.
-    older = unfolded_before(ctx, merchant_id, before_ms, resolve.watermark(ctx))
+    # The first-purchase state holds what rollup runs up to W folded in; one read gives W and
+    # the holds.
+    seen = sources.read_state(ctx)
+    older = unfolded_before(ctx, merchant_id, before_ms, seen.watermark())
+    holds = [(h.start, h.end) for h in seen.holds if h.start < before_ms]
+    replayed = held_history(ctx, merchant_id, holds, before_ms)
     stored = sources.first_purchases(ctx, [(merchant_id, c) for c in customers])
     out: dict[int, int] = {}
     for c in customers:
-        seen = [t for t in (stored[(merchant_id, c)].first_paid_at, older.get(c)) if t is not None]
-        out[c] = min([earliest[c], *seen])
+        first = stored[(merchant_id, c)].first_paid_at
+        if first is not None and any(a <= first < b for a, b in holds):
+            first = None  # it may come from the raw data a reprocess is replacing
+        seen_at = [t for t in (first, older.get(c), replayed.get(c)) if t is not None]
+        out[c] = min([earliest[c], *seen_at])
+    return out
+
+
+def held_history(
+    ctx: Ctx, merchant_id: str, holds: list[tuple[int, int]], before_ms: int
+) -> dict[int, int]:
+    """Earliest succeeded payment per customer in raw from the first held range's start up to
+    ``before_ms``, or nothing without a hold.
+
+    A hold (decision 0046) covers a range ``pulse reprocess`` is replacing; the first-purchase
+    state is only rebuilt after the switch (decision 0210), so until then a stored first inside
+    a held range may be a payment the new data no longer has, and the new data may hold an
+    earlier one. Both readings are decided by raw alone: a stored first inside the hold is
+    dropped, and raw from the hold's start on supplies what it stood for (nothing before the
+    hold can be earlier, or the state would hold that instead)."""
+    if not holds:
+        return {}
+    since = min(a for a, _ in holds)
+    query = dsl.paid_between_query(merchant_id, since, before_ms)
+    out: dict[int, int] = {}
+    for page in _pages(ctx, query, dsl.customer_key(), (since, before_ms)):
+        for b in page:
+            who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
+            out[who] = min(first, out.get(who, first))
     return out
 
 

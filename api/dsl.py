@@ -484,6 +484,23 @@ def unfolded_payments_query(merchant_id: str, before_ms: int, watermark: int | N
     return {"bool": {"filter": clauses}}
 
 
+EPOCH_MS = {"format": "epoch_millis"}
+
+
+def paid_between_query(merchant_id: str, start_ms: int, before_ms: int) -> Body:
+    """Succeeded payments with a customer in [start, before): a held range's raw history."""
+    return {
+        "bool": {
+            "filter": [
+                {"term": {"merchant_id": merchant_id}},
+                {"range": {"occurred_at": {"gte": start_ms, "lt": before_ms, **EPOCH_MS}}},
+                rs.RAW_PAID,
+                {"exists": {"field": "customer_id"}},
+            ]
+        }
+    }
+
+
 def first_payments_page(
     query: Body, keys: list[Body], page: int, after: dict[str, Any] | None
 ) -> Body:

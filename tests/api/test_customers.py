@@ -23,6 +23,7 @@ from ingest.contract import Event
 from pulse.naming import names_for
 from pulse.settings import Settings
 from rollups.job import catch_up
+from rollups.state import hold
 from storage.arrivals import Arrivals
 from tests.api import customers_oracle as oracle
 from tests.api.helpers import index_events
@@ -211,3 +212,52 @@ def test_new_returning_and_cohorts_equal_the_oracle(
     check(ctx, everything, draw)  # late payments not folded in yet: read from raw
     catch_up(os_client, own, ctx.names)
     check(ctx, everything, draw)  # now from the state
+
+
+def test_a_held_range_is_read_from_raw_not_from_the_stored_first(
+    settings: Settings, os_client: OpenSearch
+) -> None:
+    """Between a reprocess switch and the rebuild of the first-purchase state (decision 0210),
+    the range is held: a stored first inside it may be a payment the new data dropped, and the
+    new data may hold an earlier one the state never saw. Readers decide both from raw."""
+    own = settings.model_copy(update={"namespace": f"c{uuid.uuid4().hex[:10]}"})
+    ctx = Ctx(os_client, names_for(own), own)
+    at = lambda day, cust, i: Event(  # noqa: E731
+        f"h{i}", "m0", "payment", BASE + day * DAY_MS + 600_000, customer_id=cust,
+        status="succeeded", amount_milli=5000, currency="EUR",
+    )  # fmt: skip
+    dropped, kept_a = at(5, "a", 0), at(20, "a", 1)  # a's first lies in the held range
+    first_b, next_b = at(10, "b", 2), at(11, "b", 3)  # b's stored first lies after it
+    write(ctx, [dropped, kept_a, first_b, next_b])
+    old_stamp = int(time.time() * 1000)
+    catch_up(os_client, own, ctx.names)
+    # The replay of days 4-6: a's payment is gone, b paid on day 5, stamped as first ingested.
+    hold(os_client, ctx.names, "reprocess-test", BASE + 4 * DAY_MS, BASE + 6 * DAY_MS)
+    os_client.delete_by_query(
+        index=ctx.names.events_alias, body={"query": {"term": {"event_id": dropped.event_id}}},
+        refresh=True,
+    )  # fmt: skip
+    index_events(os_client, own, ctx.names, [at(5, "b", 4)], old_stamp)
+
+    def new_returning(day: int) -> tuple[int, int]:
+        plan = QueryPlan(
+            "m0", BASE + day * DAY_MS, BASE + (day + 1) * DAY_MS,
+            (Metric.NEW_CUSTOMERS, Metric.RETURNING_CUSTOMERS), granularity=Granularity.ALL,
+            timezone="UTC", now_ms=int(time.time() * 1000),
+        )  # fmt: skip
+        return metrics_points(ctx, plan)[("*", None)]
+
+    everything = [kept_a, first_b, next_b, at(5, "b", 4)]
+    assert new_returning(20) == (1, 0)  # a is new: its old first was dropped
+    assert new_returning(10) == (0, 1)  # b returns: it first paid on day 5, not day 10
+    cplan = customers.cohort_plan(
+        "m0", BASE + 8 * DAY_MS, BASE + 22 * DAY_MS, Granularity.DAY, "UTC", 1,
+        BASE + 60 * DAY_MS, 1098, 60, 400,
+    )  # fmt: skip
+    rows = {r.start_ms: r.customers for r in service.cohort_report(ctx, cplan).rows if r.customers}
+    assert rows == {BASE + 20 * DAY_MS: 1}  # a's cohort; b's lies before the window
+    want = oracle.cohorts(
+        everything, "m0", BASE + 8 * DAY_MS, BASE + 22 * DAY_MS, "DAY", ZoneInfo("UTC"), 1,
+        BASE + 60 * DAY_MS,
+    )  # fmt: skip
+    assert [(s, n) for s, n, _ in want if n] == list(rows.items())
