@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -21,13 +20,13 @@ from opensearchpy import OpenSearch
 from api.app import create_app
 from api.cache import ROLLUP_CELLS
 from api.fx import RATE_TABLES
-from pulse.clients import opensearch_client
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups.job import catch_up
 from storage import arrivals, fx
 from storage.arrivals import DAY_MS
 from tests.api.conftest import post
+from tests.api.engine_count import counted
 from tests.api.helpers import index_events, iso, to_events
 
 HOUR_MS = 3_600_000
@@ -45,21 +44,11 @@ query($m: ID!, $s: DateTime!, $e: DateTime!, $rc: String) {
 PAYMENTS = 24  # one 10 EUR payment per hour of the day
 
 
-class Counting:
-    """The API's engine client, recording every request of a report: not those of the API
-    keys and rate-limit indices (cached per key, re-read on their own clocks)."""
-
-    def __init__(self, url: str, names: Names) -> None:
-        self.client = opensearch_client(url)
-        self.calls: list[str] = []
-        perform = self.client.transport.perform_request
-
-        def counted(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-            if names.keys_index not in url and names.ratelimit_index not in url:
-                self.calls.append(f"{method} {url.split('?')[0]}")
-            return perform(method, url, *args, **kwargs)
-
-        self.client.transport.perform_request = counted  # type: ignore[method-assign]
+def report_calls(calls: list[str], names: Names) -> list[str]:
+    """The requests of a report: not those of the API keys and rate-limit indices (cached
+    per key, read again on their own clocks)."""
+    skip = (names.keys_index, names.ratelimit_index)
+    return [c.split("?")[0] for c in calls if not any(index in c for index in skip)]
 
 
 @pytest.fixture(scope="module")
@@ -80,12 +69,10 @@ def day(api_client: OpenSearch, api_settings: Settings, api_names: Names) -> int
 
 
 @pytest.fixture
-def counting(api_settings: Settings, api_names: Names) -> Iterator[tuple[Counting, TestClient]]:
+def http(api_settings: Settings, api_client: OpenSearch) -> Iterator[TestClient]:
     ROLLUP_CELLS.clear()
     RATE_TABLES.clear()
-    assert api_settings.opensearch_url
-    engine = Counting(api_settings.opensearch_url, api_names)
-    yield engine, TestClient(create_app(api_settings, engine.client))
+    yield TestClient(create_app(api_settings, api_client))
     ROLLUP_CELLS.clear()
     RATE_TABLES.clear()
 
@@ -108,29 +95,26 @@ def gross(http: TestClient, key: str, day: int, currency: str | None = "USD") ->
 
 
 def test_a_repeated_converted_report_costs_one_round_trip(
-    counting: tuple[Counting, TestClient], admin_key: str, day: int,
-    api_client: OpenSearch, api_names: Names,
-) -> None:  # fmt: skip
-    engine, http = counting
+    http: TestClient, admin_key: str, day: int, api_client: OpenSearch, api_names: Names
+) -> None:
     load(api_client, api_names, day, "0.5")
-    assert gross(http, admin_key, day) == PAYMENTS * 20.0
-    first = list(engine.calls)
-    assert "POST /_mget" in first and any(c.endswith("/_search") for c in first)
-    engine.calls.clear()
-    assert gross(http, admin_key, day) == PAYMENTS * 20.0
+    with counted(api_client) as calls:
+        assert gross(http, admin_key, day) == PAYMENTS * 20.0
+    first = report_calls(calls, api_names)
+    assert "POST /_mget" in first and any(c.endswith("/_search") for c in first)  # the rates
+    with counted(api_client) as calls:
+        assert gross(http, admin_key, day) == PAYMENTS * 20.0
     # The state, holds, arrival bounds, pack versions and rates version: one mget, nothing else.
-    assert engine.calls == ["POST /_mget"]
+    assert report_calls(calls, api_names) == ["POST /_mget"]
     assert gross(http, admin_key, day, currency=None) == PAYMENTS * 10.0  # unconverted: EUR
-    engine.calls.clear()
-    assert gross(http, admin_key, day, currency=None) == PAYMENTS * 10.0
-    assert engine.calls == ["POST /_mget"]
+    with counted(api_client) as calls:
+        assert gross(http, admin_key, day, currency=None) == PAYMENTS * 10.0
+    assert report_calls(calls, api_names) == ["POST /_mget"]
 
 
 def test_a_rates_load_is_seen_by_the_next_request(
-    counting: tuple[Counting, TestClient], admin_key: str, day: int,
-    api_client: OpenSearch, api_names: Names,
-) -> None:  # fmt: skip
-    _, http = counting
+    http: TestClient, admin_key: str, day: int, api_client: OpenSearch, api_names: Names
+) -> None:
     hits = RATE_TABLES.hits
     load(api_client, api_names, day, "0.5")
     assert gross(http, admin_key, day) == gross(http, admin_key, day) == PAYMENTS * 20.0
@@ -143,12 +127,10 @@ def test_a_rates_load_is_seen_by_the_next_request(
 
 
 def test_rates_without_a_version_are_read_on_every_request(
-    counting: tuple[Counting, TestClient], admin_key: str, day: int,
-    api_client: OpenSearch, api_names: Names,
-) -> None:  # fmt: skip
+    http: TestClient, admin_key: str, day: int, api_client: OpenSearch, api_names: Names
+) -> None:
     """Rates stored before versions were written (or the version document gone): no key, so
     every request reads them, and a rate changed in place is answered at once."""
-    _, http = counting
     load(api_client, api_names, day, "0.5")
     hits = RATE_TABLES.hits
     api_client.delete(index=api_names.fx_index, id=fx.VERSION_ID, refresh=True)
