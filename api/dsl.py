@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from api.model import (
@@ -262,7 +262,11 @@ def packs_docs(plan: QueryPlan, hours: Sequence[int], index_of: Callable[[int], 
 def _pack_entries(
     plan: QueryPlan, days: Sequence[int], index_of: Callable[[int], str]
 ) -> list[Body]:
-    return [{"_index": index_of(day), "_id": rs.pack_id(plan.merchant_id, day)} for day in days]
+    return [{"_index": index_of(day), "_id": _pack_id(plan.merchant_id, day)} for day in days]
+
+
+# A pure function of its arguments, asked for each day of a report twice (versions, packs).
+_pack_id = lru_cache(maxsize=16_384)(rs.pack_id)
 
 
 def sketches_body(

@@ -97,7 +97,9 @@ class Converter:
     version: str | None = None
     rates: Rates = field(default_factory=lambda: Rates(fx.RateTable()))
     loaded: set[str] = field(default_factory=set)  # currencies whose rates ``rates`` holds
-    factors: dict[MoneyKey, Fraction] = field(default_factory=dict)
+    # Each (currency, day)'s factor as (numerator, denominator): read per cell part, where a
+    # Fraction's properties cost more than a tuple's items.
+    factors: dict[MoneyKey, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -112,14 +114,22 @@ class Converter:
             self._convert_cell(cell)
 
     def _convert_cell(self, cell: Cell) -> None:
-        amounts = cell.money.amounts if cell.money else {}
+        amounts = cell.money.amounts if cell.money else None
+        if not amounts:  # no money: 0 in any currency
+            cell.gross = cell.refunds = 0
+            return
+        if len(amounts) == 1:  # most cells: one currency on one day, one factor
+            ((key, (g, r)),) = amounts.items()
+            num, den = self.factors[key]
+            cell.gross, cell.refunds = half_even(g * num, den), half_even(r * num, den)
+            return
         factors = [self.factors[key] for key in amounts]
         # The exact sum over a common denominator in integers: Fraction arithmetic per part
         # cost ~8x more (5.5 against 0.7 ms for a 30-day hourly report's 720 cells).
-        den = lcm(*(f.denominator for f in factors)) if factors else 1
+        den = lcm(*(d for _, d in factors))
         gross = refunds = 0
-        for (g, r), factor in zip(amounts.values(), factors, strict=True):
-            scale = factor.numerator * (den // factor.denominator)
+        for (g, r), (num, d) in zip(amounts.values(), factors, strict=True):
+            scale = num * (den // d)
             gross += g * scale
             refunds += r * scale
         cell.gross, cell.refunds = half_even(gross, den), half_even(refunds, den)
@@ -138,7 +148,8 @@ class Converter:
         if wanted - self.loaded:
             self._load(wanted | {target})
         for currency, day in todo:
-            self.factors[(currency, day)] = self._factor(currency, day)
+            factor = self._factor(currency, day)
+            self.factors[(currency, day)] = (factor.numerator, factor.denominator)
 
     def _factor(self, currency: str, day_ms: int) -> Fraction:
         if currency == self.target:
