@@ -5,9 +5,11 @@ An unfiltered, ungrouped report folds the merchant's day packs (one document per
 for a 30-day hourly report ~4.9 ms of CPU per request, the largest single cost of the report
 (one ``mget`` of 31 packs parsed from JSON, then 720 hours placed into cells).
 
-``RollupCells.cells`` asks the engine only for the packs' *versions* first (the same ``mget``
-without sources: ``_seq_no`` and ``_primary_term`` per document, ~0.5 ms) and answers from
-memory when the same plan was answered from exactly those document versions before. The key
+``RollupCells.cells`` looks at the packs' *versions* first (the same ``mget`` without sources:
+``_seq_no`` and ``_primary_term`` per document; source resolution reads them for every day of
+the range in its rollup state ``mget``, decision 0260, so no round trip of their own) and
+answers from memory when the same plan was answered from exactly those document versions
+before. The key
 is the plan (its bucket boundaries, metrics, merchant; not the request's clock or W), the hours
 given to rollups and every pack's (index, id, found, seq_no, primary_term):
 
@@ -35,14 +37,14 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from api.dsl import Packs
-from api.engine import mget
-from api.model import QueryPlan
+from api.engine import doc_version, mget
+from api.model import DocVersion, QueryPlan
 
 if TYPE_CHECKING:  # api.sources (the execution stage) calls this cache around its pack reads
     from api.sources import Cells, Ctx
 
 Load = Callable[["Ctx", QueryPlan, Packs], "Cells"]
-Versions = tuple[tuple[str, str, bool, int, int], ...]
+Versions = tuple[DocVersion, ...]
 
 
 class RollupCells:
@@ -55,13 +57,19 @@ class RollupCells:
         self.hits = 0
         self.misses = 0
 
-    def cells(self, ctx: Ctx, plan: QueryPlan, read: Packs, load: Load) -> Cells:
+    def cells(
+        self, ctx: Ctx, plan: QueryPlan, read: Packs, load: Load, known: Versions | None = None
+    ) -> Cells:
         """``load(ctx, plan, read)``, or the same cells remembered from the same packs.
+        ``known``: pack versions read already (with the rollup state, decision 0260); the
+        packs' versions are asked for only when they do not cover ``read``.
         The returned cells are shared: read them, never change them."""
         limit = ctx.settings.api_rollup_cache_cells
         if limit <= 0:
             return load(ctx, plan, read)
-        before = _versions(ctx, list(read.docs))
+        before = _of(known, read) if known is not None else None
+        if before is None:
+            before = _versions(ctx, list(read.docs))
         if before is None:  # an engine that does not say which version it read
             return load(ctx, plan, read)
         # The resolution's W is not in the key: the pack versions already say what was read.
@@ -94,17 +102,24 @@ class RollupCells:
             self._held = 0
 
 
+def _of(known: Versions, read: Packs) -> Versions | None:
+    """The versions of ``read``'s packs among ``known`` (None when one is not there)."""
+    by_doc = {(v[0], v[1]): v for v in known}
+    found = [by_doc.get((doc["_index"], doc["_id"])) for doc in read.docs]
+    out = tuple(v for v in found if v is not None)
+    return out if len(out) == len(found) else None
+
+
 def _versions(ctx: Ctx, docs: list[dict[str, Any]]) -> Versions | None:
     """Each pack's (index, id, found, seq_no, primary_term), sources left out; None when a
     found document comes without its sequence number (nothing to key on)."""
     bare = [{**doc, "_source": False} for doc in docs]
     out = []
     for doc in mget(ctx.client, bare, ctx.settings.api_request_timeout_s) if docs else []:
-        found = bool(doc.get("found"))
-        seq_no, term = doc.get("_seq_no"), doc.get("_primary_term")
-        if found and (seq_no is None or term is None):
+        version = doc_version(doc)
+        if version is None:
             return None
-        out.append((str(doc.get("_index")), str(doc.get("_id")), found, seq_no or -1, term or -1))
+        out.append(version)
     return tuple(out)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from api.model import (
@@ -32,7 +32,7 @@ from api.model import (
 )
 from api.timebuckets import ENGINE_INTERVAL
 from pulse.settings import Settings
-from storage import late_events
+from storage import fx, late_events
 from storage import rollup_schema as rs
 
 Body = dict[str, Any]
@@ -262,7 +262,11 @@ def packs_docs(plan: QueryPlan, hours: Sequence[int], index_of: Callable[[int], 
 def _pack_entries(
     plan: QueryPlan, days: Sequence[int], index_of: Callable[[int], str]
 ) -> list[Body]:
-    return [{"_index": index_of(day), "_id": rs.pack_id(plan.merchant_id, day)} for day in days]
+    return [{"_index": index_of(day), "_id": _pack_id(plan.merchant_id, day)} for day in days]
+
+
+# A pure function of its arguments, asked for each day of a report twice (versions, packs).
+_pack_id = lru_cache(maxsize=16_384)(rs.pack_id)
 
 
 def sketches_body(
@@ -404,11 +408,29 @@ def series_requests(
     threshold, cap = settings.uniques_precision_threshold, hashes_cap(resolved, settings)
     reads: list[Search | Packs] = []
     for source, iv in resolved.parts:
-        if source is Source.ROLLUPS and not plan.filters and not plan.group_by:
+        if source is Source.ROLLUPS and reads_packs(plan):
             reads.append(packs_request(plan, iv, index_of))
         else:
             reads.append(Search(source, iv, series_body(plan, source, iv, groups, cap, threshold)))
     return SeriesRequests(resolved, groups, tuple(reads))
+
+
+def reads_packs(plan: QueryPlan) -> bool:
+    """Whether the rollup hours of the plan are read from the day packs (not a search)."""
+    return not plan.filters and not plan.group_by
+
+
+def version_docs(plan: QueryPlan, index_of: Callable[[int], str], rates: str | None) -> list[Body]:
+    """What source resolution reads with the rollup state (decision 0260): the versions
+    (no sources) of the day packs of every UTC day of the range when the plan reads packs,
+    and the exchange rates' version document (``rates``: its index) when the plan converts."""
+    docs: list[Body] = []
+    if reads_packs(plan) and plan.force_source is not Source.RAW:
+        days = range(rs.day_start(plan.start_ms), plan.end_ms, rs.DAY_MS)
+        docs += ({**e, "_source": False} for e in _pack_entries(plan, days, index_of))
+    if rates is not None and plan.converts:
+        docs.append({"_index": rates, "_id": fx.VERSION_ID})
+    return docs
 
 
 def packs_request(

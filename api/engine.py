@@ -20,6 +20,7 @@ from opensearchpy.exceptions import (
 )
 
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
+from api.model import DocVersion
 from storage import served
 
 log = logging.getLogger(__name__)
@@ -62,13 +63,30 @@ def mget(client: OpenSearch, docs: list[dict[str, Any]], timeout_s: float) -> li
     written there yet) reads as not found. Failures map like ``search``'s."""
     with engine_errors("get"):
         answer = client.mget(body={"docs": docs}, request_timeout=timeout_s)
-    found: list[dict[str, Any]] = answer["docs"]
+    return checked(answer["docs"])
+
+
+def checked(found: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``mget`` answers, failing on a document the engine could not get (other than one in an
+    index that does not exist, which reads as not found)."""
     for doc in found:
         error = doc.get("error")
         if error and error.get("type") != "index_not_found_exception":
             log.error("engine failed a get: %s", str(error)[:500])
             raise UnexpectedAnswer()
     return found
+
+
+def doc_version(found: dict[str, Any]) -> DocVersion | None:
+    """An ``mget`` answer's (index, id, found, seq_no, primary_term); None when a found
+    document comes without its sequence number (nothing to key a cache on)."""
+    index, key = str(found.get("_index")), str(found.get("_id"))
+    if not found.get("found"):
+        return index, key, False, -1, -1
+    seq_no, term = found.get("_seq_no"), found.get("_primary_term")
+    if seq_no is None or term is None:
+        return None
+    return index, key, True, int(seq_no), int(term)
 
 
 @contextmanager

@@ -179,16 +179,32 @@ class QueryPlan:
         return max(0, len(self.boundaries) - 1)
 
 
+DocVersion = tuple[str, str, bool, int, int]  # (index, id, found, seq_no, primary_term)
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Versions read in the same ``mget`` as the rollup state (decision 0260), which key what
+    the API remembers: each day pack of the range (``packs``, None when not read or when the
+    engine gave no sequence numbers) and the stored exchange rates (``rates``, None when not
+    asked or not known)."""
+
+    packs: tuple[DocVersion, ...] | None = None
+    rates: str | None = None
+
+
 @dataclass(frozen=True)
 class ResolvedPlan:
     """A processed plan with its sources resolved (api.resolve): the split always exists, and
     the rollup state it was judged by is kept with it (W in ``split``, and the hours held by a
-    reprocess switch or found changed by late events, which the split gave to raw)."""
+    reprocess switch or found changed by late events, which the split gave to raw), and the
+    versions read with that state."""
 
     plan: QueryPlan
     split: Split
     held: frozenset[int] = frozenset()  # candidate hours held (rollups.state holds)
     late: frozenset[int] = frozenset()  # hours given to raw after the late-event search
+    versions: Versions = Versions()
 
     @property
     def parts(self) -> tuple[tuple[Source, tuple[Interval, ...]], ...]:

@@ -49,7 +49,7 @@ class Resolution:
         resolved = self.speculative
         servable = hours_of(resolved.split.rollups) - late
         again = planner.split_sources(resolved.plan, servable, resolved.split.watermark_ms)
-        return replace(again, held=resolved.held, late=frozenset(late))
+        return replace(again, held=resolved.held, late=frozenset(late), versions=resolved.versions)
 
 
 def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
@@ -58,15 +58,19 @@ def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
 
     The state, the holds and the arrival bounds of the range's days are one read; only the
     days whose bound is above W, or unknown, are searched (decision 0048), and nothing runs
-    in the background when there are none (decision 0256)."""
+    in the background when there are none (decision 0256). The same read brings the
+    versions of the range's day packs and of the exchange rates the plan may use, which key
+    what the API remembers of them (``ResolvedPlan.versions``, decision 0260)."""
     if plan.force_source is Source.RAW:
         return Resolution(planner.split_sources(plan, set(), None), _nothing_late())
     days = range(plan.start_ms // DAY_MS, (plan.end_ms - 1) // DAY_MS + 1)
-    seen, known = sources.read_state_and_bounds(ctx, days)
+    docs = dsl.version_docs(plan, sources.rollup_index(ctx), ctx.names.fx_index)
+    seen, known, versions = sources.read_state_bounds_and_versions(ctx, days, docs)
     found = state.candidate_hours(
         seen, ctx.settings.generation, plan.start_ms, plan.end_ms, plan.now_ms
     )
-    resolved = replace(planner.split_sources(plan, found.hours, found.watermark), held=found.held)
+    split = planner.split_sources(plan, found.hours, found.watermark)
+    resolved = replace(split, held=found.held, versions=versions)
     used = hours_of(resolved.split.rollups)
     if not used or found.watermark is None:
         return Resolution(resolved, _nothing_late())

@@ -33,7 +33,8 @@ def report(ctx: Ctx, plan: QueryPlan) -> Report:
     """Run a processed plan (and its comparison) and shape the answer."""
     started = time.perf_counter()
     resolution = resolve.resolve(ctx, plan)
-    converter = Converter(ctx, plan) if plan.converts else None
+    version = resolution.speculative.versions.rates
+    converter = Converter(ctx, plan, version) if plan.converts else None
     results = answer(ctx, resolution.speculative, converter)
     resolved = resolution.settle()  # the late-event search ran alongside the reads
     if resolved is not resolution.speculative:

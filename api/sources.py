@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
@@ -22,17 +22,19 @@ from opensearchpy import OpenSearch
 from api import dsl
 from api.cache import ROLLUP_CELLS
 from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
-from api.engine import engine_errors, mget, search
+from api.engine import checked, doc_version, engine_errors, mget, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import (
     HOUR_MS,
     MISSING,
     Base,
+    DocVersion,
     Granularity,
     Interval,
     QueryPlan,
     ResolvedPlan,
     Source,
+    Versions,
 )
 from pulse.clock import parse_instant
 from pulse.naming import Names
@@ -118,11 +120,23 @@ def read_state(ctx: Ctx) -> state.View:
         return state.view(ctx.client, ctx.names)
 
 
-def read_state_and_bounds(ctx: Ctx, days: Iterable[int]) -> tuple[state.View, dict[int, int]]:
-    """The rollup state and holds, and the arrival bounds of ``days``: one ``mget``
-    (rollups.state.view_and_bounds)."""
+def read_state_bounds_and_versions(
+    ctx: Ctx, days: Iterable[int], docs: list[dict[str, Any]]
+) -> tuple[state.View, dict[int, int], Versions]:
+    """The rollup state and holds, the arrival bounds of ``days`` and the versions of
+    ``docs`` (api.dsl.version_docs: day packs without sources, the rates' version document):
+    one ``mget`` (rollups.state.view_bounds_and, decision 0260)."""
     with engine_errors("rollup state read"):
-        return state.view_and_bounds(ctx.client, ctx.names, days)
+        seen, bounds, found = state.view_bounds_and(ctx.client, ctx.names, days, docs)
+    packs: list[DocVersion | None] = []
+    rates: str | None = None
+    for doc in checked(found):
+        if doc.get("_index") == ctx.names.fx_index and doc.get("_id") == fx.VERSION_ID:
+            rates = fx.version_of(doc)
+        else:
+            packs.append(doc_version(doc))
+    known = tuple(v for v in packs if v is not None)
+    return seen, bounds, Versions(known if packs and len(known) == len(packs) else None, rates)
 
 
 def arrival_bounds(ctx: Ctx, days: Iterable[int]) -> dict[int, int]:
@@ -246,13 +260,21 @@ def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
 def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) -> Cells:
     plan = requests.resolved.plan
     if isinstance(read, dsl.Packs):  # remembered by the packs' versions (decision 0246)
-        return ROLLUP_CELLS.cells(ctx, plan, read, packs_cells)
+        known = requests.resolved.versions.packs
+        return ROLLUP_CELLS.cells(ctx, plan, read, packs_cells, known)
     return series_cells(ctx, plan, read, requests.groups)
 
 
 def rollup_index(ctx: Ctx) -> Callable[[int], str]:
     """The monthly rollup index holding a day, of the served generation."""
-    return partial(rs.index_for, ctx.names, ctx.settings.generation)
+    return partial(_rollup_index, ctx.names, ctx.settings.generation)
+
+
+@lru_cache(maxsize=4096)
+def _rollup_index(names: Names, generation: str, at_ms: int) -> str:
+    """``rs.index_for``, remembered (a pure function of its arguments): a 30-day report
+    names the index of each of its days twice (pack versions and packs), ~7 us a name."""
+    return rs.index_for(names, generation, at_ms)
 
 
 def series_cells(

@@ -48,18 +48,17 @@ class StubEngine:
         self.indices = self
 
     def mget(self, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
-        if "docs" in body:  # day packs: none (hours without events)
-            return {"docs": [{"found": False} for _ in body["docs"]]}
         state = {"generation": self.generation, "schema": SCHEMA_VERSION, "watermark": WATERMARK}
         docs = []
-        for doc_id in body["ids"]:  # the rollup state and holds, or arrival bounds
-            if doc_id == "rollups.state":
+        for entry in body["docs"]:  # the rollup state, else not found (holds, bounds, packs)
+            doc_id = {"_index": entry["_index"], "_id": entry["_id"]}
+            if entry["_id"] == "rollups.state":
                 docs.append(
-                    {"_id": doc_id, "found": True, "_source": {"rollups": state},
+                    {**doc_id, "found": True, "_source": {"rollups": state},
                      "_seq_no": 1, "_primary_term": 1}
                 )  # fmt: skip
             else:
-                docs.append({"_id": doc_id, "found": False})
+                docs.append({**doc_id, "found": False})
         return {"docs": docs}
 
     def get_alias(self, name: str) -> dict[str, Any]:

@@ -6,6 +6,13 @@ so loading the same file again changes nothing and a corrected rate replaces the
 ``per_usd`` is stored as the decimal text it was loaded from (a keyword) and read back as an
 exact ``Fraction``: a conversion never inherits a binary float's error (decision 0201).
 
+Every ``load`` ends by writing a fresh random ``version`` to the document ``VERSION_ID`` of the
+same index, after the rates it wrote are searchable: the API keeps the rates it read under the
+version it read with them and reads that one small document with the rollup state (one
+``mget``, decision 0260), so a load is visible to the next request and unchanged rates cost
+no search. Rates written any other way would go unnoticed by that cache: ``load`` is the only
+writer.
+
 The rule (``RateTable.per_usd``): for a UTC day D, the latest rate dated on or before D and at
 most ``MAX_AGE_DAYS`` before it; none is a ``RateMissing`` naming the currency and D. USD is 1
 by definition and needs no row.
@@ -16,6 +23,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import uuid
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -41,8 +49,11 @@ MAPPING: dict[str, Any] = {
         "date": {"type": "date", "format": "strict_date"},
         "currency": {"type": "keyword"},
         "per_usd": {"type": "keyword"},  # exact decimal text; see the module docstring
+        "version": {"type": "keyword", "index": False},  # only in the VERSION_ID document
     },
 }
+VERSION_ID = "rates.version"  # not a rate's id (those are date:currency)
+RATES_ONLY: dict[str, Any] = {"exists": {"field": "currency"}}  # every document but the version
 PAGE = 10_000
 
 
@@ -155,7 +166,18 @@ def load(client: OpenSearch, names: Names, rates: list[Rate]) -> LoadResult:
             changed.append(rate)
     actions = ({"_index": names.fx_index, "_id": r.doc_id, "_source": r.doc()} for r in changed)
     helpers.bulk(client, actions, refresh="wait_for", chunk_size=1000)
+    # After the rates are searchable (wait_for): a reader that sees this version finds them.
+    client.index(index=names.fx_index, id=VERSION_ID, body={"version": uuid.uuid4().hex})
     return result
+
+
+def version_of(found: dict[str, Any]) -> str | None:
+    """The version an ``mget`` of ``VERSION_ID`` found (None: no index, or rates loaded
+    before versions were written: nothing to key a cache on)."""
+    if not found.get("found"):
+        return None
+    version = (found.get("_source") or {}).get("version")
+    return str(version) if version else None
 
 
 def _scan(client: OpenSearch, names: Names, query: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -233,7 +255,7 @@ class Coverage:
 def coverage(client: OpenSearch, names: Names) -> list[Coverage]:
     """Every currency's coverage (``pulse fx status``)."""
     out: list[Coverage] = []
-    rates = table(_scan(client, names, {"match_all": {}}))
+    rates = table(_scan(client, names, RATES_ONLY))
     for currency, days in sorted(rates.days.items()):
         gaps = tuple(
             (a + timedelta(days=MAX_AGE_DAYS + 1), b - timedelta(days=1))

@@ -30,7 +30,7 @@ def test_a_cell_converts_to_the_rounded_exact_sum(parts: list[tuple[int, int, Fr
     converter.factors = {}
     for day, (gross, refunds, factor) in enumerate(parts):
         money.amounts[("EUR", day)] = [gross, refunds]
-        converter.factors[("EUR", day)] = factor
+        converter.factors[("EUR", day)] = (factor.numerator, factor.denominator)
     cell = Cell(money=money)
     converter._convert_cell(cell)
     assert cell.gross == round(sum((Fraction(g) * f for g, _, f in parts), Fraction(0)))

@@ -10,14 +10,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from api import planner, resolve
-from api.model import HOUR_MS, Granularity, Metric, ResolvedPlan, Source
+from api.model import HOUR_MS, Dimension, Granularity, Metric, ResolvedPlan, Source, Versions
 from api.sources import Ctx
 from pulse.clock import DAY_MS
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups import state
-from storage import arrivals, late_events
-from storage.rollup_schema import SCHEMA_VERSION
+from storage import arrivals, fx, late_events
+from storage import rollup_schema as rs
 
 SETTINGS = Settings(opensearch_url="http://127.0.0.1:9")
 DAY = 1_704_067_200_000  # 2024-01-01T00:00Z
@@ -31,32 +31,43 @@ class Engine:
     day is searched), and a raw search finding a late event in ``late``; every call is
     recorded, and the ids each ``mget`` asked for."""
 
-    def __init__(self, late: set[int], bounds: dict[str, int] | None = None) -> None:
+    def __init__(
+        self, late: set[int], bounds: dict[str, int] | None = None,
+        versions: dict[str, str | None] | None = None,
+    ) -> None:  # fmt: skip
         self.late = late
         self.bounds = bounds or {}
+        self.versions = versions or {}  # found documents: the rates' version, packs (no seq_no)
         self.calls: list[str] = []
         self.ids: list[list[str]] = []
         self.indices = self
 
-    def mget(self, index: str, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
+    def mget(self, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
         self.calls.append("mget")
-        self.ids.append(list(body["ids"]))
+        ids = [entry["_id"] for entry in body["docs"]]
+        self.ids.append(ids)
         docs: dict[str, Any] = {
             "rollups.state": {
-                "rollups": {"generation": SETTINGS.generation, "schema": SCHEMA_VERSION,
+                "rollups": {"generation": SETTINGS.generation, "schema": rs.SCHEMA_VERSION,
                             "watermark": W}
             },
             "rollups.holds": {"rollups": {"holds": {"r1": {"start": HELD, "end": HELD + 1}}}},
         }  # fmt: skip
         docs |= {key: {"arrivals": {"newest": bound}} for key, bound in self.bounds.items()}
-        return {
-            "docs": [
-                {"_id": i, "found": True, "_source": docs[i], "_seq_no": 1, "_primary_term": 1}
-                if i in docs
-                else {"_id": i, "found": False}
-                for i in body["ids"]
-            ]
-        }
+        answers = []
+        for entry in body["docs"]:
+            i, index = entry["_id"], entry["_index"]
+            if i in docs:
+                answers.append({"_index": index, "_id": i, "found": True, "_source": docs[i],
+                                "_seq_no": 1, "_primary_term": 1})  # fmt: skip
+            elif i in self.versions:
+                version = self.versions[i]
+                answers.append(
+                    {"_index": index, "_id": i, "found": True, "_source": {"version": version}}
+                )
+            else:
+                answers.append({"_index": index, "_id": i, "found": False})
+        return {"docs": answers}
 
     def get_alias(self, name: str) -> dict[str, Any]:
         return {f"{name}-all": {}}  # one member without a day: searched for every range
@@ -69,11 +80,14 @@ class Engine:
         return {"aggregations": {"h": {"buckets": buckets}}}
 
 
-def plan(force_raw: bool = False) -> Any:
+def plan(
+    force_raw: bool = False, currency: str | None = None, group_by: list[Dimension] | None = None
+) -> Any:
     p = planner.build_plan(
         "m1", datetime(2024, 1, 1, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC),
-        [Metric.EVENTS], granularity=Granularity.DAY, now_ms=DAY + 30 * HOUR_MS,
-        force_source=Source.RAW if force_raw else None,
+        [Metric.EVENTS, Metric.GROSS_SALES], granularity=Granularity.DAY,
+        now_ms=DAY + 30 * HOUR_MS, force_source=Source.RAW if force_raw else None,
+        reporting_currency=currency, group_by=group_by or [],
     )  # fmt: skip
     return planner.time_buckets(p, SETTINGS)
 
@@ -105,9 +119,29 @@ def test_held_hours_stay_raw_and_late_hours_are_split_again_by_resolution() -> N
     assert settled.plan is first.plan  # the plan is not made again, only the split
     for resolved in (first, settled):
         assert_partition(resolved)
-    # state, holds and the day's arrival bound in one read, then the search
+    # state, holds, the day's arrival bound and its pack's version in one read, then the search
     assert engine.calls == ["mget", "search"]
-    assert engine.ids == [["rollups.state", "rollups.holds", arrivals.doc_id(DAY // DAY_MS)]]
+    pack = rs.pack_id("m1", DAY)
+    assert engine.ids == [["rollups.state", "rollups.holds", arrivals.doc_id(DAY // DAY_MS), pack]]
+    index = rs.index_for(Names(namespace="t"), SETTINGS.generation, DAY)
+    assert first.versions == settled.versions == Versions(((index, pack, False, -1, -1),), None)
+
+
+def test_the_rates_version_and_the_packs_versions_come_with_the_state() -> None:
+    """Decision 0260: a converting report asks for the rates' version in the state's read;
+    a grouped one reads no packs, so asks for no pack versions; raw reads neither."""
+    engine = Engine(late=set(), versions={fx.VERSION_ID: "v1"})
+    resolved = resolve.resolve(ctx(engine), plan(currency="EUR")).settle()
+    assert len(engine.ids) == 1 and engine.ids[0][-1] == fx.VERSION_ID  # one read
+    assert resolved.versions.rates == "v1" and resolved.versions.packs is not None
+    assert len(resolved.versions.packs) == 1
+    grouped = Engine(late=set())
+    resolved = resolve.resolve(ctx(grouped), plan(group_by=[Dimension.CHANNEL])).settle()
+    assert grouped.ids == [["rollups.state", "rollups.holds", arrivals.doc_id(DAY // DAY_MS)]]
+    assert resolved.versions == Versions(None, None)
+    unversioned = Engine(late=set(), versions={rs.pack_id("m1", DAY): None})
+    resolved = resolve.resolve(ctx(unversioned), plan(currency="EUR")).settle()
+    assert resolved.versions == Versions(None, None)  # a found pack without a seq_no: no key
 
 
 def test_days_settled_at_w_are_not_searched_and_nothing_runs_aside() -> None:
