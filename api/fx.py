@@ -41,13 +41,16 @@ class Converter:
         return self.plan.reporting_currency
 
     def convert(self, cells: Cells) -> None:
-        """Replace every cell's gross and refunds with its converted money (in place)."""
+        """Replace every cell's gross and refunds with its converted money: by a converted
+        copy in ``cells``, as the cells may be shared with remembered ones (api.cells)."""
         keys = {key for cell in cells.values() if cell.money for key in cell.money.amounts}
         self._prepare(keys)
-        for cell in cells.values():
-            self._convert_cell(cell)
+        for key, cell in cells.items():
+            gross, refunds = self._converted(cell)
+            if gross != cell.gross or refunds != cell.refunds:
+                cells[key] = cell.with_amounts(gross, refunds)
 
-    def _convert_cell(self, cell: Cell) -> None:
+    def _converted(self, cell: Cell) -> tuple[int, int]:
         amounts = cell.money.amounts if cell.money else {}
         factors = [self.factors[key] for key in amounts]
         # The exact sum over a common denominator in integers: Fraction arithmetic per part
@@ -58,7 +61,7 @@ class Converter:
             scale = factor.numerator * (den // factor.denominator)
             gross += g * scale
             refunds += r * scale
-        cell.gross, cell.refunds = half_even(gross, den), half_even(refunds, den)
+        return half_even(gross, den), half_even(refunds, den)
 
     def _prepare(self, keys: set[MoneyKey]) -> None:
         todo = {k for k in keys if k not in self.factors}
