@@ -23,7 +23,8 @@ So a remembered answer is never older than what the uncached read returns at the
 moment. (A pack rewritten between the versions read and the full read is stored under the
 older versions: a request that still sees those versions gets the newer cells, as a fresh read
 a moment later would; versions only grow, so nothing older is ever served.) Stored cells are
-never mutated: the service merges them into fresh cells (``api.sources.merge_into`` copies).
+never mutated: the service's merge shares them with the answer and makes a fresh cell only
+where two reads meet (``api.cells.added_up``); conversion replaces cells (``api.fx``).
 Memory is bounded by the number of cells held (LRU over plans; ~0.4 KB a cell; setting
 ``api_rollup_cache_cells``, 0 turns it off).
 """

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from datasketches import hll_sketch, hll_union, tgt_hll_type
 
@@ -137,6 +138,51 @@ class Cell:
         if self.money is None:
             self.money = Money()
         return self.money
+
+    def with_amounts(self, gross: int, refunds: int) -> Cell:
+        """A copy with other gross and refunds (api.fx's conversion), sharing this cell's
+        uniques and money: a cell made so is read, never merged into."""
+        copy = object.__new__(Cell)  # ~0.3 us; dataclasses.replace or copy.copy cost 1-2 us
+        copy.__dict__.update(self.__dict__)
+        copy.gross, copy.refunds = gross, refunds
+        return copy
+
+
+K = TypeVar("K", bound=Hashable)
+
+
+def added_up(parts: Iterable[dict[K, Cell]]) -> dict[K, Cell]:
+    """The cells of ``parts`` added up by key, as merging each into a fresh cell would, but
+    without copying the cells only one part holds: the result shares them with the parts.
+
+    A part may be a remembered answer (api.cache: ~720 cells of day packs), which the
+    per-request copy cost ~1 ms of a 30-day hourly report; usually only the totals are in
+    two parts. So: read the result, never change its cells in place (replace them, as
+    api.fx's conversion does). A key held by two parts gets a fresh cell. So does a cell
+    holding a sketch union: its copy is a union of the union's result, which is what readers
+    have always read (kept exactly)."""
+    out: dict[K, Cell] = {}
+    fresh: set[K] = set()  # keys whose cell in ``out`` was made here
+    for part in parts:
+        for key, cell in part.items():
+            have = out.get(key)
+            if have is None:
+                if cell.uniques.union is None:
+                    out[key] = cell
+                    continue
+                have = out[key] = Cell()
+                fresh.add(key)
+            elif key not in fresh:
+                have = out[key] = _copy(have)
+                fresh.add(key)
+            have.merge(cell)
+    return out
+
+
+def _copy(cell: Cell) -> Cell:
+    fresh = Cell()
+    fresh.merge(cell)
+    return fresh
 
 
 def _keys(agg: dict[str, Any], name: str) -> set[str]:

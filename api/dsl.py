@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import date
 from functools import lru_cache, partial
 from typing import Any
 
@@ -262,11 +263,33 @@ def packs_docs(plan: QueryPlan, hours: Sequence[int], index_of: Callable[[int], 
 def _pack_entries(
     plan: QueryPlan, days: Sequence[int], index_of: Callable[[int], str]
 ) -> list[Body]:
-    return [{"_index": index_of(day), "_id": _pack_id(plan.merchant_id, day)} for day in days]
+    """``index_of`` is asked once per UTC month (it names a monthly index) and each id is
+    remembered: both cost ~6 us a day, ~0.35 ms of every 30-day report otherwise."""
+    out: list[Body] = []
+    month, index = (0, 0), ""
+    for day in days:
+        if not month[0] <= day < month[1]:
+            month, index = _month_of(day), index_of(day)
+        out.append({"_index": index, "_id": _pack_id(plan.merchant_id, day)})
+    return out
 
 
-# A pure function of its arguments, asked for each day of a report twice (versions, packs).
-_pack_id = lru_cache(maxsize=16_384)(rs.pack_id)
+@lru_cache(maxsize=4096)
+def _month_of(day_ms: int) -> tuple[int, int]:
+    """[start, end) in epoch ms of the UTC month holding ``day_ms``."""
+    first = rs.month_of(day_ms)
+    after = date(first.year + first.month // 12, first.month % 12 + 1, 1)
+    return _epoch_ms(first), _epoch_ms(after)
+
+
+def _epoch_ms(day: date) -> int:
+    return (day - EPOCH).days * rs.DAY_MS
+
+
+EPOCH = date(1970, 1, 1)
+# A pack's id is a hash of (merchant, day): remembered for the merchants and days dashboards
+# ask again and again (~100 B an entry).
+_pack_id = lru_cache(maxsize=65_536)(rs.pack_id)
 
 
 def sketches_body(

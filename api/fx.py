@@ -107,22 +107,23 @@ class Converter:
         return self.plan.reporting_currency
 
     def convert(self, cells: Cells) -> None:
-        """Replace every cell's gross and refunds with its converted money (in place)."""
+        """Replace every cell's gross and refunds with its converted money: by a converted
+        copy in ``cells``, as the cells may be shared with remembered ones (api.cells)."""
         keys = {key for cell in cells.values() if cell.money for key in cell.money.amounts}
         self._prepare(keys)
-        for cell in cells.values():
-            self._convert_cell(cell)
+        for key, cell in cells.items():
+            gross, refunds = self._converted(cell)
+            if gross != cell.gross or refunds != cell.refunds:
+                cells[key] = cell.with_amounts(gross, refunds)
 
-    def _convert_cell(self, cell: Cell) -> None:
+    def _converted(self, cell: Cell) -> tuple[int, int]:
         amounts = cell.money.amounts if cell.money else None
         if not amounts:  # no money: 0 in any currency
-            cell.gross = cell.refunds = 0
-            return
+            return 0, 0
         if len(amounts) == 1:  # most cells: one currency on one day, one factor
             ((key, (g, r)),) = amounts.items()
             num, den = self.factors[key]
-            cell.gross, cell.refunds = half_even(g * num, den), half_even(r * num, den)
-            return
+            return half_even(g * num, den), half_even(r * num, den)
         factors = [self.factors[key] for key in amounts]
         # The exact sum over a common denominator in integers: Fraction arithmetic per part
         # cost ~8x more (5.5 against 0.7 ms for a 30-day hourly report's 720 cells).
@@ -132,7 +133,7 @@ class Converter:
             scale = num * (den // d)
             gross += g * scale
             refunds += r * scale
-        cell.gross, cell.refunds = half_even(gross, den), half_even(refunds, den)
+        return half_even(gross, den), half_even(refunds, den)
 
     def _prepare(self, keys: set[MoneyKey]) -> None:
         todo = {k for k in keys if k not in self.factors}

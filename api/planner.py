@@ -154,14 +154,33 @@ def split_sources(
     last = plan.end_ms - HOUR_MS
     # An hour is inside one bucket unless a boundary falls strictly inside it, which only a
     # boundary off the hour can (a half-hour zone's): those hours are named once here, not
-    # searched for with two bisections per hour (a 30-day hourly report has 720 hours).
-    cut = {b - b % HOUR_MS for b in plan.boundaries if b % HOUR_MS}
-    hours = sorted(
-        h
-        for h in servable_hours
-        if first <= h <= last and h % HOUR_MS == 0 and (not cut or h not in cut)
+    # searched for with two bisections per hour (a 30-day hourly report has 720 hours). The
+    # remainders are taken in C (``map``): most plans have no boundary off the hour.
+    bounds = plan.boundaries
+    cut = (
+        {b - b % HOUR_MS for b in bounds if b % HOUR_MS}
+        if any(map(HOUR_MS.__rmod__, bounds))
+        else set()
     )
-    rollups = _runs(hours)
+    low, high, n = min(servable_hours), max(servable_hours), len(servable_hours)
+    if (
+        not cut
+        and first <= low
+        and high <= last
+        and high - low == (n - 1) * HOUR_MS
+        and not any(map(HOUR_MS.__rmod__, servable_hours))
+    ):
+        # The usual case, without sorting: n distinct whole hours spanning n hours are
+        # consecutive, one run (servable hours are a range minus the held and changed ones).
+        rollups: tuple[Interval, ...] = ((low, high + HOUR_MS),)
+    else:
+        rollups = _runs(
+            sorted(
+                h
+                for h in servable_hours
+                if first <= h <= last and h % HOUR_MS == 0 and (not cut or h not in cut)
+            )
+        )
     raw = complement(plan.start_ms, plan.end_ms, rollups)
     return ResolvedPlan(plan, Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms))
 

@@ -82,7 +82,7 @@ def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
 
 
 def hours_of(intervals: tuple[Interval, ...]) -> set[int]:
-    return {h for a, b in intervals for h in range(a, b, HOUR_MS)}
+    return set().union(*(range(a, b, HOUR_MS) for a, b in intervals))  # filled in C
 
 
 def late_hours(ctx: Ctx, request: dsl.RawSearch, todo: set[int]) -> set[int]:

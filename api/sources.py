@@ -21,7 +21,7 @@ from opensearchpy import OpenSearch
 
 from api import dsl
 from api.cache import ROLLUP_CELLS
-from api.cells import Cell, decode_sketch, raw_cell, rollup_cell
+from api.cells import Cell, added_up, decode_sketch, raw_cell, rollup_cell
 from api.engine import checked, doc_version, engine_errors, mget, search
 from api.errors import BadInput, UnexpectedAnswer
 from api.model import (
@@ -219,7 +219,8 @@ class Shared:
 @dataclass(frozen=True)
 class Results:
     """The execution stage's answer to one pass of a report: merged cells of both sources
-    (money not yet converted) and the groups they were read for (None: not grouped)."""
+    (money not yet converted) and the groups they were read for (None: not grouped). The
+    cells may be shared with remembered ones (api.cells.added_up): replace, never change."""
 
     resolved: ResolvedPlan
     groups: tuple[GroupKey, ...] | None
@@ -247,13 +248,10 @@ def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
     # The first read runs in this thread while the pool runs the others: one hop fewer.
     first, *others = requests.reads or (None,)
     futures = [_POOL.submit(_read, ctx, requests, read) for read in others]
-    cells: Cells = {}
-    if first is not None:
-        merge_into(cells, _read(ctx, requests, first))
-    for future in futures:
-        merge_into(cells, future.result())
-    for part in shared.chosen(requests.groups):
-        merge_into(cells, part)
+    parts = [] if first is None else [_read(ctx, requests, first)]
+    parts += [future.result() for future in futures]
+    # Not copied: the result shares cells with the parts, remembered ones too (api.cells).
+    cells = added_up([*parts, *shared.chosen(requests.groups)])
     return Results(requests.resolved, requests.groups, cells)
 
 

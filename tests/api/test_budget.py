@@ -11,7 +11,7 @@ from graphql import get_introspection_query, parse
 from opensearchpy import OpenSearch
 
 from api.app import EXTENSIONS, create_app
-from api.budget import price
+from api.budget import PRICED, price
 from api.errors import BadInput
 from api.keys import create_key
 from api.schema import build_schema
@@ -129,3 +129,44 @@ def test_the_issues_ten_alias_request_costs_most_of_a_minute(api_settings: Setti
     forty = "{ " + " ".join(report(f"a{i}", MINUTES_3D, "EVENTS", "MINUTE") for i in range(40))
     with pytest.raises(BadInput, match="40 aliases"):
         price(SCHEMA, parse(forty + " }"), None, {}, api_settings)
+
+
+REPEATED = """query($s: DateTime!, $m: [Metric!]!) { metrics(merchantId: "m1", granularity: HOUR,
+  range: {start: $s, end: "2024-01-31T00:00:00Z"}, metrics: $m) { totals { value } } }"""
+
+
+def test_a_repeated_request_is_priced_once_and_the_same(api_settings: Settings) -> None:
+    """Costs are remembered by (schema, document object, operation, variables) and settings:
+    the same request is the same cost, another variable or other settings are priced anew."""
+    PRICED.clear()
+    document = parse(REPEATED)
+    week = {"s": "2024-01-24T00:00:00Z", "m": ["EVENTS"]}
+    first = price(SCHEMA, document, None, week, api_settings)
+    assert first is not None and first.points == 7 * 24
+    assert price(SCHEMA, document, None, dict(week), api_settings) is first
+    # An entry is the very objects it was priced for (an id can be reused once one is freed).
+    key = PRICED.key(SCHEMA, document, None, week)
+    assert key is not None and PRICED.get(key, SCHEMA, document, api_settings) is first
+    assert PRICED.get(key, SCHEMA, parse(REPEATED), api_settings) is None
+    two = price(SCHEMA, document, None, {**week, "m": ["EVENTS", "PAYMENTS"]}, api_settings)
+    assert two is not None and two.points == 2 * 7 * 24
+    longer = price(SCHEMA, document, None, {**week, "s": "2024-01-10T00:00:00Z"}, api_settings)
+    assert longer is not None and longer.points == 21 * 24
+    cheap = api_settings.model_copy(update={"rate_limit_points_per_token": 1})
+    other = price(SCHEMA, document, None, week, cheap)
+    assert other is not None and other.tokens == 7 * 24 != first.tokens
+    again = price(SCHEMA, parse(REPEATED), None, week, api_settings)  # another document object
+    assert again == first and again is not first
+
+
+def test_a_cost_that_reads_the_clock_is_never_remembered(api_settings: Settings) -> None:
+    """A cohort matrix is priced against the current time (its periods up to now)."""
+    PRICED.clear()
+    document = parse(
+        '{ cohorts(merchantId: "m1", range: {start: "2024-01-01T00:00:00Z", '
+        'end: "2024-03-01T00:00:00Z"}) { cohorts { start } } }'
+    )
+    cost = price(SCHEMA, document, None, {}, api_settings)
+    assert cost is not None and cost.reports == 1
+    key = PRICED.key(SCHEMA, document, None, {})
+    assert key is not None and PRICED.get(key, SCHEMA, document, api_settings) is None

@@ -26,12 +26,12 @@ def test_half_even_breaks_ties_to_even_on_both_sides_of_zero() -> None:
 @given(st.lists(st.tuples(amounts, amounts, factors), min_size=0, max_size=6))
 def test_a_cell_converts_to_the_rounded_exact_sum(parts: list[tuple[int, int, Fraction]]) -> None:
     money = Money()
-    converter = Converter.__new__(Converter)  # only the factors are used by _convert_cell
+    converter = Converter.__new__(Converter)  # only the factors are used by _converted
     converter.factors = {}
     for day, (gross, refunds, factor) in enumerate(parts):
         money.amounts[("EUR", day)] = [gross, refunds]
         converter.factors[("EUR", day)] = (factor.numerator, factor.denominator)
     cell = Cell(money=money)
-    converter._convert_cell(cell)
-    assert cell.gross == round(sum((Fraction(g) * f for g, _, f in parts), Fraction(0)))
-    assert cell.refunds == round(sum((Fraction(r) * f for _, r, f in parts), Fraction(0)))
+    gross, refunds = converter._converted(cell)
+    assert gross == round(sum((Fraction(g) * f for g, _, f in parts), Fraction(0)))
+    assert refunds == round(sum((Fraction(r) * f for _, r, f in parts), Fraction(0)))

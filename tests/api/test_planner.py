@@ -153,7 +153,8 @@ def reference_split(p: QueryPlan, servable: set[int]) -> tuple[tuple[int, int], 
                           Granularity.WEEK, Granularity.MONTH, Granularity.ALL]),
     tz=st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York", "Asia/Kathmandu"]),
     holes=st.sets(st.integers(-5, 24 * 21), max_size=40),
-    offgrid=st.booleans(),
+    offgrid=st.integers(-1, 24 * 21),
+    clip=st.sampled_from(["none", "both", "end", "start"]),
 )  # fmt: skip
 def test_the_split_is_the_rule_hour_by_hour(
     start_h: int,
@@ -162,10 +163,12 @@ def test_the_split_is_the_rule_hour_by_hour(
     gran: Granularity,
     tz: str,
     holes: set[int],
-    offgrid: bool,
+    offgrid: int,
+    clip: str,
 ) -> None:
     """The split's rollup hours (servable, whole, inside one bucket), on any range, zone and
-    granularity, and with servable hours missing here and there."""
+    granularity, and with servable hours missing here and there; also when the servable
+    hours end (or start) inside the range, as source resolution gives them."""
     begin = ms("2024-02-20T00:00:00+00:00") + start_h * HOUR_MS + start_m * 60_000
     start = datetime.fromtimestamp(begin / 1000, UTC)
     end = datetime.fromtimestamp((begin + length_h * HOUR_MS) / 1000, UTC)
@@ -176,11 +179,35 @@ def test_the_split_is_the_rule_hour_by_hour(
     servable = {base + i * HOUR_MS for i in range(-3, length_h + 3)} - {
         base + i * HOUR_MS for i in holes
     }
-    if offgrid:  # not an hour start: never a rollup hour
-        servable.add(base + 7 * HOUR_MS + 60_000)
+    if clip in ("both", "start"):
+        servable = {h for h in servable if p.start_ms <= h}
+    if clip in ("both", "end"):
+        servable = {h for h in servable if h + HOUR_MS <= p.end_ms}
+    if offgrid >= 0:  # not an hour start: never a rollup hour
+        servable.add(base + offgrid * HOUR_MS + 60_000)
     split = planner.split_sources(p, servable, None).split
     assert split.rollups == reference_split(p, servable)
     assert split.raw == planner.complement(p.start_ms, p.end_ms, split.rollups)
+
+
+@pytest.mark.parametrize("before", [0, 2])
+@pytest.mark.parametrize("after", [0, 2])
+@pytest.mark.parametrize("swap", [None, 5, 0])
+@pytest.mark.parametrize("tz", ["UTC", "Asia/Kathmandu"])
+def test_the_split_of_consecutive_hours_is_the_rule(
+    before: int, after: int, swap: int | None, tz: str
+) -> None:
+    """Consecutive servable hours (what source resolution usually gives: one run, taken
+    without sorting), reaching past the range or not, with one hour swapped for an instant
+    off the hour (same count, same span), in a zone with boundaries off the hour."""
+    p = planner.time_buckets(
+        plan("2024-02-20T00:00:00+00:00", "2024-02-21T00:00:00+00:00", tz=tz), SETTINGS
+    )
+    servable = {p.start_ms + i * HOUR_MS for i in range(-before, 24 + after)}
+    if swap is not None:
+        servable = (servable - {p.start_ms + swap * HOUR_MS}) | {p.start_ms + 3 * HOUR_MS + 1}
+    split = planner.split_sources(p, servable, None).split
+    assert split.rollups == reference_split(p, servable)
 
 
 def test_missing_dimension_filters_differ_per_source() -> None:
@@ -269,3 +296,20 @@ def test_totals_are_fetched_as_one_day_pack_per_day_by_id() -> None:
     other = dsl.packs_docs(dataclasses.replace(p, merchant_id="m2"), hours, str)
     assert not {d["_id"] for d in docs} & {d["_id"] for d in other}
     assert rs.pack_id(p.merchant_id, jan31) != rs.doc_id(p.merchant_id, jan31, rs.TOTAL)
+
+
+@given(st.integers(0, 47_000), st.integers(0, 70), st.lists(st.integers(0, 47_000), max_size=5))
+def test_pack_entries_name_each_days_monthly_index_and_id(
+    first: int, length: int, more: list[int]
+) -> None:
+    """Formatting asks for a monthly index once per month (and remembers ids): the same
+    entries as asking for every day's, over runs of days (1970 to ~2098) and stray days."""
+    p = plan("2024-01-31T22:00:00+00:00", "2024-02-01T03:00:00+00:00")
+    starts = [d * rs.DAY_MS for d in [*range(first, first + length), *more]]
+
+    def index_of(day: int) -> str:
+        return f"rollups-{rs.month_of(day)}"
+
+    assert dsl._pack_entries(p, starts, index_of) == [
+        {"_index": index_of(day), "_id": rs.pack_id(p.merchant_id, day)} for day in starts
+    ]
