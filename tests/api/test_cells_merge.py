@@ -88,7 +88,8 @@ def test_a_cell_of_one_part_is_shared_and_one_of_two_is_fresh() -> None:
 
 def _converter(factor: Fraction) -> Converter:
     converter = Converter.__new__(Converter)  # no engine: the factors are given
-    converter.factors = {("EUR", 0): factor, ("EUR", 1): factor}
+    pair = (factor.numerator, factor.denominator)
+    converter.factors = {("EUR", 0): pair, ("EUR", 1): pair}
     converter.loaded = {"EUR"}
     return converter
 
