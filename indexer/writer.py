@@ -30,7 +30,7 @@ from indexer.decode import now_ms
 from indexer.metrics import Metrics
 from indexer.model import Batch, DeadLetter, IndexItem, Outcome
 from storage.arrivals import Arrivals
-from storage.copies import stored_copies
+from storage.copies import stored_in
 from storage.targets import Targets, day_of_index
 
 log = logging.getLogger("pulse.indexer.writer")
@@ -170,14 +170,21 @@ class BatchWriter:
         return unique
 
     def _lookup_earlier(self, items: list[IndexItem]) -> dict[str, str]:
-        """doc_id -> the index holding an earlier copy, via realtime mget (no refresh lag)."""
-        wanted: list[tuple[str, str]] = []
-        candidates: dict[int, list[str]] = {}
+        """doc_id -> the index holding an earlier copy, via realtime mget (no refresh lag).
+        Asked per day: each of the day's earlier-copy indices for all of its ids, in the
+        order ``earlier_copies`` gives them (the last one holding a copy is the answer)."""
+        by_day: dict[int, list[str]] = {}
         for item in items:
-            if item.day not in candidates:
-                candidates[item.day] = self.targets.earlier_copies(item.day)
-            wanted.extend((index, item.doc_id) for index in candidates[item.day])
-        return {doc_id: index for index, doc_id in stored_copies(self.client, wanted)}
+            ids = by_day.get(item.day)
+            if ids is None:
+                ids = by_day[item.day] = []
+            ids.append(item.doc_id)
+        groups = [
+            (index, ids)
+            for day, ids in by_day.items()
+            for index in self.targets.earlier_copies(day)
+        ]
+        return {doc_id: index for index, doc_id in stored_in(self.client, groups)}
 
 
 class _BulkRun:
@@ -206,12 +213,10 @@ class _BulkRun:
             raise Retry("bulk_item")
 
     def _settle(self, results: list[Any], stamp: int) -> None:
-        w, retry, created = self.writer, [], 0
-        freshness = w.metrics.freshness
+        w, retry, produced = self.writer, [], []  # produced: Kafka timestamps of created docs
         for item, result in zip(self.pending, results, strict=True):
             if result.verdict is Verdict.CREATED:
-                created += 1
-                freshness.observe(max(0, stamp - item.origin.timestamp) / 1000)
+                produced.append(item.origin.timestamp)
             elif result.verdict is Verdict.DUPLICATE:
                 self.outcome.duplicates += 1
                 w.metrics.duplicates.labels("exists").inc()
@@ -220,8 +225,9 @@ class _BulkRun:
             else:  # permanent: the engine's error type is the reason, its message the detail
                 letter = DeadLetter(item.origin, "index", result.error_type, result.reason)
                 self.outcome.dead.append(letter)
-        self.outcome.indexed += created
-        w.metrics.indexed.inc(created)
+        w.metrics.freshness.observe_many([max(0, stamp - ts) / 1000 for ts in produced])
+        self.outcome.indexed += len(produced)
+        w.metrics.indexed.inc(len(produced))
         self.pending = retry
 
 

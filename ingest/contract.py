@@ -167,7 +167,7 @@ def parse_message(raw: bytes) -> Event | Rejection:
     )  # fmt: skip
 
 
-class RawDoc(msgspec.Struct, omit_defaults=True):
+class RawDoc(msgspec.Struct, omit_defaults=True, gc=False):
     """The raw-index document as the indexer writes it: ``Event.to_doc`` without
     ``ingested_at`` (same keys, same order; None and empty attributes left out), then where
     the message lies in Kafka (docs/decisions/0131), set by the indexer. msgspec encodes it
@@ -200,9 +200,10 @@ _ENCODER = msgspec.json.Encoder()
 _DOC_FIELDS = RawDoc.__struct_fields__[:-2]  # the document's own keys (no Kafka position)
 
 
-@dataclass(slots=True)
-class Document:
-    """What the indexer needs of a valid message: its _id, occurred_at and document."""
+class Document(msgspec.Struct, gc=False):
+    """What the indexer needs of a valid message: its _id, occurred_at and document.
+    Untracked by the cyclic collector, like ``RawDoc``: it holds nothing that could form a
+    cycle (docs/decisions/0280)."""
 
     doc_id: str
     occurred_at_ms: int
@@ -483,7 +484,14 @@ _DECODER = msgspec.json.Decoder(_Wire)
 # characters (a cache key: events of a batch share their minutes) and ``:SS[.fraction]Z``.
 # Other forms take parse_instant.
 _MINUTE_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}):(\d{2})", re.ASCII)
-_SECONDS_RE = re.compile(r":(\d{2})(?:\.(\d{1,9}))?[Zz]", re.ASCII)
+# ``SS`` -> its milliseconds (valid seconds only: 00-59), and the first 1-3 fraction digits
+# -> their milliseconds ("5" is 500, "05" 50, "005" 5): what ``:SS[.fraction]Z`` adds.
+_SECOND_MS = {f"{s:02d}": s * 1000 for s in range(60)}
+_FRACTION_MS = {
+    **{f"{f:01d}": f * 100 for f in range(10)},
+    **{f"{f:02d}": f * 10 for f in range(100)},
+    **{f"{f:03d}": f for f in range(1000)},
+}
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 _minute_ms: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM" -> epoch ms (valid ones only)
 _merchants_ok: set[str] = set()  # merchant ids that passed _MERCHANT_RE
@@ -546,17 +554,28 @@ def _remember(known: set[str], value: str) -> None:
 
 
 def _instant(value: str | int, key: str) -> int:
-    """parse_instant, with UTC strings computed from a cached minute and their seconds."""
+    """parse_instant, with UTC strings computed from a cached minute and their seconds.
+
+    The tail after the minute (``:SS``, an optional ``.`` and 1-9 digits, ``Z`` or ``z``) is
+    read by slicing and table lookups rather than a regex and int(): about 3x cheaper, and
+    it runs twice per event (occurred_at, @timestamp). Anything else, non-ASCII digits
+    included, takes parse_instant."""
     if isinstance(value, str):
-        seconds = _SECONDS_RE.fullmatch(value, 16)
-        if seconds is not None:
-            minute = _minute_ms.get(value[:16])
-            if minute is None:
-                minute = _new_minute(value[:16])
-            second, fraction = seconds.groups()
-            if minute is not None and int(second) < 60:
-                ms = int(fraction[:3].ljust(3, "0")) if fraction else 0
-                return minute + int(second) * 1000 + ms
+        n = len(value)
+        if 20 <= n <= 30 and value[16] == ":" and value[n - 1] in "Zz":
+            second = _SECOND_MS.get(value[17:19])
+            if n == 20:
+                ms = 0
+            elif value[19] == "." and (fraction := value[20 : n - 1]).isdigit():
+                ms = _FRACTION_MS.get(fraction[:3], -1) if fraction.isascii() else -1
+            else:
+                ms = -1
+            if second is not None and ms >= 0:
+                minute = _minute_ms.get(value[:16])
+                if minute is None:
+                    minute = _new_minute(value[:16])
+                if minute is not None:
+                    return minute + second + ms
     return parse_instant(value, key)
 
 

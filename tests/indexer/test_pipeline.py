@@ -160,3 +160,28 @@ def test_each_written_day_gets_an_arrivals_bound_above_its_documents(
             },
         )["aggregations"]["n"]["value"]
         assert newest is not None and found[day] >= newest
+
+
+def test_a_re_send_with_another_day_in_a_later_batch_is_found_by_the_first_copy_check(
+    settings: Settings, topics: Names, os_client: OpenSearch
+) -> None:
+    """The first copy is durable (its batch committed) before the re-send arrives, so only
+    the realtime mget over the neighbouring days' indices (``BatchWriter._lookup_earlier``,
+    decision 0280's per-index body) can tell: the re-send is a conflict, not a second copy."""
+    s = settings.model_copy(update=FAST)
+    now = int(datetime.now(tz=UTC).timestamp() * 1000)
+    midnight = now - now % DAY_MS
+    bootstrap = s.kafka_bootstrap or ""
+    with indexer_thread(s) as indexer:
+        _produce(bootstrap, topics.topic_raw, [to_kafka_message(_event(7, midnight - 60_000))])
+        assert wait_until(lambda: indexer.settled >= 1, 60)
+        resent = to_kafka_message(_event(7, midnight + 60_000))  # the same event, today
+        _produce(bootstrap, topics.topic_raw, [resent, to_kafka_message(_event(8, now))])
+        assert wait_until(lambda: indexer.settled >= 3, 60)
+    assert indexed_totals(os_client, topics)["count"] == 2
+    [letter] = read_dlq(bootstrap, topics.topic_dlq, 1)
+    headers = dict(letter.headers)
+    assert headers["pulse.reason"] == b"conflict:occurred_at"
+    assert letter.value == resent
+    yesterday = datetime.fromtimestamp((midnight - 60_000) / 1000, tz=UTC).date()
+    assert topics.raw_index(s.generation, yesterday).encode() in headers["pulse.detail"]

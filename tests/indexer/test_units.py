@@ -3,15 +3,19 @@ DLQ headers (no engines needed)."""
 
 from __future__ import annotations
 
+import gc
+
 import orjson
 import pytest
+from prometheus_client import CollectorRegistry, Histogram
 
 from indexer.batching import Batcher, Limits
 from indexer.bulk import Verdict, verdicts
 from indexer.decode import Bounds, decode, stamp
 from indexer.dlq import MAX_DLQ_VALUE, dlq_headers
+from indexer.metrics import FRESHNESS_BUCKETS, BatchHistogram
 from indexer.model import DAY_MS, DeadLetter, IndexItem, Origin
-from ingest.contract import Event, to_kafka_message
+from ingest.contract import Document, Event, parse_document, to_kafka_message
 from storage.targets import day_of_index
 
 NOW = 1_780_000_000_000
@@ -28,7 +32,12 @@ def _message(occurred_at: int) -> bytes:
 
 
 def test_decode_gives_an_item_for_its_utc_day() -> None:
-    item = decode(_origin(_message(NOW)), BOUNDS, NOW)
+    headers = tuple([("traceparent", bytes(8))])  # a new tuple: tracked until a collection
+    assert gc.is_tracked(headers)
+    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "page_view", "occurred_at": NOW}
+    message = to_kafka_message({**event, "attributes": {"plan": "gold"}})  # a dict: tracked
+    origin = Origin("events.raw", 0, 0, NOW, b"k", message, headers)
+    item = decode(origin, BOUNDS, NOW)
     assert isinstance(item, IndexItem)
     assert item.day == NOW // DAY_MS
     doc = orjson.loads(stamp(item.body, 42))
@@ -144,3 +153,46 @@ def test_day_of_index_reads_alias_and_backing_names() -> None:
     day = day_of_index("ns-events-g1-2026.11.24-000002")
     assert day == day_of_index("ns-events-g2-2026.11.24") is not None
     assert day_of_index("ns-rollups-g1") is None
+
+
+def test_in_flight_items_are_not_tracked_by_the_cyclic_collector() -> None:
+    """Decision 0280: tens of thousands of items live in batches for seconds; tracked, they
+    made every full collection walk them all. They cannot be part of a cycle."""
+    headers = tuple([("traceparent", bytes(8))])  # a new tuple: tracked until a collection
+    assert gc.is_tracked(headers)
+    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "page_view", "occurred_at": NOW}
+    message = to_kafka_message({**event, "attributes": {"plan": "gold"}})  # a dict: tracked
+    origin = Origin("events.raw", 0, 0, NOW, b"k", message, headers)
+    item = decode(origin, BOUNDS, NOW)
+    assert isinstance(item, IndexItem)
+    document = parse_document(item.origin.value)
+    assert isinstance(document, Document)
+    for obj in (item, item.origin, document, document.doc):
+        assert not gc.is_tracked(obj), type(obj).__name__
+
+
+def test_batch_histogram_exposes_what_a_histogram_observing_each_value_does() -> None:
+    """The freshness histogram observes a batch at once (decision 0280): same samples, same
+    names, bounds inclusive, as prometheus_client's own Histogram."""
+    values = [0.0, 0.1, 0.1000001, 0.25, 4.99, 5.0, 7.5, 3600.0, 3600.5, 1e9, 0.0999]
+    own, stock = CollectorRegistry(), CollectorRegistry()
+    batch = BatchHistogram("fresh_seconds", "doc", FRESHNESS_BUCKETS)
+    own.register(batch)
+    reference = Histogram("fresh_seconds", "doc", buckets=FRESHNESS_BUCKETS, registry=stock)
+    batch.observe_many(values[:4])
+    batch.observe_many(values[4:])
+    batch.observe_many([])
+    for value in values:
+        reference.observe(value)
+    assert _samples(own) == _samples(stock)
+    assert own.get_sample_value("fresh_seconds_count") == len(values)
+    assert own.get_sample_value("fresh_seconds_bucket", {"le": "0.1"}) == 3
+
+
+def _samples(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    return {
+        (s.name, str(sorted(s.labels.items()))): s.value
+        for metric in registry.collect()
+        for s in metric.samples
+        if not s.name.endswith("_created")
+    }
