@@ -118,6 +118,9 @@ def api_load(
     seconds: float = typer.Option(30.0, help="Measured window, after the warm-up."),
     warmup_s: float = typer.Option(5.0),
     mix: str = typer.Option("dashboard", help="dashboard, or one report kind alone."),
+    reporting_currency: str = typer.Option(
+        "USD", help='reportingCurrency of every report; "" asks without one.'
+    ),
 ) -> None:
     """W API processes under C concurrent clients (Zipf merchants): reports per API
     CPU-second, latency percentiles per report kind, engine CPU per report (JSON)."""
@@ -125,7 +128,10 @@ def api_load(
 
     from bench.api_load import LoadConfig, run
 
-    config = LoadConfig(events, merchants, workers, clients, seconds, warmup_s, mix)
+    config = LoadConfig(
+        events, merchants, workers, clients, seconds, warmup_s, mix,
+        reporting_currency=reporting_currency,
+    )  # fmt: skip
     print(json.dumps(run(config), indent=2))
 
 
