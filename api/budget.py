@@ -16,9 +16,7 @@ twice, 2^n fields) is counted in linear time and refused. See docs/decisions/014
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -44,6 +42,7 @@ from strawberry.extensions import SchemaExtension
 from api import customers, funnel, funnel_schema, planner
 from api.errors import BadInput, ClientError
 from api.model import Dimension, Granularity, Metric, QueryPlan
+from pulse.lru import LockedLRU
 from pulse.settings import Settings
 
 REPORT_FIELD = "metrics"  # the root field whose cost is its planned points
@@ -184,8 +183,9 @@ class _Priced:
     MAX_ENTRIES = 512
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[Hashable, tuple[object, object, Settings, Cost]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._entries: LockedLRU[Hashable, tuple[object, object, Settings, Cost]] = LockedLRU(
+            self.MAX_ENTRIES
+        )
 
     def key(
         self,
@@ -203,15 +203,13 @@ class _Priced:
     def get(
         self, key: Hashable, schema: GraphQLSchema, document: DocumentNode, settings: Settings
     ) -> Cost | None:
-        with self._lock:
-            found = self._entries.get(key)
-            # By identity: a document compares equal by walking it, and ids can be reused.
-            if found is None or not (found[0] is schema and found[1] is document):
-                return None
-            if found[2] is not settings:
-                return None
-            self._entries.move_to_end(key)
-            return found[3]
+        found = self._entries.get(key)
+        # By identity: a document compares equal by walking it, and ids can be reused.
+        if found is None or not (found[0] is schema and found[1] is document):
+            return None
+        if found[2] is not settings:
+            return None
+        return found[3]
 
     def put(
         self,
@@ -221,14 +219,10 @@ class _Priced:
         settings: Settings,
         cost: Cost,
     ) -> None:
-        with self._lock:
-            self._entries[key] = (schema, document, settings, cost)
-            while len(self._entries) > self.MAX_ENTRIES:
-                self._entries.popitem(last=False)
+        self._entries.put(key, (schema, document, settings, cost))
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 PRICED = _Priced()

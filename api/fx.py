@@ -13,8 +13,6 @@ currency and date; money without a currency cannot be converted (BAD_USER_INPUT)
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import date
 from fractions import Fraction
@@ -25,6 +23,7 @@ from api.cells import Cell, MoneyKey
 from api.errors import BadInput, FxRateMissing
 from api.model import MISSING, QueryPlan
 from api.sources import Cells, Ctx
+from pulse.lru import LockedLRU
 from storage import fx
 
 TableKey = tuple[str, frozenset[str], date, date]  # version, currencies, first and last day
@@ -55,32 +54,24 @@ class RateTables:
     dashboards."""
 
     def __init__(self, size: int = 64) -> None:
-        self._size = size
-        self._tables: OrderedDict[TableKey, Rates] = OrderedDict()
-        self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
+        self._tables: LockedLRU[TableKey, Rates] = LockedLRU(size)
+
+    @property
+    def hits(self) -> int:
+        return self._tables.hits
+
+    @property
+    def misses(self) -> int:
+        return self._tables.misses
 
     def get(self, key: TableKey) -> Rates | None:
-        with self._lock:
-            found = self._tables.get(key)
-            if found is None:
-                self.misses += 1
-                return None
-            self._tables.move_to_end(key)
-            self.hits += 1
-            return found
+        return self._tables.get(key)
 
     def keep(self, key: TableKey, rates: Rates) -> None:
-        with self._lock:
-            self._tables[key] = rates
-            self._tables.move_to_end(key)
-            while len(self._tables) > self._size:
-                self._tables.popitem(last=False)
+        self._tables.put(key, rates)
 
     def clear(self) -> None:
-        with self._lock:
-            self._tables.clear()
+        self._tables.clear()
 
 
 RATE_TABLES = RateTables()

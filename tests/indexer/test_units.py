@@ -32,12 +32,7 @@ def _message(occurred_at: int) -> bytes:
 
 
 def test_decode_gives_an_item_for_its_utc_day() -> None:
-    headers = tuple([("traceparent", bytes(8))])  # a new tuple: tracked until a collection
-    assert gc.is_tracked(headers)
-    event = {"event_id": "e1", "merchant_id": "m1", "event_type": "page_view", "occurred_at": NOW}
-    message = to_kafka_message({**event, "attributes": {"plan": "gold"}})  # a dict: tracked
-    origin = Origin("events.raw", 0, 0, NOW, b"k", message, headers)
-    item = decode(origin, BOUNDS, NOW)
+    item = decode(_origin(_message(NOW)), BOUNDS, NOW)
     assert isinstance(item, IndexItem)
     assert item.day == NOW // DAY_MS
     doc = orjson.loads(stamp(item.body, 42))
