@@ -172,14 +172,14 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            14.1,
+            7.6,
             "API CPU ms/query (rollup path)",
             "measured: `pulse bench api-load --events 30000 --workers 1 --clients 4 --seconds 20 "
             "--mix 30d_hourly` (Zipf merchants, reportingCurrency USD), the API process's CPU "
-            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 1.3-2), "
-            "session 8; one client at a time (`python -m bench.api_cpu --baseline <d2fec04>`) "
-            "costs 7.5 / 10.5 ms against session 7's 23.0 / 27.5 in the same runs (decisions "
-            "0250, 0254-0256); smaller answers cost less",
+            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 2.3-2.8), "
+            "session 9, median of 2 runs (7.79, 7.34) interleaved with session 8's main "
+            "(11.65, 11.05); one client at a time (`python -m bench.api_cpu --baseline "
+            "<e04fa16>`) 5.5 against 9.0 ms (decisions 0260, 0270); smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
