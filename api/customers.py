@@ -129,8 +129,15 @@ def unfolded_before(ctx: Ctx, merchant_id: str, before_ms: int, w: int | None) -
         if not index:
             return {}
     query = dsl.unfolded_payments_query(merchant_id, before_ms, w)
+    return _earliest_by_customer(ctx, query, (0, before_ms), index)
+
+
+def _earliest_by_customer(
+    ctx: Ctx, query: dict[str, Any], span: tuple[int, int], index: str | None = None
+) -> dict[int, int]:
+    """Customer hash -> earliest ``occurred_at`` among the payments ``query`` matches."""
     out: dict[int, int] = {}
-    for page in _pages(ctx, query, dsl.customer_key(), (0, before_ms), index):
+    for page in _pages(ctx, query, dsl.customer_key(), span, index):
         for b in page:
             who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
             out[who] = min(first, out.get(who, first))
@@ -193,12 +200,7 @@ def held_history(
         return {}
     since = min(a for a, _ in holds)
     query = dsl.paid_between_query(merchant_id, since, before_ms)
-    out: dict[int, int] = {}
-    for page in _pages(ctx, query, dsl.customer_key(), (since, before_ms)):
-        for b in page:
-            who, first = customer_hash(str(b["key"]["c"])), int(b["first"]["value"])
-            out[who] = min(first, out.get(who, first))
-    return out
+    return _earliest_by_customer(ctx, query, (since, before_ms))
 
 
 def customer_cells(ctx: Ctx, plan: QueryPlan) -> Cells:

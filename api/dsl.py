@@ -518,32 +518,28 @@ def customer_key() -> list[Body]:
 def unfolded_payments_query(merchant_id: str, before_ms: int, watermark: int | None) -> Body:
     """Succeeded payments with a customer before ``before_ms`` that the first-purchase state
     may not hold yet: those ingested after W (all of them before any rollup run)."""
-    clauses: list[Body] = [
-        {"term": {"merchant_id": merchant_id}},
-        {"range": {"occurred_at": {"lt": before_ms, "format": "epoch_millis"}}},
-        rs.RAW_PAID,
-        {"exists": {"field": "customer_id"}},
-    ]
+    ingested: list[Body] = []
     if watermark is not None:
-        clauses.append({"range": {"ingested_at": {"gt": watermark, "format": "epoch_millis"}}})
-    return {"bool": {"filter": clauses}}
-
-
-EPOCH_MS = {"format": "epoch_millis"}
+        ingested.append({"range": {"ingested_at": {"gt": watermark, "format": "epoch_millis"}}})
+    return _paid_with_customer(merchant_id, {"lt": before_ms}, ingested)
 
 
 def paid_between_query(merchant_id: str, start_ms: int, before_ms: int) -> Body:
     """Succeeded payments with a customer in [start, before): a held range's raw history."""
-    return {
-        "bool": {
-            "filter": [
-                {"term": {"merchant_id": merchant_id}},
-                {"range": {"occurred_at": {"gte": start_ms, "lt": before_ms, **EPOCH_MS}}},
-                rs.RAW_PAID,
-                {"exists": {"field": "customer_id"}},
-            ]
-        }
-    }
+    return _paid_with_customer(merchant_id, {"gte": start_ms, "lt": before_ms}, [])
+
+
+def _paid_with_customer(merchant_id: str, occurred: Body, more: list[Body]) -> Body:
+    """Succeeded payments of the merchant with a customer, ``occurred`` (range bounds, epoch
+    ms) on ``occurred_at``, and the filters ``more``."""
+    occurred_at = {"range": {"occurred_at": {**occurred, "format": "epoch_millis"}}}
+    clauses = [
+        {"term": {"merchant_id": merchant_id}},
+        occurred_at,
+        rs.RAW_PAID,
+        {"exists": {"field": "customer_id"}},
+    ]
+    return {"bool": {"filter": clauses + more}}
 
 
 def first_payments_page(

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
@@ -265,14 +265,7 @@ def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) 
 
 def rollup_index(ctx: Ctx) -> Callable[[int], str]:
     """The monthly rollup index holding a day, of the served generation."""
-    return partial(_rollup_index, ctx.names, ctx.settings.generation)
-
-
-@lru_cache(maxsize=4096)
-def _rollup_index(names: Names, generation: str, at_ms: int) -> str:
-    """``rs.index_for``, remembered (a pure function of its arguments): a 30-day report
-    names the index of each of its days twice (pack versions and packs), ~7 us a name."""
-    return rs.index_for(names, generation, at_ms)
+    return partial(rs.index_for, ctx.names, ctx.settings.generation)
 
 
 def series_cells(
