@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from kafka.errors import TopicAlreadyExistsError
 from opensearchpy import OpenSearch
 from opensearchpy.serializer import JSONSerializer
 
+from pulse.curl_transport import CurlTransport, Unsupported
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 class StackNotFound(RuntimeError):
@@ -75,23 +79,34 @@ class FastJSON(JSONSerializer):
 _DECODER = msgspec.json.Decoder()
 
 
-def opensearch_client(url: str, timeout_s: float = 30.0, *, connections: int = 1) -> OpenSearch:
+def opensearch_client(
+    url: str, timeout_s: float = 30.0, *, connections: int = 1, curl: bool = False
+) -> OpenSearch:
     """A client of the engine at ``url``: no retries (callers decide), answers read with
     msgspec (``FastJSON``).
+
+    ``curl``: send the requests through libcurl (``pulse.curl_transport``, decision 0290):
+    the same answers and exceptions at about a third of the CPU per round trip. The API asks
+    for it; a URL whose settings it does not reproduce keeps the stock transport.
 
     ``connections``: how many connections it keeps open for reuse; a request beyond them opens
     (and then closes) one of its own. The default keeps urllib3's one: a pool of 40 for every
     client made tests/indexer/test_faults.py's rebalance test stall in 3 of 7 runs against
     osmem (0 of 6 with one), not understood yet (docs/benchmarks.md, API under load). The API,
     whose reports read side by side, asks for more (api.app, decision 0254)."""
-    return OpenSearch(
-        hosts=[url],
-        timeout=timeout_s,
-        max_retries=0,
-        retry_on_timeout=False,
-        serializer=FastJSON(),
-        pool_maxsize=connections,
-    )
+    options: dict[str, Any] = {
+        "timeout": timeout_s,
+        "max_retries": 0,
+        "retry_on_timeout": False,
+        "serializer": FastJSON(),
+        "pool_maxsize": connections,
+    }
+    if curl:
+        try:
+            return OpenSearch(hosts=[url], transport_class=CurlTransport, **options)
+        except Unsupported as exc:
+            log.warning("engine client without libcurl: %s", exc)
+    return OpenSearch(hosts=[url], **options)
 
 
 def ensure_topics(settings: Settings, bootstrap: str, names: Names | None = None) -> None:

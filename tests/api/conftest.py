@@ -10,9 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 
-from api.app import create_app
+from api.app import _engine, create_app
 from api.keys import create_key
-from pulse.clients import opensearch_client
 from pulse.naming import Names, names_for
 from pulse.settings import Settings
 
@@ -37,8 +36,9 @@ def api_names(api_settings: Settings) -> Names:
 
 @pytest.fixture(scope="module")
 def api_client(api_settings: Settings) -> OpenSearch:
-    assert api_settings.opensearch_url
-    return opensearch_client(api_settings.opensearch_url)
+    """The engine client the API builds for itself (libcurl, 32 kept connections): every API
+    test reads and loads through the transport the API runs on (decision 0290)."""
+    return _engine(api_settings)
 
 
 @pytest.fixture(scope="module")

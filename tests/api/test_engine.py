@@ -11,6 +11,7 @@ from opensearchpy.exceptions import ConnectionTimeout, NotFoundError, TransportE
 from api.app import ENGINE_CONNECTIONS, _engine
 from api.engine import EMPTY, mget, search
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
+from pulse.curl_transport import CurlTransport
 from pulse.settings import Settings
 from tests.pulse.test_clients import opened_by
 
@@ -58,4 +59,5 @@ def test_missing_indices_read_as_empty_or_not_found() -> None:
 def test_the_api_client_keeps_a_connection_per_concurrent_read(api_settings: Settings) -> None:
     """Reads side by side (a report's, and concurrent requests') reuse kept connections."""
     client = _engine(api_settings)
+    assert isinstance(client.transport, CurlTransport)  # libcurl (decision 0290)
     assert opened_by(client, ENGINE_CONNECTIONS, 20 * ENGINE_CONNECTIONS) <= ENGINE_CONNECTIONS

@@ -15,6 +15,7 @@ from opensearchpy.exceptions import SerializationError
 from opensearchpy.serializer import JSONSerializer
 
 from pulse.clients import FastJSON, opensearch_client
+from pulse.curl_transport import CurlTransport
 
 
 @pytest.mark.parametrize(
@@ -49,14 +50,26 @@ def test_what_neither_can_read_fails_as_before() -> None:
 
 
 def opened_by(client: OpenSearch, threads: int, requests: int) -> int:
-    """Connections ``client`` opened for ``requests`` pings sent from ``threads`` at once."""
+    """Connections ``client`` opened for ``requests`` GETs sent from ``threads`` at once
+    (libcurl's count for the curl transport, urllib3's pool's for the stock one)."""
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        assert all(pool.map(lambda _: client.ping(), range(requests)))
+        assert all(pool.map(lambda _: client.info(), range(requests)))
+    if isinstance(client.transport, CurlTransport):
+        return client.transport.opened
     opened: int = client.transport.connection_pool.connections[0].pool.num_connections
     return opened
 
 
-def test_concurrent_requests_reuse_the_kept_connections(opensearch_url: str) -> None:
+@pytest.mark.parametrize("curl", [False, True])
+def test_concurrent_requests_reuse_the_kept_connections(opensearch_url: str, curl: bool) -> None:
     """At most ``connections`` requests at once never open more than that many: each is
     kept and reused (with one kept, every concurrent request opened and closed its own)."""
-    assert opened_by(opensearch_client(opensearch_url, connections=8), 8, 400) <= 8
+    client = opensearch_client(opensearch_url, connections=8, curl=curl)
+    assert opened_by(client, 8, 400) <= 8
+
+
+def test_requests_beyond_the_kept_connections_open_their_own(opensearch_url: str) -> None:
+    """The curl transport, like urllib3's pool, does not make a request wait for a kept
+    connection: past them it opens one of its own, and closes it after."""
+    client = opensearch_client(opensearch_url, connections=1, curl=True)
+    assert opened_by(client, 8, 200) > 1
