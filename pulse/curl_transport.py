@@ -41,6 +41,7 @@ import ssl
 import threading
 import time
 from collections.abc import Collection, Mapping
+from functools import lru_cache
 from typing import Any
 
 import pycurl
@@ -110,7 +111,7 @@ class CurlTransport(Transport):
         conn = self.stock
         path = conn.url_prefix + url
         if params:
-            path = f"{path}?{urlencode(params)}"
+            path = f"{path}?{_query(params)}"
         start = time.time()
         try:
             status, content_type, raw = self._curl.request(
@@ -133,6 +134,20 @@ class CurlTransport(Transport):
     def close(self) -> None:
         self._curl.close()
         super().close()
+
+
+def _query(params: Mapping[str, Any]) -> str:
+    """``urlencode(params)``, remembered: the API sends the same few parameter sets (the
+    routed search's two flags) on every request, ~20 µs each to encode."""
+    try:
+        return _encoded(tuple(params.items()))
+    except TypeError:  # a value that cannot be a key (none of the client's escaped ones)
+        return str(urlencode(params))
+
+
+@lru_cache(maxsize=256)
+def _encoded(items: tuple[tuple[str, Any], ...]) -> str:
+    return str(urlencode(items))
 
 
 def _transport_error(exc: pycurl.error) -> OSConnectionError:

@@ -142,7 +142,9 @@ def test_the_same_request_goes_out_with_the_url_credentials() -> None:
         client = opensearch_client(user, connections=2, curl=curl)
         search(client, "idx", {"size": 0, "query": {"term": {"m": "ü"}}}, 5.0)
         mget(client, [{"_index": "idx", "_id": "1"}], 5.0)
-    stock, fast = seen[:2], seen[2:]
+        client.transport.perform_request("POST", "/idx/_search/point_in_time")  # no body
+        client.transport.perform_request("DELETE", "/_search/point_in_time", body={"pit_id": []})
+    stock, fast = seen[:4], seen[4:]
     assert fast == stock
     assert stock[0][2]["authorization"] == "Basic cmVhZGVyOnNAY3JldA=="  # reader:s@cret
 
