@@ -23,7 +23,7 @@ from opensearchpy.exceptions import TransportError
 from api.engine import EMPTY, mget, search
 from api.errors import EngineTimeout, EngineUnavailable, UnexpectedAnswer
 from pulse.clients import opensearch_client
-from pulse.curl_transport import CurlTransport
+from pulse.curl_transport import CurlTransport, Unsupported
 
 Call = Callable[[OpenSearch], Any]
 
@@ -219,3 +219,24 @@ def test_failures_map_to_the_same_api_errors(curl: bool) -> None:
         assert "secret" not in str(raised.value)
     missing, _ = serve(404, b'{"error": {"type": "index_not_found_exception"}, "status": 404}')
     assert search(client(missing), "i", {}, 1.0) is EMPTY
+
+
+def test_settings_it_does_not_reproduce_are_refused(opensearch_url: str) -> None:
+    """Compression, computed auth headers, retries and several hosts are refused, and
+    ``opensearch_client`` would then build the stock client; a URL alone never has them."""
+    refused: list[dict[str, Any]] = [
+        {"http_compress": True},
+        {"http_auth": lambda *_: {}},
+        {"max_retries": 2},
+        {"hosts": [opensearch_url, opensearch_url]},
+    ]
+    OpenSearch(hosts=[opensearch_url], transport_class=CurlTransport, max_retries=0)  # accepted
+    for extra in refused:
+        options = {
+            "hosts": [opensearch_url],
+            "transport_class": CurlTransport,
+            "max_retries": 0,  # the client's default is 3: refused on its own
+            **extra,
+        }
+        with pytest.raises(Unsupported):
+            OpenSearch(**options)
