@@ -51,7 +51,7 @@ def read_batch(batch: Any, topic: str, partition: int) -> list[Origin]:
     length, a truncated or malformed buffer or bytes left after the last record. Each
     record's ``size_in_bytes`` (its length field) is added to the batch's tally at
     ``OriginRecords``. Varints of one or two bytes (nearly all) are read inline."""
-    buf = batch._buffer
+    buf = bytes(batch._buffer)  # one copy here; slices of bytes are then bytes (one copy each)
     pos = batch._pos
     base = batch.base_offset
     if batch.timestamp_type == LOG_APPEND_TIME:
@@ -97,7 +97,7 @@ def read_batch(batch: Any, topic: str, partition: int) -> list[Origin]:
             else:
                 key_len, pos = decode_varint(buf, pos)
             if key_len >= 0:
-                key: bytes | None = bytes(buf[pos : pos + key_len])
+                key: bytes | None = buf[pos : pos + key_len]
                 pos += key_len
             else:
                 key = None
@@ -110,7 +110,7 @@ def read_batch(batch: Any, topic: str, partition: int) -> list[Origin]:
             else:
                 value_len, pos = decode_varint(buf, pos)
             if value_len >= 0:
-                value = bytes(buf[pos : pos + value_len])
+                value = buf[pos : pos + value_len]
                 pos += value_len
             else:
                 value = b""
@@ -141,7 +141,7 @@ def read_batch(batch: Any, topic: str, partition: int) -> list[Origin]:
     return out
 
 
-def _headers(buf: bytearray, pos: int, count: int) -> tuple[tuple[tuple[str, Any], ...], int]:
+def _headers(buf: bytes, pos: int, count: int) -> tuple[tuple[tuple[str, Any], ...], int]:
     if count < 0:
         raise errors.CorruptRecordError(f"Found invalid number of record headers {count}")
     headers: list[tuple[str, Any]] = []
@@ -153,7 +153,7 @@ def _headers(buf: bytearray, pos: int, count: int) -> tuple[tuple[tuple[str, Any
         pos += key_len
         value_len, pos = decode_varint(buf, pos)
         if value_len >= 0:
-            value: bytes | None = bytes(buf[pos : pos + value_len])
+            value: bytes | None = buf[pos : pos + value_len]
             pos += value_len
         else:
             value = None
