@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 import orjson
 from opensearchpy import OpenSearch
 
 from indexer.model import IndexItem
+from storage.typed import UnexpectedAnswer, request_typed
 
 RESPONSE_FILTER = "errors,items.*.status,items.*.error.type,items.*.error.reason"
 RETRYABLE_TYPES = frozenset(
@@ -51,6 +53,31 @@ class ItemResult:
 CREATED = ItemResult(Verdict.CREATED)
 
 
+# The answer as read (storage.typed, docs/decisions/0300): one untracked struct per item, not
+# two dicts. Only the filtered fields; ``error`` is whatever the engine sent (a JSON object,
+# or a string from some engines), read as it was before.
+class ItemAnswer(msgspec.Struct, frozen=True, gc=False):
+    status: int | str = 500
+    error: Any = None
+
+
+class ItemOp(msgspec.Struct, frozen=True, gc=False):
+    """``{"<op>": {...}}``: the one key is the action's; only ``create`` is ever sent."""
+
+    create: ItemAnswer | None = None
+    index: ItemAnswer | None = None
+    update: ItemAnswer | None = None
+    delete: ItemAnswer | None = None
+
+    def result(self) -> ItemAnswer:
+        return self.create or self.index or self.update or self.delete or ItemAnswer()
+
+
+class BulkAnswer(msgspec.Struct, frozen=True, gc=False):
+    errors: bool = False
+    items: list[ItemOp] | None = None
+
+
 def bulk_body(items: Sequence[IndexItem], targets: Sequence[str], ingested_at_ms: int) -> bytes:
     """NDJSON: one create action and one stamped document per item.
 
@@ -73,33 +100,42 @@ def bulk_body(items: Sequence[IndexItem], targets: Sequence[str], ingested_at_ms
     return b"".join(parts)
 
 
-def send_bulk(client: OpenSearch, body: bytes, timeout_s: float) -> dict[str, Any]:
-    """POST the body; transport errors propagate to the caller's retry policy."""
-    response: dict[str, Any] = client.transport.perform_request(
-        "POST",
-        "/_bulk",
-        body=body,
-        params={"filter_path": RESPONSE_FILTER, "request_timeout": timeout_s},
-        headers={"content-type": "application/x-ndjson"},
-    )
-    return response
+def send_bulk(client: OpenSearch, body: bytes, timeout_s: float) -> BulkAnswer:
+    """POST the body; transport errors propagate to the caller's retry policy, and an answer
+    that is not a bulk answer is a ``BadResponse`` (retried)."""
+    try:
+        return request_typed(
+            client, "POST", "/_bulk", BulkAnswer,
+            params={"filter_path": RESPONSE_FILTER, "request_timeout": timeout_s},
+            body=body, headers={"content-type": "application/x-ndjson"},
+        )  # fmt: skip
+    except UnexpectedAnswer as exc:
+        raise BadResponse(str(exc)) from exc
 
 
-def verdicts(response: dict[str, Any], count: int) -> list[ItemResult]:
-    """One result per submitted item, in order."""
-    if not response.get("errors"):
+def verdicts(response: BulkAnswer | dict[str, Any], count: int) -> list[ItemResult]:
+    """One result per submitted item, in order (from the answer as read, or as a dict)."""
+    answer = response if isinstance(response, BulkAnswer) else _as_answer(response)
+    if not answer.errors:
         return [CREATED] * count
-    items = response.get("items") or []
+    items = answer.items or []
     if len(items) != count:
         raise BadResponse(f"bulk answered {len(items)} items for {count} submitted")
-    return [_verdict(next(iter(item.values()))) for item in items]
+    return [_verdict(item.result()) for item in items]
 
 
-def _verdict(item: dict[str, Any]) -> ItemResult:
-    status = int(item.get("status", 500))
+def _as_answer(response: dict[str, Any]) -> BulkAnswer:
+    try:
+        return msgspec.convert(response, BulkAnswer)
+    except msgspec.ValidationError as exc:
+        raise BadResponse(f"not a bulk answer: {exc}") from exc
+
+
+def _verdict(item: ItemAnswer) -> ItemResult:
+    status = int(item.status)
     if status < 300:
         return CREATED
-    error = item.get("error") or {}
+    error = item.error or {}
     etype = str(error.get("type", "unknown")) if isinstance(error, dict) else "unknown"
     reason = str(error.get("reason", error)) if isinstance(error, dict) else str(error)
     if status == 409 and etype == "version_conflict_engine_exception":

@@ -28,6 +28,7 @@ from opensearchpy import OpenSearch
 
 from indexer.codecs import missing_codecs
 from indexer.dlq import DlqWriter, dlq_producer
+from indexer.fetching import install
 from indexer.metrics import Metrics
 from indexer.steps.base import MessageRejected, Offsets, Step
 from indexer.steps.live import LiveChains
@@ -65,7 +66,9 @@ BLOCKED_CHECK_S = 2.0  # how often a blocked partition looks for the operator's 
 
 
 def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsumer:
-    return KafkaConsumer(
+    """The group member that fetches; its records come as ``Origin`` structs
+    (``indexer.fetching``, docs/decisions/0300)."""
+    consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=names.group(settings.indexer_group),
         client_id="pulse-indexer",
@@ -78,6 +81,8 @@ def consumer_for(settings: Settings, bootstrap: str, names: Names) -> KafkaConsu
         max_poll_interval_ms=int(max(300.0, 3 * settings.shutdown_timeout_s) * 1000),
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
+    install(consumer)
+    return consumer
 
 
 def generation_resolver(client: OpenSearch, settings: Settings) -> Callable[[date], str]:

@@ -29,7 +29,10 @@ class Origin(msgspec.Struct, frozen=True, gc=False):
 
     @classmethod
     def of(cls, record: Any) -> Origin:
-        """From a kafka-python ConsumerRecord."""
+        """From a kafka-python ConsumerRecord; an ``Origin`` (what ``indexer.fetching`` hands
+        out) is returned as it is."""
+        if type(record) is Origin:
+            return record
         return cls(
             record.topic,
             record.partition,
