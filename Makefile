@@ -46,10 +46,11 @@ $(WEB_STAMP): $(WEB)/package-lock.json
 	touch $@
 
 # Real clients nobody on the team wrote, for the tests: a browser and its driver, Prometheus
-# and promtool, from Debian's packages. Tests that need them fail (never skip) without them.
-DEB_TOOLS := chromium chromium-driver prometheus
+# and promtool, from Debian's packages; openssl makes the TLS tests' certificates. Tests that
+# need them fail (never skip) without them.
+DEB_TOOLS := chromium chromium-driver prometheus openssl
 tools:
-	@missing=""; for t in chromium chromedriver prometheus promtool; do \
+	@missing=""; for t in chromium chromedriver prometheus promtool openssl; do \
 		command -v $$t >/dev/null || missing="$$missing $$t"; done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages for:$$missing"; \
