@@ -2,7 +2,7 @@
 
 ``anyio.to_thread.run_sync`` cost ~80 µs of CPU per hop under uvloop (a capacity limiter, a
 cancel scope and a checkpoint around the thread pool's queue), ``loop.run_in_executor`` on a
-pool of the same size ~45 µs (decision 0296). Like anyio's, the call runs in a copy of the
+pool of the same size ~45 µs (decision 0295). Like anyio's, the call runs in a copy of the
 caller's context variables, and at most ``WORKERS`` run at once (anyio's default limit).
 Unlike anyio's, a cancelled caller does not wait for a call that already started: it runs
 to its end in its thread (a report's reads have no effect but the caches').
