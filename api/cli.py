@@ -30,18 +30,25 @@ def api_command() -> None:
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
-    """uvicorn's configuration, every limit explicit (docs/api.md "Limits"): h11 with a
-    deadline for request headers (``HeaderDeadline``), its buffer limit for headers split over
-    reads, keep-alive timeout, concurrency cap (503 past it), graceful-shutdown timeout.
+    """uvicorn's configuration, every limit explicit (docs/api.md "Limits"): httptools with a
+    deadline for request headers and a buffer limit for headers split over reads
+    (``api.http_limits.HeaderDeadline``; answers in one write: ``api.http_server``), uvloop,
+    keep-alive timeout, concurrency cap (503 past it), graceful-shutdown timeout.
     Body and header-total limits: api.http_limits.RequestLimits."""
-    from api.http_limits import HeaderDeadline
+    from api.http_server import PulseHttp
 
-    deadline = {"header_timeout_s": settings.api_header_timeout_s}
+    limits = {
+        "header_timeout_s": settings.api_header_timeout_s,
+        "max_header_bytes": settings.api_max_header_bytes,
+    }
     return {
         "host": settings.api_host,
         "port": settings.api_port,
-        "http": type("PulseH11", (HeaderDeadline,), deadline),
-        "h11_max_incomplete_event_size": settings.api_max_header_bytes,
+        # httptools (llhttp) and uvloop instead of h11 and asyncio's loop, an answer's head
+        # and body in one write: ~0.3 ms less CPU per request (decision 0295); httptools and
+        # uvloop are compiled wheels pinned in pyproject.toml.
+        "http": type("PulseHttp", (PulseHttp,), limits),
+        "loop": "uvloop",
         "timeout_keep_alive": int(max(1, settings.api_keepalive_timeout_s)),
         "limit_concurrency": settings.api_max_concurrency,
         "timeout_graceful_shutdown": int(settings.shutdown_timeout_s),

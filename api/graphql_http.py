@@ -12,21 +12,31 @@ query. Here both are plain ASGI, with the same answers:
   into a coded INTERNAL error, never a 500 with a trace.
 - ``GraphQLPost`` answers ``POST /graphql`` the way strawberry's FastAPI route does
   (``GraphQLRouter.run`` with the request's context, ``HTTPException`` as plain text), without
-  the routing and dependency injection around it. Everything else goes on to FastAPI.
+  the routing and dependency injection around it. Everything else goes on to FastAPI. A
+  single operation in a JSON object (the API's every real request) it reads itself — msgspec
+  instead of the standard library's ``json``, no request adapter or media-type parsing by
+  ``email.message`` — and hands to the view's own steps (``execute_single``,
+  ``process_result``, ``create_response``): ~0.1 ms less CPU per request (decision 0295).
+  Anything else (batches, other media types, malformed JSON, members of the wrong type) the
+  view reads and answers itself, so its errors stay its own.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+import msgspec
 from cross_web import HTTPException
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from graphql import GraphQLError
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.types import ExecutionResult
 
 from api.errors import Code
 from api.http_limits import graphql_error, refuse_get, too_large_error
@@ -40,9 +50,41 @@ SUB_RESPONSE = "pulse.sub_response"  # the scope key GraphQLPost hands strawberr
 
 
 class Runs(Protocol):
-    """strawberry's view: ``run`` answers one request with the given context."""
+    """strawberry's view: ``run`` answers one request with the given context; the other
+    methods are the steps ``run`` takes for one operation over POST."""
 
     async def run(self, request: Request, context: Any, root_value: Any) -> Response: ...
+
+    def _get_stream_transport_from_headers(self, headers: Mapping[str, str]) -> object: ...
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: Any,
+        sub_response: Response,
+        context: Any,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult: ...
+
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse: ...
+
+    def _handle_errors(self, errors: list[GraphQLError], response_data: Any) -> None: ...
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response: ...
+
+
+class _Method:
+    """What ``execute_single`` reads of strawberry's request adapter: the method."""
+
+    method = "POST"
+
+
+_POST = _Method()
+_JSON = msgspec.json.Decoder()  # unlike orjson, integers beyond 64 bits stay integers
+PLAIN_JSON = frozenset({b"application/json", b"application/json; charset=utf-8"})
 
 
 def path_label(path: str) -> str:
@@ -185,13 +227,101 @@ class GraphQLPost:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        scope[SUB_RESPONSE] = sub_response()
+        sub = scope[SUB_RESPONSE] = sub_response()
         context = await self.context(request)
+        body, receive = await _read_body(receive)
         try:
-            response = await self.view.run(request=request, context=context, root_value=None)
+            data = self._plain(scope, body)
+            if data is None:  # anything else: strawberry's view reads it all again
+                request = Request(scope, receive)
+                response = await self.view.run(request=request, context=context, root_value=None)
+            else:
+                response = await self._answer(request, data, context, sub)
         except HTTPException as e:  # as strawberry's FastAPI route answers it
             response = PlainTextResponse(e.reason, status_code=e.status_code)
         await response(scope, receive, send)
+
+    def _plain(self, scope: Scope, body: bytes | None) -> GraphQLRequestData | None:
+        """The request as strawberry's view would read it, when it is a single operation in
+        a JSON object under a plain JSON media type, which msgspec reads to the values the
+        standard library's ``json`` gives; None for anything else (batches, other media types,
+        stream transports, malformed or unusual JSON, wrong member types), which the view
+        then reads and answers itself, errors included."""
+        if body is None:
+            return None
+        content_type = accept = None
+        for name, value in scope["headers"]:
+            if name == b"content-type" and content_type is None:
+                content_type = value
+            elif name == b"accept" and accept is None:
+                accept = value
+        if content_type not in PLAIN_JSON:
+            return None
+        # The view answers over a stream transport when the Accept header asks for one.
+        asks = {"accept": accept.decode("latin-1")} if accept is not None else {}
+        if self.view._get_stream_transport_from_headers(asks) is not None:
+            return None
+        try:
+            parsed = _JSON.decode(body)
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(parsed, dict):
+            return None
+        query, variables = parsed.get("query"), parsed.get("variables")
+        name, extensions = parsed.get("operationName"), parsed.get("extensions")
+        if not isinstance(query, str) or not isinstance(name, (str, type(None))):
+            return None
+        if not isinstance(variables, (dict, type(None))):
+            return None
+        if not isinstance(extensions, (dict, type(None))):
+            return None
+        return GraphQLRequestData(
+            query=query,
+            variables=variables,
+            operation_name=name,
+            extensions=extensions,
+            protocol="http",
+        )
+
+    async def _answer(
+        self, request: Request, data: GraphQLRequestData, context: Any, sub: Response
+    ) -> Response:
+        """The view's own steps for one operation over POST (``AsyncBaseHTTPView.run`` after
+        reading the body): execute, process the result, make the response."""
+        view = self.view
+        result = await view.execute_single(
+            request=request,
+            request_adapter=_POST,
+            sub_response=sub,
+            context=context,
+            root_value=None,
+            request_data=data,
+        )
+        response_data = await view.process_result(request=request, result=result)
+        if result.errors:
+            view._handle_errors(result.errors, response_data)
+        return view.create_response(response_data=response_data, sub_response=sub)
+
+
+async def _read_body(receive: Receive) -> tuple[bytes | None, Receive]:
+    """The request's body (None when the client left first), and a receive that hands the
+    same messages over again, then waits on the real one."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            body = None
+            break
+        if not message.get("more_body", False):
+            body = b"".join(m.get("body", b"") for m in messages)
+            break
+    pending = iter(messages)
+
+    async def replay() -> Message:
+        return next(pending, None) or await receive()
+
+    return body, replay
 
 
 def sub_response() -> Response:

@@ -4,14 +4,15 @@
   query string); any other GET is 405. (A GET query can be replayed from a link, a log line
   or a cache; POST is what the API promises.)
 - ``RequestLimits`` (pure ASGI): request headers longer than ``max_header_bytes`` in all are
-  431 (h11's own limit only applies to headers split over several reads); it reads at most
+  431 (``HeaderDeadline``'s own limit only applies to headers split over reads); it reads at most
   ``max_body_bytes`` of a body before the app sees any of it: a longer one (declared or
   streamed) is 413, a bad Content-Length 400.
 - ``HeaderDeadline``: a connection must deliver a request's headers within
   ``api_header_timeout_s`` of opening or of its previous response, or it is closed. uvicorn
   starts its keep-alive timer only after a response and cancels it on any byte, so a client
   that connects and sends nothing, or trickles a byte a second, held a connection (and a
-  place under ``limit_concurrency``) forever.
+  place under ``limit_concurrency``) forever. It also bounds the bytes of headers not yet
+  complete (400 and closed past ``max_header_bytes``).
 - ``too_large_error``: an answer longer than ``api_max_response_bytes`` is replaced by it
   (api.graphql_http.Observe).
   The cost budget (api.budget) keeps honest requests far below it; it is the backstop for
@@ -26,7 +27,7 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.errors import Code
 
@@ -119,27 +120,51 @@ def _replay(body: bytes, receive: Receive) -> Receive:
     return replay
 
 
-class HeaderDeadline(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers (see above)."""
+class HeaderDeadline(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for each request's headers and a bound on
+    the bytes buffered for headers not yet complete (see above and decision 0295).
+
+    httptools (llhttp, C) keeps a header split over reads in memory without limit, where h11
+    refused a receive buffer over ``h11_max_incomplete_event_size``; this keeps that rule:
+    more than ``max_header_bytes`` received while a request's headers are still incomplete is
+    answered 400 and the connection closed, as h11's protocol answered it. Headers that
+    arrive whole go on to ``RequestLimits`` (431 with a coded error) as before.
+    """
 
     header_timeout_s = 10.0
+    max_header_bytes = 16 * 1024
     _deadline: asyncio.TimerHandle | None = None
     _armed_for: object = None
+    _in_head = True  # bytes received now belong to a request's headers (or precede them)
+    _head_bytes = 0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
 
+    def on_headers_complete(self) -> None:
+        self._in_head, self._head_bytes = False, 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
+
     def on_response_complete(self) -> None:
-        previous = self.cycle
         super().on_response_complete()
-        if self.cycle is previous:  # no pipelined request already started: wait for one
+        waiting = self.cycle is not None and not self.cycle.response_complete
+        if not waiting:  # no pipelined request already read: wait for one
             self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            self._head_bytes += len(data)
         super().data_received(data)
         if self.cycle is not self._armed_for:  # a new request's headers are complete
             self._disarm()
+        too_long = self._in_head and self._head_bytes > self.max_header_bytes
+        if too_long and not self.transport.is_closing():
+            self.send_400_response("Invalid HTTP request received.")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()

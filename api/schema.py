@@ -18,7 +18,6 @@ from typing import Annotated, Any, NamedTuple, cast, overload
 from zoneinfo import ZoneInfo
 
 import strawberry
-from anyio import to_thread
 from graphql import (
     GraphQLError,
 )
@@ -34,6 +33,7 @@ from api.engine import engine_errors
 from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
 from api.funnel_schema import FUNNEL_LIMITS, FunnelKey, FunnelReport, FunnelStepInput
+from api.hop import in_thread
 from api.keys import Principal, lookup
 from api.ratelimit import RateLimiter
 from api.sources import Ctx
@@ -627,7 +627,7 @@ class Query:
             ctx = info.context.ctx
             return info.context.backend.report(ctx, service.process(ctx, plan, principal))
 
-        return to_graphql(await to_thread.run_sync(answer))
+        return to_graphql(await in_thread(answer))
 
     @strawberry.field(  # type: ignore[untyped-decorator]
         description="A funnel for one merchant: how many sessions (or customers) entered with "
@@ -669,7 +669,7 @@ class Query:
         ] = (),  # type: ignore[assignment]
     ) -> FunnelReport:
         started = time.perf_counter()
-        principal = await to_thread.run_sync(_principal, info)
+        principal = await in_thread(_principal, info)
         plan = funnels.build_plan(
             str(merchant_id),
             range.start,
@@ -681,7 +681,7 @@ class Query:
             info.context.ctx.settings,
         )
         plan = funnel_schema.tenant_scope(plan, principal)
-        counts = await to_thread.run_sync(info.context.backend.funnel, info.context.ctx, plan)
+        counts = await in_thread(info.context.backend.funnel, info.context.ctx, plan)
         return funnel_schema.report(plan, counts, started)
 
     @strawberry.field(  # type: ignore[untyped-decorator]
@@ -709,7 +709,7 @@ class Query:
             _arg("How many periods each cohort's retained list covers, from its own on."),
         ] = 8,
     ) -> CohortReport:
-        principal = await to_thread.run_sync(_principal, info)
+        principal = await in_thread(_principal, info)
         tz_name = timezone or "UTC"
         zone(tz_name)
         if not planner.MERCHANT_RE.fullmatch(str(merchant_id)):
@@ -726,7 +726,7 @@ class Query:
             8 if periods is None else periods,
             int(time.time() * 1000),
         )
-        answer = await to_thread.run_sync(info.context.backend.cohorts, info.context.ctx, plan)
+        answer = await in_thread(info.context.backend.cohorts, info.context.ctx, plan)
         tz = zone(tz_name)
         rows = [
             Cohort(start=iso(r.start_ms, tz), customers=r.customers, retained=r.retained)
@@ -743,11 +743,11 @@ class Query:
         description="How fresh a merchant's data is: what has been ingested and rolled up."
     )
     async def freshness(self, info: Info[Context, None], merchant_id: MerchantArg) -> Freshness:
-        principal = await to_thread.run_sync(_principal, info)
+        principal = await in_thread(_principal, info)
         planner.tenant_scope(
             model.QueryPlan(str(merchant_id), 0, 1, (model.Metric.EVENTS,)), principal
         )
-        ingested, rolled = await to_thread.run_sync(
+        ingested, rolled = await in_thread(
             info.context.backend.freshness, info.context.ctx, str(merchant_id)
         )
         return Freshness(
@@ -758,7 +758,7 @@ class Query:
         description="Who the presented key belongs to (what a client shows after sign-in)."
     )
     async def viewer(self, info: Info[Context, None]) -> Viewer:
-        principal = await to_thread.run_sync(_principal, info)
+        principal = await in_thread(_principal, info)
         merchant = principal.merchant_id
         return Viewer(
             key_id=principal.key_id,

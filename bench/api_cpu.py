@@ -2,7 +2,8 @@
 
 Starts an embedded osmem, loads N loadgen events (bench.query's loader), builds rollups, then
 starts `pulse api` as its own process on loopback (as a pod runs it) and asks bench.query's
-30-day hourly and 90-day daily reports one at a time over a kept-alive connection. Printed:
+30-day hourly and 90-day daily reports, then ``{ __typename }`` (the fixed cost of a request),
+one at a time over a kept-alive connection. Printed:
 the API process's CPU time per request (all its threads: HTTP, GraphQL, planning, parsing
 engine answers), read from /proc (psutil). The client (this process) and the engine (its own
 process) are not counted: until session 7 this bench ran the client in the API's process and
@@ -72,8 +73,14 @@ def _start(name: str, checkout: Path, python: str, engine_url: str) -> Server:
     return Server(name, proc, f"http://127.0.0.1:{port}/graphql")
 
 
+EMPTY = "{ __typename }"  # the fixed cost of a request: HTTP, GraphQL, no engine
+
+
 def _ask(http: httpx.Client, server: Server, variables: dict[str, Any]) -> None:
-    r = http.post(server.url, json={"query": query_bench.QUERY, "variables": variables})
+    body: dict[str, Any] = {"query": EMPTY}
+    if variables:
+        body = {"query": query_bench.QUERY, "variables": variables}
+    r = http.post(server.url, json=body)
     if r.status_code != 200 or r.json().get("errors"):
         raise RuntimeError(f"bench query failed on {server.name}: {r.text[:300]}")
 
@@ -158,6 +165,8 @@ def run(events: int, batches: int, per_batch: int, baseline: Path | None,
                                  "e": query_bench._iso(end), "g": gran, "f": force}  # fmt: skip
                     runs = _measure(http, servers, variables, batches, per_batch)
                     out[f"{name}_{force.lower()}"] = _summary(runs)
+            # 10x the requests per batch: an empty query costs ~1 ms, the clock moves by 10.
+            out["empty_query"] = _summary(_measure(http, servers, {}, batches, per_batch * 10))
             if profile is not None:
                 start, gran = _reports(end)["30d_hourly"]
                 variables = {"m": query_bench.MERCHANT, "s": query_bench._iso(start),

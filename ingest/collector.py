@@ -333,8 +333,16 @@ def serve(settings: Settings, bootstrap: str, opensearch_url: str, topic: str) -
         settings.collector_key_ttl_s,
     )
     try:
+        # h11 and asyncio's loop named: uvicorn's "auto" would take httptools and uvloop,
+        # installed for the API (decision 0295), and httptools has no bound on headers split
+        # over reads (h11 refuses more than 16 KiB of them).
         uvicorn.run(
-            app, host=settings.collector_host, port=settings.collector_port, log_level="warning"
+            app,
+            host=settings.collector_host,
+            port=settings.collector_port,
+            log_level="warning",
+            http="h11",
+            loop="asyncio",
         )
     finally:
         try:

@@ -79,9 +79,10 @@ def test_answers_over_the_response_limit_are_refused(
 def test_the_real_server_limits_headers_and_idle_connections(
     api_settings: Settings, api_client: OpenSearch, key: str
 ) -> None:
-    """Real uvicorn as `pulse api` runs it: long headers are 431; a connection that sends
-    nothing, or trickles its headers, is closed at the header deadline; an idle keep-alive
-    connection at the keep-alive timeout."""
+    """Real uvicorn as `pulse api` runs it: long headers are 431, incomplete headers over the
+    limit 400; a connection that sends nothing, or trickles its headers, is closed at the
+    header deadline; pipelined requests are answered; an idle keep-alive connection is closed
+    at the keep-alive timeout."""
     settings = api_settings.model_copy(
         update={"api_keepalive_timeout_s": 1.0, "api_header_timeout_s": 1.5}
     )
@@ -103,6 +104,13 @@ def test_the_real_server_limits_headers_and_idle_connections(
                 while time.monotonic() - started < 8:  # a byte every 0.1 s, never done
                     trickle.sendall(b"a")
                     time.sleep(0.1)
+        with socket.create_connection((host, int(port)), timeout=10) as split:
+            # Headers not complete yet and longer than the limit: refused at once (httptools
+            # alone would buffer them until the deadline), as h11's buffer limit did.
+            head = b"POST /graphql HTTP/1.1\r\nHost: x\r\nX-Long: "
+            split.sendall(head + b"a" * settings.api_max_header_bytes)
+            assert split.recv(65536).startswith(b"HTTP/1.1 400")
+            assert split.recv(1) == b""  # and closed
         body = json.dumps({"query": Q}).encode()
         request = (
             b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -116,6 +124,15 @@ def test_the_real_server_limits_headers_and_idle_connections(
                 chunk = piped.recv(65536)
                 assert chunk, seen
                 seen += chunk
+        with socket.create_connection((host, int(port)), timeout=10) as again:
+            again.sendall(request)  # answered, then the next headers trickle: the deadline
+            assert again.recv(65536).startswith(b"HTTP/1.1 200")  # is armed again
+            again.sendall(b"POST /graphql HTTP/1.1\r\nX-Slow: ")
+            started = time.monotonic()
+            with pytest.raises(OSError):
+                while time.monotonic() - started < 8:
+                    again.sendall(b"a")
+                    time.sleep(0.1)
         with socket.create_connection((host, int(port)), timeout=10) as kept:
             kept.sendall(request)
             assert kept.recv(65536).startswith(b"HTTP/1.1 200")
