@@ -96,11 +96,11 @@ def indexer_input(e2e_json: Path) -> Input:
     measured = e2e_indexer_us(e2e_json)
     cross = f"; e2e indexer process at {measured[1]}: {measured[0]:.0f} µs" if measured else ""
     return Input(
-        50.4,
+        25.6,
         "CPU µs/event (indexer)",
         "measured: `pulse bench indexer --events 20000 --json`, median of 3 interleaved with "
-        "main of session 7 on a quiet machine (load 1.2-1.4), session 8 (decision 0258): 50.4 "
-        f"against 78.1 in the same run (benchmarks.md#indexer){cross}",
+        "main of session 9 on a quiet machine (load 1.3-2.4), session 10 (decision 0300): 25.6 "
+        f"against 38.4 in the same run (benchmarks.md#indexer){cross}",
     )
 
 
@@ -172,14 +172,15 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            7.6,
+            6.2,
             "API CPU ms/query (rollup path)",
             "measured: `pulse bench api-load --events 30000 --workers 1 --clients 4 --seconds 20 "
             "--mix 30d_hourly` (Zipf merchants, reportingCurrency USD), the API process's CPU "
-            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 2.3-2.8), "
-            "session 9, median of 2 runs (7.79, 7.34) interleaved with session 8's main "
-            "(11.65, 11.05); one client at a time (`python -m bench.api_cpu --baseline "
-            "<e04fa16>`) 5.5 against 9.0 ms (decisions 0260, 0270); smaller answers cost less",
+            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 1.9-2.9), "
+            "session 10, median of 2 runs (6.81, 5.54) interleaved with session 9's main "
+            "(8.17, 8.02); one client at a time (`python -m bench.api_cpu --baseline "
+            "<20d617d>`) 6.0-6.4 against 7.0-7.6 ms (decisions 0290, 0295); smaller answers "
+            "cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
