@@ -47,7 +47,7 @@ def serve(mode: str, port: int) -> None:
     """Run one collector in this process (the subprocess side of the bench)."""
     import uvicorn
 
-    from ingest.collector import Limits, collector_producer, create_app
+    from ingest.collector import SERVER, Limits, collector_producer, create_app
     from pulse.keystore import lookup_hash
 
     settings = Settings()
@@ -66,7 +66,7 @@ def serve(mode: str, port: int) -> None:
             return ADMIN
 
         app.state.gate.principal = no_check  # the bench's "before": same path, no key check
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, **SERVER)
 
 
 def load(url: str, key: str, bodies: list[bytes], threads: int) -> float:

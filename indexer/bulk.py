@@ -113,22 +113,14 @@ def send_bulk(client: OpenSearch, body: bytes, timeout_s: float) -> BulkAnswer:
         raise BadResponse(str(exc)) from exc
 
 
-def verdicts(response: BulkAnswer | dict[str, Any], count: int) -> list[ItemResult]:
-    """One result per submitted item, in order (from the answer as read, or as a dict)."""
-    answer = response if isinstance(response, BulkAnswer) else _as_answer(response)
+def verdicts(answer: BulkAnswer, count: int) -> list[ItemResult]:
+    """One result per submitted item, in order."""
     if not answer.errors:
         return [CREATED] * count
     items = answer.items or []
     if len(items) != count:
         raise BadResponse(f"bulk answered {len(items)} items for {count} submitted")
     return [_verdict(item.result()) for item in items]
-
-
-def _as_answer(response: dict[str, Any]) -> BulkAnswer:
-    try:
-        return msgspec.convert(response, BulkAnswer)
-    except msgspec.ValidationError as exc:
-        raise BadResponse(f"not a bulk answer: {exc}") from exc
 
 
 def _verdict(item: ItemAnswer) -> ItemResult:

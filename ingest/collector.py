@@ -313,6 +313,12 @@ def collector_producer(bootstrap: str, limits: Limits) -> KafkaProducer:
     )
 
 
+# h11 and asyncio's loop named: uvicorn's "auto" would take httptools and uvloop, installed
+# for the API (decision 0295), and httptools has no bound on headers split over reads (h11
+# refuses more than 16 KiB of them). The collector's bench and tests run it the same way.
+SERVER: dict[str, str] = {"http": "h11", "loop": "asyncio"}
+
+
 def serve(settings: Settings, bootstrap: str, opensearch_url: str, topic: str) -> None:
     """Run the collector in the foreground until SIGINT/SIGTERM."""
     import uvicorn
@@ -333,16 +339,12 @@ def serve(settings: Settings, bootstrap: str, opensearch_url: str, topic: str) -
         settings.collector_key_ttl_s,
     )
     try:
-        # h11 and asyncio's loop named: uvicorn's "auto" would take httptools and uvloop,
-        # installed for the API (decision 0295), and httptools has no bound on headers split
-        # over reads (h11 refuses more than 16 KiB of them).
         uvicorn.run(
             app,
             host=settings.collector_host,
             port=settings.collector_port,
             log_level="warning",
-            http="h11",
-            loop="asyncio",
+            **SERVER,
         )
     finally:
         try:

@@ -192,16 +192,13 @@ class _Handles:
                 body = b""  # Content-Length: 0, as http.client sends for these methods
             if body is None:
                 curl.setopt(pycurl.HTTPGET, 1)
-                if method == "GET":
-                    curl.unsetopt(pycurl.CUSTOMREQUEST)
-                else:
-                    curl.setopt(pycurl.CUSTOMREQUEST, method)
             else:
                 curl.setopt(pycurl.POSTFIELDS, body)
-                if method == "POST":
-                    curl.unsetopt(pycurl.CUSTOMREQUEST)
-                else:
-                    curl.setopt(pycurl.CUSTOMREQUEST, method)
+            # libcurl's own method for the body it has (GET without, POST with) or the named one.
+            if method == ("GET" if body is None else "POST"):
+                curl.unsetopt(pycurl.CUSTOMREQUEST)
+            else:
+                curl.setopt(pycurl.CUSTOMREQUEST, method)
             millis = max(1, int(timeout * 1000))
             curl.setopt(pycurl.TIMEOUT_MS, millis)
             curl.setopt(pycurl.CONNECTTIMEOUT_MS, millis)

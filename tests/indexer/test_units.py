@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import gc
 
+import msgspec
 import orjson
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from indexer.batching import Batcher, Limits
-from indexer.bulk import Verdict, verdicts
+from indexer.bulk import BulkAnswer, Verdict, verdicts
 from indexer.decode import Bounds, decode, stamp
 from indexer.dlq import MAX_DLQ_VALUE, dlq_headers
 from indexer.metrics import FRESHNESS_BUCKETS, BatchHistogram
@@ -122,7 +123,7 @@ def test_bulk_verdicts_per_item() -> None:
             item(400, "mapper_parsing_exception"),
         ],
     }
-    got = [r.verdict for r in verdicts(response, 6)]
+    got = [r.verdict for r in verdicts(msgspec.convert(response, BulkAnswer), 6)]
     assert got == [
         Verdict.CREATED,
         Verdict.DUPLICATE,
@@ -131,7 +132,7 @@ def test_bulk_verdicts_per_item() -> None:
         Verdict.RETRY,
         Verdict.FAILED,
     ]
-    assert verdicts({"errors": False}, 2)[1].verdict is Verdict.CREATED
+    assert verdicts(BulkAnswer(errors=False), 2)[1].verdict is Verdict.CREATED
 
 
 def test_dlq_headers_carry_reason_and_origin() -> None:

@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaTimeoutError
 from opensearchpy import OpenSearch
 
-from ingest.collector import Limits, collector_producer, create_app
+from ingest.collector import SERVER, Limits, collector_producer, create_app
 from ingest.contract import Event, parse_message
 from ingest.sinks import kafka_producer
 from pulse.clients import ensure_topics, opensearch_client
@@ -197,7 +197,8 @@ def test_verdicts_are_cached_and_revocation_takes_at_most_the_ttl(
 def served(app: FastAPI) -> Iterator[int]:
     """Run ``app`` on a real uvicorn server on a free loopback port (streaming bodies)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None)  # to caplog
+    # The product's server (h11, asyncio); log_config None: logs go to caplog.
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, **SERVER)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -262,6 +263,22 @@ def test_an_oversize_streaming_body_is_413_before_it_is_read_whole(
             )
             sock.sendall(head)
             assert status_of(sock)[0] == 413
+    assert event_ids(settings, topics) == []
+
+
+def test_headers_split_over_reads_are_bounded(
+    app_for: Callable[..., FastAPI], settings: Settings, topics: Names
+) -> None:
+    """Headers that never complete, sent in pieces past 16 KiB, are answered 400 and the
+    connection closed (h11's bound: the collector's server, ``SERVER``), not kept in memory."""
+    with served(app_for()) as port:
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(f"POST /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Pad: ".encode())
+            for _ in range(17):  # just past the bound: the server reads every byte sent
+                sock.sendall(b"a" * 1024)
+                time.sleep(0.005)  # separate reads
+            status, answer = status_of(sock)
+        assert status == 400, answer
     assert event_ids(settings, topics) == []
 
 

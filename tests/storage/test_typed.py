@@ -44,7 +44,8 @@ def test_bulk_and_mget_answers_as_the_transport_reads_them_but_untracked(
         headers={"content-type": "application/x-ndjson"},
     )  # fmt: skip
     assert [r.verdict for r in verdicts(again, 2)] == [Verdict.DUPLICATE, Verdict.CREATED]
-    assert verdicts(again, 2) == verdicts(as_dict, 2)  # the dict form reads the same
+    # the stock transport's dict form reads the same
+    assert verdicts(again, 2) == verdicts(msgspec.convert(as_dict, BulkAnswer), 2)
     assert again.items is not None
     assert not any(gc.is_tracked(x) for x in (again, *again.items))
     with pytest.raises(BadResponse):
