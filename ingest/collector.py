@@ -316,7 +316,7 @@ def collector_producer(bootstrap: str, limits: Limits) -> KafkaProducer:
 # h11 and asyncio's loop named: uvicorn's "auto" would take httptools and uvloop, installed
 # for the API (decision 0295), and httptools has no bound on headers split over reads (h11
 # refuses more than 16 KiB of them). The collector's bench and tests run it the same way.
-SERVER: dict[str, str] = {"http": "h11", "loop": "asyncio"}
+SERVER: dict[str, Any] = {"http": "h11", "loop": "asyncio"}
 
 
 def serve(settings: Settings, bootstrap: str, opensearch_url: str, topic: str) -> None:
