@@ -58,6 +58,25 @@ class RollupCells:
         self.hits = 0
         self.misses = 0
 
+    def remembered(
+        self, ctx: Ctx, plan: QueryPlan, read: Packs, known: Versions | None
+    ) -> Cells | None:
+        """The cells ``cells`` would answer from memory with the versions ``known``, without
+        any engine read; None when they are not remembered (or ``known`` does not cover
+        ``read``). Lets the execution stage keep a remembered read off its thread pool."""
+        if ctx.settings.api_rollup_cache_cells <= 0 or known is None:
+            return None
+        before = _of(known, read)
+        if before is None:
+            return None
+        key = (replace(plan, now_ms=0, compare=None), read.intervals, before)
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return found
+
     def cells(
         self, ctx: Ctx, plan: QueryPlan, read: Packs, load: Load, known: Versions | None = None
     ) -> Cells:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
 from pulse.clock import HOUR_MS as HOUR_MS
 from storage import rollup_schema as rs
@@ -158,10 +159,7 @@ class QueryPlan:
 
     @property
     def bases(self) -> frozenset[Base]:
-        out: set[Base] = {Base.EVENTS}
-        for metric in self.metrics:
-            out |= NEEDS[metric]
-        return frozenset(out)
+        return _bases(self.metrics)
 
     @property
     def money(self) -> bool:
@@ -216,3 +214,11 @@ class ResolvedPlan:
     def stitched(self) -> bool:
         """Distinct customers come from both sources: rollup sketches and raw hashes merge."""
         return Base.CUSTOMERS in self.plan.bases and bool(self.split.rollups)
+
+
+@lru_cache(maxsize=1024)  # asked several times per report: not a set union over enums each time
+def _bases(metrics: tuple[Metric, ...]) -> frozenset[Base]:
+    out: set[Base] = {Base.EVENTS}
+    for metric in metrics:
+        out |= NEEDS[metric]
+    return frozenset(out)

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from api import dsl, planner, sources
-from api.model import HOUR_MS, Interval, QueryPlan, ResolvedPlan, Source
+from api.model import HOUR_MS, Interval, QueryPlan, ResolvedPlan, Source, Split
 from api.sources import Ctx
 from pulse.clock import DAY_MS
 from rollups import state  # the named seam: which hours the rollups serve (.importlinter)
@@ -66,19 +67,45 @@ def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
     days = range(plan.start_ms // DAY_MS, (plan.end_ms - 1) // DAY_MS + 1)
     docs = dsl.version_docs(plan, sources.rollup_index(ctx), ctx.names.fx_index)
     seen, known, versions = sources.read_state_bounds_and_versions(ctx, days, docs)
-    found = state.candidate_hours(
-        seen, ctx.settings.generation, plan.start_ms, plan.end_ms, plan.now_ms
+    # Whole hours only: an hour is closed at ``now`` exactly when it is closed at the start of
+    # now's hour, so the judgement is remembered per hour of the clock (``_judged``).
+    now_hour = plan.now_ms - plan.now_ms % HOUR_MS
+    split, held, watermark = _judged(
+        seen, ctx.settings.generation, plan.start_ms, plan.end_ms, now_hour, plan.boundaries
     )
-    split = planner.split_sources(plan, found.hours, found.watermark)
-    resolved = replace(split, held=found.held, versions=versions)
-    used = hours_of(resolved.split.rollups)
-    if not used or found.watermark is None:
+    resolved = ResolvedPlan(plan, split, held=held, versions=versions)
+    if not split.rollups or watermark is None or not _any_unsettled(split, known, watermark):
         return Resolution(resolved, _nothing_late())
-    todo = state.unsettled(used, known, found.watermark)
-    if not todo:
-        return Resolution(resolved, _nothing_late())
-    request = dsl.late_hours_request(plan.merchant_id, todo, found.watermark)
+    todo = state.unsettled(hours_of(split.rollups), known, watermark)
+    request = dsl.late_hours_request(plan.merchant_id, todo, watermark)
     return Resolution(resolved, sources.in_background(late_hours, ctx, request, todo))
+
+
+@lru_cache(maxsize=1024)
+def _judged(
+    seen: state.View,
+    generation: str,
+    start_ms: int,
+    end_ms: int,
+    now_ms: int,
+    boundaries: tuple[int, ...],
+) -> tuple[Split, frozenset[int], int | None]:
+    """The split of a plan's range by the hours the rollup state ``seen`` serves, with the
+    hours a hold kept out and W: a pure function of its arguments, remembered, since a
+    dashboard asks the same range again and again between rollup runs (~0.3 ms of a 30-day
+    hourly report: sets of 720 hours). ``split_sources`` reads only the range and the bucket
+    boundaries of a plan that is not forced to raw (``resolve`` handles that one)."""
+    found = state.candidate_hours(seen, generation, start_ms, end_ms, now_ms)
+    shape = QueryPlan("", start_ms, end_ms, (), boundaries=boundaries)
+    split = planner.split_sources(shape, found.hours, found.watermark).split
+    return split, found.held, found.watermark
+
+
+def _any_unsettled(split: Split, known: dict[int, int], watermark: int) -> bool:
+    """Whether a day of the rollup hours may hold an event ingested after W (its arrivals
+    bound above W, or unknown): ``state.unsettled`` is empty exactly when none does."""
+    days = set().union(*(range(a // DAY_MS, (b - 1) // DAY_MS + 1) for a, b in split.rollups))
+    return any(known.get(day, watermark + 1) > watermark for day in days)
 
 
 def hours_of(intervals: tuple[Interval, ...]) -> set[int]:

@@ -130,8 +130,9 @@ def read_state_bounds_and_versions(
         seen, bounds, found = state.view_bounds_and(ctx.client, ctx.names, days, docs)
     packs: list[DocVersion | None] = []
     rates: str | None = None
+    fx_index = ctx.names.fx_index
     for doc in checked(found):
-        if doc.get("_index") == ctx.names.fx_index and doc.get("_id") == fx.VERSION_ID:
+        if doc.get("_index") == fx_index and doc.get("_id") == fx.VERSION_ID:
             rates = fx.version_of(doc)
         else:
             packs.append(doc_version(doc))
@@ -245,14 +246,30 @@ def group_totals(ctx: Ctx, requests: dsl.TotalsRequests) -> Cells:
 
 def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
     """Run every source's read at once and merge their cells with the shared ones."""
-    # The first read runs in this thread while the pool runs the others: one hop fewer.
-    first, *others = requests.reads or (None,)
-    futures = [_POOL.submit(_read, ctx, requests, read) for read in others]
-    parts = [] if first is None else [_read(ctx, requests, first)]
-    parts += [future.result() for future in futures]
+    reads = requests.reads
+    parts: list[Cells | None] = [_remembered(ctx, requests, read) for read in reads]
+    todo = [i for i, part in enumerate(parts) if part is None]
+    # The first engine read runs in this thread while the pool runs the others: one hop
+    # fewer; with the rollup part remembered, the raw tail alone needs no hop at all.
+    futures = [(i, _POOL.submit(_read, ctx, requests, reads[i])) for i in todo[1:]]
+    if todo:
+        parts[todo[0]] = _read(ctx, requests, reads[todo[0]])
+    for i, future in futures:
+        parts[i] = future.result()
+    done = [part for part in parts if part is not None]
     # Not copied: the result shares cells with the parts, remembered ones too (api.cells).
-    cells = added_up([*parts, *shared.chosen(requests.groups)])
+    cells = added_up([*done, *shared.chosen(requests.groups)])
     return Results(requests.resolved, requests.groups, cells)
+
+
+def _remembered(
+    ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs
+) -> Cells | None:
+    """A pack read's cells when remembered for the versions already read, else None."""
+    if not isinstance(read, dsl.Packs):
+        return None
+    plan = requests.resolved.plan
+    return ROLLUP_CELLS.remembered(ctx, plan, read, requests.resolved.versions.packs)
 
 
 def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) -> Cells:

@@ -191,7 +191,8 @@ def view_bounds_and(
     of their own. A document of an index that does not exist comes back with its error."""
     wanted = sorted(set(days))
     ids = [STATE_ID, HOLDS_ID, *(arrivals.doc_id(day) for day in wanted)]
-    entries = [*({"_index": names.state_index, "_id": i} for i in ids), *docs]
+    index = names.state_index
+    entries = [*({"_index": index, "_id": i} for i in ids), *docs]
     try:
         found = client.mget(body={"docs": entries})
     except NotFoundError:
@@ -362,7 +363,7 @@ def candidate_hours(
 def unsettled(hours: set[int], known: dict[int, int], watermark: int) -> set[int]:
     """Those of ``hours`` whose day may hold an event ingested after W: the day's arrivals
     bound (``known``, storage.arrivals) is above W, or unknown (pure)."""
-    days = {h // DAY_MS for h in hours}
+    days = set(map(DAY_MS.__rfloordiv__, hours))  # h // DAY_MS per hour, in C
     changed = {d for d in days if known.get(d, watermark + 1) > watermark}
     if len(changed) == len(days):  # none settled (or none at all): every hour
         return set(hours)
