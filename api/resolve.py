@@ -67,18 +67,24 @@ def resolve(ctx: Ctx, plan: QueryPlan) -> Resolution:
     days = range(plan.start_ms // DAY_MS, (plan.end_ms - 1) // DAY_MS + 1)
     docs = dsl.version_docs(plan, sources.rollup_index(ctx), ctx.names.fx_index)
     seen, known, versions = sources.read_state_bounds_and_versions(ctx, days, docs)
-    # Whole hours only: an hour is closed at ``now`` exactly when it is closed at the start of
-    # now's hour, so the judgement is remembered per hour of the clock (``_judged``).
-    now_hour = plan.now_ms - plan.now_ms % HOUR_MS
-    split, held, watermark = _judged(
-        seen, ctx.settings.generation, plan.start_ms, plan.end_ms, now_hour, plan.boundaries
-    )
+    split, held, watermark = judge(seen, ctx.settings.generation, plan)
     resolved = ResolvedPlan(plan, split, held=held, versions=versions)
     if not split.rollups or watermark is None or not _any_unsettled(split, known, watermark):
         return Resolution(resolved, _nothing_late())
     todo = state.unsettled(hours_of(split.rollups), known, watermark)
     request = dsl.late_hours_request(plan.merchant_id, todo, watermark)
     return Resolution(resolved, sources.in_background(late_hours, ctx, request, todo))
+
+
+def judge(
+    seen: state.View, generation: str, plan: QueryPlan
+) -> tuple[Split, frozenset[int], int | None]:
+    """``planner.split_sources(plan, state.candidate_hours(seen, …).hours, W).split``, the
+    held hours and W, for a plan not forced to raw. Whole hours only: an hour is closed at
+    ``now`` exactly when it is closed at the start of now's hour, so the judgement is
+    remembered per hour of the clock (``_judged``)."""
+    now_hour = plan.now_ms - plan.now_ms % HOUR_MS
+    return _judged(seen, generation, plan.start_ms, plan.end_ms, now_hour, plan.boundaries)
 
 
 @lru_cache(maxsize=1024)

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from opensearchpy import OpenSearch
 
-from api import dsl, planner
+from api import dsl, planner, sources
 from api.app import create_app
 from api.cache import ROLLUP_CELLS, RollupCells
 from api.cells import Cell
@@ -203,3 +203,31 @@ def test_the_bound_and_off() -> None:
     _read(cache, engine, SETTINGS.model_copy(update={"api_rollup_cache_cells": 1}))
     engine.seq -= 1
     assert len(_read(cache, engine)) == 1
+
+
+def test_a_remembered_pack_read_takes_no_pool_thread(
+    apps: tuple[TestClient, ...], admin_key: str, day: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report of rollup hours and the open raw tail: the first time, the packs and the raw
+    tail are read side by side (one in the request's thread, one on the query pool); once the
+    packs are remembered,
+    the raw tail alone is read, in the request's thread (no hop), and the answer is the same
+    as an app's without the cache."""
+    reads: list[object] = []
+    submit = sources._POOL.submit
+
+    def counted(fn: Any, *args: Any) -> Any:
+        if fn is sources._read:  # not the late-event search, which runs there by design
+            reads.append(args[-1])
+        return submit(fn, *args)
+
+    monkeypatch.setattr(sources._POOL, "submit", counted)
+    end = (int(time.time() * 1000) // HOUR_MS + 1) * HOUR_MS
+    variables = {"m": MERCHANT, "s": iso(day), "e": iso(end)}
+    first = post(apps[0], admin_key, QUERY, variables)
+    assert sorted(first["data"]["metrics"]["meta"]["sources"]) == ["raw", "rollups"]
+    assert len(reads) == 1  # the packs and the raw tail side by side: one of them on the pool
+    hits = ROLLUP_CELLS.hits
+    again = post(apps[0], admin_key, QUERY, variables)
+    assert ROLLUP_CELLS.hits == hits + 1 and len(reads) == 1  # no read went to the pool
+    assert again == first == post(apps[1], admin_key, QUERY, variables)

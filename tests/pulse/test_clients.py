@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +17,7 @@ from opensearchpy import OpenSearch
 from opensearchpy.exceptions import SerializationError
 from opensearchpy.serializer import JSONSerializer
 
-from pulse.clients import FastJSON, opensearch_client
+from pulse.clients import FastBodies, FastJSON, opensearch_client
 from pulse.curl_transport import CurlTransport
 
 
@@ -73,3 +76,48 @@ def test_requests_beyond_the_kept_connections_open_their_own(opensearch_url: str
     connection: past them it opens one of its own, and closes it after."""
     client = opensearch_client(opensearch_url, connections=1, curl=True)
     assert opened_by(client, 8, 200) > 1
+
+
+# What the API's request bodies are made of (api.dsl, storage readers): JSON without floats.
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**63), max_value=2**64 - 1) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_bodies_are_written_as_the_stock_serializer_writes_them(value: object) -> None:
+    assert FastBodies().dumps(value) == JSONSerializer().dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"at": datetime(2026, 11, 30, 15, 0, 0, 123456, tzinfo=UTC), "day": date(2026, 11, 30)},
+        {"id": uuid.UUID(int=7)},
+        {"amount": Decimal("1.5"), "big": 2**70, "small": -(2**64)},
+        {7: "an integer key", "s": "\u00fc\u2028\n"},
+        {"lone": "\ud800"},
+        "already a body",
+        b"bytes body",
+        {"fields": ("a", "b")},
+    ],
+)
+def test_bodies_orjson_does_not_write_go_the_stock_way(value: object) -> None:
+    assert FastBodies().dumps(value) == JSONSerializer().dumps(value)
+
+
+def test_what_neither_can_write_fails_as_before() -> None:
+    with pytest.raises(SerializationError):
+        JSONSerializer().dumps({"x": object()})
+    with pytest.raises(SerializationError):
+        FastBodies().dumps({"x": object()})
+
+
+def test_the_api_client_writes_bodies_with_orjson(opensearch_url: str) -> None:
+    client = opensearch_client(opensearch_url, curl=True, orjson_bodies=True)
+    assert isinstance(client.transport.serializer, FastBodies)
+    assert client.search(index="_all", body={"size": 0, "query": {"match_all": {}}})["hits"]
+    assert not isinstance(opensearch_client(opensearch_url).transport.serializer, FastBodies)
