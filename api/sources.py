@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch
@@ -89,7 +89,13 @@ def _reader(plan: QueryPlan, source: Source, ctx: Ctx) -> Any:
 
 
 def _bucket_index(plan: QueryPlan) -> dict[int, int]:
-    return {start: i for i, start in enumerate(plan.boundaries[:-1])}
+    return _index_of_starts(plan.boundaries)
+
+
+@lru_cache(maxsize=256)  # a dashboard's ranges repeat: not a 720-entry dict per read
+def _index_of_starts(boundaries: tuple[int, ...]) -> dict[int, int]:
+    """bucket start -> bucket number; shared between reads: never changed."""
+    return {start: i for i, start in enumerate(boundaries[:-1])}
 
 
 def _time_cells(
