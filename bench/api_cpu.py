@@ -1,10 +1,11 @@
 """API-side CPU per report, for the capacity model (`api_ms_per_query`, bench/capacity.py).
 
-Starts an embedded osmem, loads N loadgen events (bench.query's loader), builds rollups, then
-starts `pulse api` as its own process on loopback (as a pod runs it) and asks bench.query's
-30-day hourly and 90-day daily reports, then ``{ __typename }`` (the fixed cost of a request),
-one at a time over a kept-alive connection. Printed:
-the API process's CPU time per request (all its threads: HTTP, GraphQL, planning, parsing
+Starts an embedded osmem, loads N loadgen events (bench.query's loader), builds rollups, waits
+until the engine's own work after the load has quietened (as `pulse bench api-load` does;
+printed as ``engine_settle_s``), then starts `pulse api` as its own process on loopback (as
+a pod runs it) and asks bench.query's 30-day hourly and 90-day daily reports, then
+``{ __typename }`` (the fixed cost of a request), one at a time over a kept-alive connection.
+Printed: the API process's CPU time per request (all its threads: HTTP, GraphQL, planning, parsing
 engine answers), read from /proc (psutil). The client (this process) and the engine (its own
 process) are not counted: until session 7 this bench ran the client in the API's process and
 counted the client's JSON parsing of every 720-point answer as API CPU.
@@ -37,7 +38,7 @@ from typing import Any
 import httpx
 
 from bench import query as query_bench
-from bench.api_load import _cpu_s, _free_port, _wait_ready, api_env
+from bench.api_load import _cpu_s, _free_port, _settle, _wait_ready, api_env
 from ingest.loadgen import DAY_MS, HOUR_MS, LoadSpec
 from pulse.clients import opensearch_client
 from pulse.engines import start_opensearch, stop_process
@@ -156,7 +157,14 @@ def run(events: int, batches: int, per_batch: int, baseline: Path | None,
             python = str(baseline / ".venv" / "bin" / "python")
             servers.append(_start("baseline", baseline, python, engine.address))
         end = int(time.time() * 1000) // HOUR_MS * HOUR_MS + HOUR_MS
-        out: dict[str, Any] = {"events": events, "load_average_1m_start": os.getloadavg()[0]}
+        # As `pulse bench api-load` does: the engine's own work after the load (merges,
+        # refreshes) done first, so the API is not measured beside it on the same cores.
+        settled_s = _settle(engine.pid)
+        out: dict[str, Any] = {
+            "events": events,
+            "engine_settle_s": settled_s,
+            "load_average_1m_start": os.getloadavg()[0],
+        }
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(timeout=300.0, headers=headers) as http:
             for name, (start, gran) in _reports(end).items():
