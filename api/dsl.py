@@ -264,14 +264,29 @@ def _pack_entries(
     plan: QueryPlan, days: Sequence[int], index_of: Callable[[int], str]
 ) -> list[Body]:
     """``index_of`` is asked once per UTC month (it names a monthly index) and each id is
-    remembered: both cost ~6 us a day, ~0.35 ms of every 30-day report otherwise."""
+    remembered: both cost ~6 us a day, ~0.35 ms of every 30-day report otherwise. The
+    entries of a (merchant, days, index_of) are remembered whole (``_entries``): a dashboard
+    asks the same days again and again; callers copy the list, never change its entries."""
+    return list(_entries(plan.merchant_id, tuple(days), index_of, False))
+
+
+@lru_cache(maxsize=1024)
+def _entries(
+    merchant_id: str, days: tuple[int, ...], index_of: Callable[[int], str], bare: bool
+) -> tuple[Body, ...]:
+    """The ``mget`` entries of a merchant's packs of ``days`` (``bare``: without sources, for
+    their versions). ``index_of`` is hashed by identity: ``api.sources.rollup_index`` gives
+    the same one for the same names and generation."""
     out: list[Body] = []
     month, index = (0, 0), ""
     for day in days:
         if not month[0] <= day < month[1]:
             month, index = _month_of(day), index_of(day)
-        out.append({"_index": index, "_id": _pack_id(plan.merchant_id, day)})
-    return out
+        entry: Body = {"_index": index, "_id": _pack_id(merchant_id, day)}
+        if bare:
+            entry["_source"] = False
+        out.append(entry)
+    return tuple(out)
 
 
 @lru_cache(maxsize=4096)
@@ -450,7 +465,7 @@ def version_docs(plan: QueryPlan, index_of: Callable[[int], str], rates: str | N
     docs: list[Body] = []
     if reads_packs(plan) and plan.force_source is not Source.RAW:
         days = range(rs.day_start(plan.start_ms), plan.end_ms, rs.DAY_MS)
-        docs += ({**e, "_source": False} for e in _pack_entries(plan, days, index_of))
+        docs += _entries(plan.merchant_id, tuple(days), index_of, True)
     if rates is not None and plan.converts:
         docs.append({"_index": rates, "_id": fx.VERSION_ID})
     return docs

@@ -287,8 +287,14 @@ def _read(ctx: Ctx, requests: dsl.SeriesRequests, read: dsl.Search | dsl.Packs) 
 
 
 def rollup_index(ctx: Ctx) -> Callable[[int], str]:
-    """The monthly rollup index holding a day, of the served generation."""
-    return partial(rs.index_for, ctx.names, ctx.settings.generation)
+    """The monthly rollup index holding a day, of the served generation: the same function
+    for the same names and generation (what api.dsl's remembered pack entries key on)."""
+    return _rollup_index(ctx.names, ctx.settings.generation)
+
+
+@lru_cache(maxsize=64)
+def _rollup_index(names: Names, generation: str) -> Callable[[int], str]:
+    return partial(rs.index_for, names, generation)
 
 
 def series_cells(
