@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import NotFoundError
@@ -33,12 +34,28 @@ class Member:
 
 
 def members(client: OpenSearch, alias: str) -> list[Member]:
-    """The alias's member indices with the span their names give (empty if no alias)."""
+    """The alias's member indices with the span their names give (empty if no alias).
+
+    Read as ``_cat/aliases`` text, one index name a line: the same names as ``GET
+    _alias/<alias>``'s JSON object of objects at about half the bytes and no JSON to decode
+    (~0.1 ms of a 30-day report's API CPU, decision 0310); an alias that does not exist is
+    an empty answer, not a 404 (one round trip either way)."""
     try:
-        found = client.indices.get_alias(name=alias)
+        found = client.cat.aliases(name=alias, h="index")
     except NotFoundError:
-        return []  # one round trip on the query path, not an exists check and then a read
-    return [_member(index) for index in sorted(found)]
+        return []
+    return [_member(index) for index in _names(found)]
+
+
+def _names(found: Any) -> list[str]:
+    """Sorted distinct index names of a ``_cat/aliases`` answer: text, or rows if an engine
+    answers JSON."""
+    if isinstance(found, list):
+        names = {str(row["index"]) for row in found}
+    else:
+        names = {line.strip() for line in str(found or "").splitlines()}
+    names.discard("")
+    return sorted(names)
 
 
 def covering(found: Sequence[Member], start_ms: int, end_ms: int) -> list[str]:
