@@ -1,8 +1,15 @@
 """`pulse bench indexer`: the indexer's throughput and CPU cost against a raw ``_bulk`` load.
 
-1. Produce N realistic events (loadgen, 1% duplicates) to a fresh namespace's events.raw.
-2. Baseline: the same documents, already built, sent straight to ``_bulk`` in batches of
-   ``bulk_max_docs`` into another fresh namespace (same templates, same engine, same run).
+1. Produce N realistic events (loadgen, 1% duplicates) to a fresh namespace's events.raw,
+   keeping where each message landed (partition, offset: the producer's answers).
+2. Baseline: exactly the documents the indexer will write, built beforehand with the
+   indexer's own functions (``indexer.decode.decode`` on each message as it lies in Kafka, so
+   with its ``kafka_partition``/``kafka_offset``; ``indexer.bulk.bulk_body``), the first copy
+   of each event only (the indexer drops the others before its bulk), sent with
+   ``indexer.bulk.send_bulk`` in batches of ``bulk_max_docs`` into another fresh namespace
+   (same templates, same engine, same run). The older baseline (``Event.to_doc``: no Kafka
+   position, duplicates included, so 409s) is kept as ``baseline_plain_s``/``ratio_plain``
+   (docs/decisions/0305).
 3. Run the indexer in this process until every message is accounted for (indexed, duplicate
    or dead-lettered). Its clock starts at the first consumed message, so the consumer-group
    join is excluded; its CPU is this process's CPU time over the same window (the producer
@@ -20,13 +27,16 @@ from typing import Any
 
 from opensearchpy import OpenSearch
 
+from indexer.bulk import bulk_body, send_bulk
 from indexer.consumer import Indexer
-from indexer.model import DAY_MS
+from indexer.decode import Bounds, decode
+from indexer.model import DAY_MS, IndexItem, Origin
 from ingest import loadgen
 from ingest.contract import Event, parse_message, to_kafka_message
-from ingest.sinks import kafka_producer, send_to_kafka
+from ingest.sinks import kafka_producer, kafka_record
 from pulse.clients import Endpoints, StackNotFound, ensure_topics, opensearch_client
 from pulse.clients import resolve_endpoints as resolve
+from pulse.clock import now_ms
 from pulse.engines import start_embedded
 from pulse.naming import names_for
 from pulse.settings import Settings
@@ -58,8 +68,8 @@ def run_bench(settings: Settings, count: int, days: int, seed: int) -> dict[str,
 
 
 def measure(settings: Settings, ep: Endpoints, events: list[dict[str, Any]]) -> dict[str, Any]:
-    """One indexer run over ``events`` against its raw ``_bulk`` baseline, both in fresh
-    namespaces on ``ep`` (deleted afterwards), batches of ``settings.bulk_max_docs``."""
+    """One indexer run over ``events`` against its raw ``_bulk`` baselines, each in a fresh
+    namespace on ``ep`` (deleted afterwards), batches of ``settings.bulk_max_docs``."""
     base = settings.model_copy(
         update={
             "opensearch_url": ep.opensearch_url,
@@ -72,8 +82,15 @@ def measure(settings: Settings, ep: Endpoints, events: list[dict[str, Any]]) -> 
     mine = base.model_copy(update={"namespace": ns})
     client = opensearch_client(ep.opensearch_url, settings.engine_timeout_s)
     try:
-        baseline_s = _baseline(client, base.model_copy(update={"namespace": ns + "b"}), events)
-        _produce(mine, ep.kafka_bootstrap, events)
+        messages = _produce(mine, ep.kafka_bootstrap, events)
+        # Each baseline's indices go before the next load: the indexer meets the engine as
+        # the baselines did, holding only its own documents.
+        baseline_s, docs = _baseline(
+            client, base.model_copy(update={"namespace": ns + "b"}), messages
+        )
+        client.indices.delete(index=f"{ns}b*", ignore_unavailable=True)
+        plain_s = _baseline_plain(client, base.model_copy(update={"namespace": ns + "p"}), events)
+        client.indices.delete(index=f"{ns}p*", ignore_unavailable=True)
         run = _index(mine, ep, len(events))
     finally:
         client.indices.delete(index=f"{ns}*", ignore_unavailable=True)
@@ -84,8 +101,11 @@ def measure(settings: Settings, ep: Endpoints, events: list[dict[str, Any]]) -> 
         "cpu_us_per_event": round(run["cpu_s"] / len(events) * 1e6, 2),
         "baseline_events_per_s": round(len(events) / baseline_s, 1),
         "ratio": round(baseline_s / wall, 3),
+        "ratio_plain": round(plain_s / wall, 3),
         "wall_s": round(wall, 3),
         "baseline_s": round(baseline_s, 3),
+        "baseline_docs": docs,
+        "baseline_plain_s": round(plain_s, 3),
         **{k: v for k, v in run.items() if k not in ("wall_s", "cpu_s")},
     }
 
@@ -98,8 +118,57 @@ def generate(count: int, days: int, seed: int) -> list[dict[str, Any]]:
     return list(gen.stream(source))[:count]
 
 
-def _baseline(client: OpenSearch, settings: Settings, events: list[dict[str, Any]]) -> float:
-    """Seconds to _bulk the same documents (built beforehand) into fresh daily indices."""
+def _baseline(client: OpenSearch, settings: Settings, messages: list[Origin]) -> tuple[float, int]:
+    """Seconds to ``_bulk`` the indexer's own documents (``indexer_documents``) into fresh
+    daily write aliases, bodies built beforehand; and how many documents that was."""
+    names = names_for(settings)
+    ensure_templates(client, settings, names)
+    items = indexer_documents(settings, messages)
+    targets = {
+        day: write_target(client, names, settings.generation, day_date(day))
+        for day in {item.day for item in items}
+    }
+    bodies = baseline_bodies(items, targets, settings.bulk_max_docs, now_ms())
+    started = time.perf_counter()
+    answers = [send_bulk(client, body, settings.engine_timeout_s) for body in bodies]
+    took = time.perf_counter() - started
+    refused = sum(1 for answer in answers if answer.errors)  # all new documents: none may fail
+    if refused:
+        raise RuntimeError(f"baseline: {refused} of {len(bodies)} bulks answered item errors")
+    return took, len(items)
+
+
+def indexer_documents(settings: Settings, messages: list[Origin]) -> list[IndexItem]:
+    """What the indexer writes for ``messages`` (as they lie in Kafka): each decoded by the
+    indexer's ``decode`` (contract, bounds, the document with its Kafka position), the
+    first copy of each event only, in the order a consumer reads them (partition by
+    partition, by offset). Dead letters have no document and are left out."""
+    bounds, now = Bounds.from_settings(settings), now_ms()
+    seen: set[str] = set()
+    items: list[IndexItem] = []
+    for origin in sorted(messages, key=lambda o: (o.partition, o.offset)):
+        item = decode(origin, bounds, now)
+        if isinstance(item, IndexItem) and item.doc_id not in seen:
+            seen.add(item.doc_id)
+            items.append(item)
+    return items
+
+
+def baseline_bodies(
+    items: list[IndexItem], targets: dict[int, str], max_docs: int, ingested_at_ms: int
+) -> list[bytes]:
+    """``_bulk`` bodies of at most ``max_docs`` documents, as the indexer's writer builds them
+    (``bulk_body``: the same action lines and stamped documents)."""
+    out: list[bytes] = []
+    for i in range(0, len(items), max_docs):
+        chunk = items[i : i + max_docs]
+        out.append(bulk_body(chunk, [targets[item.day] for item in chunk], ingested_at_ms))
+    return out
+
+
+def _baseline_plain(client: OpenSearch, settings: Settings, events: list[dict[str, Any]]) -> float:
+    """The baseline before decision 0305: seconds to _bulk ``Event.to_doc`` documents (no
+    Kafka position fields, every copy of a duplicate: 409s) into fresh daily indices."""
     import orjson
 
     names = names_for(settings)
@@ -130,11 +199,24 @@ def _baseline(client: OpenSearch, settings: Settings, events: list[dict[str, Any
     return time.perf_counter() - started
 
 
-def _produce(settings: Settings, bootstrap: str, events: list[dict[str, Any]]) -> None:
+def _produce(settings: Settings, bootstrap: str, events: list[dict[str, Any]]) -> list[Origin]:
+    """Produce ``events`` as ``ingest.sinks.send_to_kafka`` does (``kafka_record``: the same
+    keys, so the same partitions); each message as it now lies in Kafka, from the producer's
+    answers (partition, offset, timestamp)."""
     ensure_topics(settings, bootstrap)
+    topic = names_for(settings).topic_raw
     producer = kafka_producer(bootstrap)
-    send_to_kafka(producer, names_for(settings).topic_raw, events)
+    sent = []
+    for event in events:
+        key, value = kafka_record(event)
+        sent.append((key, value, producer.send(topic, key=key, value=value)))
+    producer.flush()
     producer.close()
+    out = []
+    for key, value, future in sent:
+        meta = future.get(timeout=settings.engine_timeout_s)
+        out.append(Origin(topic, meta.partition, meta.offset, meta.timestamp, key, value))
+    return out
 
 
 class _Watched(Indexer):

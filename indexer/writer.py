@@ -137,8 +137,8 @@ class BatchWriter:
         (a sealed index of the same day: duplicate; another day: conflict, to the DLQ)."""
         outcome.dead.clear()
         outcome.duplicates = 0
-        # Days get their write alias first, so asking for their sealed indices never 404s.
-        self.targets.write_targets({item.day for item in batch.items})
+        # No write alias is needed yet: the listing of earlier copies finds a missing day empty
+        # (each bulk attempt ensures its days' aliases right before it is sent).
         unique = self._dedupe_in_batch(batch.items, outcome)
         found = self._lookup_earlier(unique)
         keep: list[IndexItem] = []
@@ -179,11 +179,8 @@ class BatchWriter:
             if ids is None:
                 ids = by_day[item.day] = []
             ids.append(item.doc_id)
-        groups = [
-            (index, ids)
-            for day, ids in by_day.items()
-            for index in self.targets.earlier_copies(day)
-        ]
+        copies = self.targets.earlier_copies_of(by_day) if by_day else {}
+        groups = [(index, ids) for day, ids in by_day.items() for index in copies[day]]
         return {doc_id: index for index, doc_id in stored_in(self.client, groups)}
 
 

@@ -35,6 +35,12 @@ def kafka_producer(bootstrap: str, **overrides: Any) -> KafkaProducer:
     return KafkaProducer(**config)
 
 
+def kafka_record(event: dict[str, Any]) -> tuple[bytes, bytes]:
+    """The (key, value) an event is produced as: keyed by event_id, so duplicates share a
+    partition (the producer's default partitioner: murmur2 of the key) and keep their order."""
+    return str(event["event_id"]).encode(), to_kafka_message(event)
+
+
 def send_to_kafka(
     producer: KafkaProducer,
     topic: str,
@@ -48,7 +54,8 @@ def send_to_kafka(
     for event in events:
         if invalid_rate and rng.random() < invalid_rate:
             producer.send(topic, value=invalid_message(rng))
-        producer.send(topic, key=str(event["event_id"]).encode(), value=to_kafka_message(event))
+        key, value = kafka_record(event)
+        producer.send(topic, key=key, value=value)
         count += 1
     producer.flush()
     return count

@@ -2,20 +2,23 @@
 
 - The generation of a day comes from ``generation_for`` (the reprocess registry's resolver in
   production, a constant otherwise).
-- The write target is ilm's ``write_target`` (the day's write alias), asked once per batch per
-  day and never cached longer: ilm may delete a day past retention, and a bulk to a missing
-  alias would auto-create a plain index under the alias's name. ``read_alias=False`` keeps a
-  day created here out of the read alias (a reprocessing run's generation, swapped in later).
+- The write target is ilm's ``write_target`` (the day's write alias), checked before every
+  bulk attempt and never cached: ilm may delete a day past retention, and a bulk to a missing
+  alias would auto-create a plain index under the alias's name. All of a batch's days are
+  checked by one request (``HEAD`` of all their names: found only if every one is), and only
+  when one is missing is each day ensured on its own. ``read_alias=False`` keeps a day created
+  here out of the read alias (a reprocessing run's generation, swapped in later).
 - Indices that may hold an earlier copy of an event (docs/decisions/0011): the day's sealed
   backing indices (ilm's ``sealed_indices``) and every index of the neighbouring days within
-  ``conflict_days``.
+  ``conflict_days``. All of a batch's days and their neighbours are listed by one request,
+  asked afresh for every batch: no cache, so a rollover or a deletion made before a batch's
+  lookup is always in it (docs/decisions/0306).
 """
 
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, timedelta
 
 from opensearchpy import OpenSearch
@@ -24,7 +27,6 @@ from pulse.naming import Names
 from storage import templates
 
 EPOCH = date(1970, 1, 1)
-LISTING_TTL_S = 5.0
 _DAY_IN_NAME = re.compile(r"-(\d{4})\.(\d{2})\.(\d{2})(?:-\d+)?$")
 
 
@@ -42,7 +44,7 @@ def day_of_index(index: str) -> int | None:
 
 
 class Targets:
-    """Index resolution for the writer; listings of neighbouring days are cached briefly."""
+    """Index resolution for the writer: a few requests per batch, whatever its days."""
 
     def __init__(
         self,
@@ -57,36 +59,45 @@ class Targets:
         self.generation_for = generation_for
         self.conflict_days = conflict_days
         self.read_alias = read_alias  # False: a day created here stays out of ``events``
-        self._listing: dict[int, tuple[float, list[str]]] = {}
+
+    def day_name(self, day: int) -> str:
+        """The day's write alias in the generation that receives it (or a legacy plain index)."""
+        when = day_date(day)
+        return self.names.raw_index(self.generation_for(when), when)
 
     def write_targets(self, days: set[int]) -> dict[int, str]:
         """The write alias of each day, created if missing (called once per attempt)."""
-        out: dict[int, str] = {}
+        out = {day: self.day_name(day) for day in days}
+        # One HEAD for all: true for aliases and legacy plain indices, false if any is missing.
+        if not out or self.client.indices.exists(index=list(out.values())):
+            return out
         for day in days:
             when = day_date(day)
             out[day] = templates.write_target(
                 self.client, self.names, self.generation_for(when), when, self.read_alias
             )
-            self._listing.pop(day, None)  # the day has an index now: list it afresh
         return out
 
     def earlier_copies(self, day: int) -> list[str]:
         """Concrete indices that may hold an earlier copy of an event of ``day``."""
-        when = day_date(day)
-        out = templates.sealed_indices(self.client, self.names, self.generation_for(when), when)
-        for other in range(day - self.conflict_days, day + self.conflict_days + 1):
-            if other != day:
-                out.extend(self._indices_of(other))
-        return out
+        return self.earlier_copies_of([day])[day]
 
-    def _indices_of(self, day: int) -> list[str]:
-        """Every concrete index of ``day`` (all backing indices, or a legacy plain index)."""
-        cached = self._listing.get(day)
-        if cached is not None and time.monotonic() - cached[0] < LISTING_TTL_S:
-            return cached[1]
-        when = day_date(day)
-        pattern = self.names.raw_index(self.generation_for(when), when) + "*"
-        rows = self.client.cat.indices(index=pattern, format="json", h="index")
-        found = sorted(str(row["index"]) for row in rows or [])
-        self._listing[day] = (time.monotonic(), found)
-        return found
+    def earlier_copies_of(self, days: Iterable[int]) -> dict[int, list[str]]:
+        """``earlier_copies`` of each of ``days`` (its sealed backing indices, then every index
+        of each neighbouring day within ``conflict_days``, in day order), from one listing."""
+        days = set(days)
+        reach = self.conflict_days
+        around = sorted({o for d in days for o in range(d - reach, d + reach + 1)})
+        names = {o: self.day_name(o) for o in around}
+        listing = templates.indices_and_aliases(self.client, [n + "*" for n in names.values()])
+        ordered = sorted(listing)
+        of_day = {o: [i for i in ordered if i.startswith(n)] for o, n in names.items()}
+        out: dict[int, list[str]] = {}
+        for day in days:
+            members = templates.alias_members(listing, names[day])
+            found = sorted(index for index, is_write in members.items() if not is_write)
+            for other in range(day - reach, day + reach + 1):
+                if other != day:
+                    found.extend(of_day[other])
+            out[day] = found
+        return out

@@ -13,6 +13,7 @@ backing index and moves the write flag in one atomic alias update.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
@@ -215,9 +216,27 @@ def day_alias_members(client: OpenSearch, alias: str) -> dict[str, bool]:
         found = client.indices.get_alias(name=alias)
     except NotFoundError:
         return {}
+    return alias_members({index: body.get("aliases", {}) for index, body in found.items()}, alias)
+
+
+def indices_and_aliases(client: OpenSearch, patterns: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Every concrete index matching one of ``patterns`` (wildcard patterns: one that matches
+    nothing is no error), open or closed, with its aliases (alias -> that alias's body, e.g.
+    ``is_write_index``): what ``sealed_indices`` and a listing of the indices of a day give,
+    for several days in one request."""
+    if not patterns:
+        return {}
+    found = client.indices.get_alias(index=",".join(patterns), expand_wildcards="all")
+    return {index: body.get("aliases") or {} for index, body in found.items()}
+
+
+def alias_members(listing: dict[str, dict[str, Any]], alias: str) -> dict[str, bool]:
+    """``day_alias_members`` read from a listing (``indices_and_aliases``) that covers the
+    alias's backing indices (named after it: ``Names.raw_backing_index``)."""
     flags = {
-        index: body.get("aliases", {}).get(alias, {}).get("is_write_index")
-        for index, body in found.items()
+        index: (aliases[alias] or {}).get("is_write_index")
+        for index, aliases in listing.items()
+        if alias in aliases
     }
     if len(flags) == 1:
         return {index: flag is not False for index, flag in flags.items()}
