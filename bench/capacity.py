@@ -96,11 +96,12 @@ def indexer_input(e2e_json: Path) -> Input:
     measured = e2e_indexer_us(e2e_json)
     cross = f"; e2e indexer process at {measured[1]}: {measured[0]:.0f} µs" if measured else ""
     return Input(
-        25.6,
+        28.4,
         "CPU µs/event (indexer)",
         "measured: `pulse bench indexer --events 20000 --json`, median of 3 interleaved with "
-        "main of session 9 on a quiet machine (load 1.3-2.4), session 10 (decision 0300): 25.6 "
-        f"against 38.4 in the same run (benchmarks.md#indexer){cross}",
+        "main of session 10 (e87ddc8, under the same bench) on a quiet machine (load 1.0-2.6), "
+        "session 11: 28.4 (23.7, 28.8, 28.4) against 27.9 in the same runs; session 10 "
+        f"measured 25.6 (benchmarks.md#indexer){cross}",
     )
 
 
@@ -172,15 +173,14 @@ def default_inputs(e2e_json: Path) -> dict[str, Input]:
             "assumption: dashboards scale with merchants, merchants with volume",
         ),
         "api_ms_per_query": Input(
-            6.2,
+            4.4,
             "API CPU ms/query (rollup path)",
             "measured: `pulse bench api-load --events 30000 --workers 1 --clients 4 --seconds 20 "
             "--mix 30d_hourly` (Zipf merchants, reportingCurrency USD), the API process's CPU "
-            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 1.9-2.9), "
-            "session 10, median of 2 runs (6.81, 5.54) interleaved with session 9's main "
-            "(8.17, 8.02); one client at a time (`python -m bench.api_cpu --baseline "
-            "<20d617d>`) 6.0-6.4 against 7.0-7.6 ms (decisions 0290, 0295); smaller answers "
-            "cost less",
+            "per 30-day hourly, 5-metric report (720 points), quiet machine (load 2.5-3.1), "
+            "session 11, median of 2 runs (4.91, 3.86) interleaved with session 10's main "
+            "(5.60, 5.74); one client at a time (`python -m bench.api_cpu --baseline "
+            "<e87ddc8>`) 5.0-5.1 against 5.6-6.3 ms (decision 0310); smaller answers cost less",
         ),
         "engine_ms_per_query": Input(
             10.0,
