@@ -69,13 +69,7 @@ class RollupCells:
         before = _of(known, read)
         if before is None:
             return None
-        key = (replace(plan, now_ms=0, compare=None), read.intervals, before)
-        with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-            return found
+        return self._lookup(_key(plan, read, before))
 
     def cells(
         self, ctx: Ctx, plan: QueryPlan, read: Packs, load: Load, known: Versions | None = None
@@ -92,19 +86,24 @@ class RollupCells:
             before = _versions(ctx, list(read.docs))
         if before is None:  # an engine that does not say which version it read
             return load(ctx, plan, read)
-        # The resolution's W is not in the key: the pack versions already say what was read.
-        key = (replace(plan, now_ms=0, compare=None), read.intervals, before)
+        key = _key(plan, read, before)
+        found = self._lookup(key)
+        if found is not None:
+            return found
         with self._lock:
-            found = self._entries.get(key)
-            if found is not None:
-                self._entries.move_to_end(key)
-                self.hits += 1
-                return found
             self.misses += 1
         cells = load(ctx, plan, read)
         if len(cells) <= limit:
             self._keep(key, cells, limit)
         return cells
+
+    def _lookup(self, key: Hashable) -> Cells | None:
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                self.hits += 1
+            return found
 
     def _keep(self, key: Hashable, cells: Cells, limit: int) -> None:
         with self._lock:
@@ -120,6 +119,12 @@ class RollupCells:
         with self._lock:
             self._entries.clear()
             self._held = 0
+
+
+def _key(plan: QueryPlan, read: Packs, versions: Versions) -> Hashable:
+    """The resolution's W and the request's clock are not in the key: the pack versions
+    already say what was read."""
+    return (replace(plan, now_ms=0, compare=None), read.intervals, versions)
 
 
 def _of(known: Versions, read: Packs) -> Versions | None:
