@@ -46,6 +46,7 @@ class StubEngine:
     def __init__(self, generation: str) -> None:
         self.generation = generation
         self.indices = self
+        self.cat = self
 
     def mget(self, body: dict[str, Any], **_kw: Any) -> dict[str, Any]:
         state = {"generation": self.generation, "schema": SCHEMA_VERSION, "watermark": WATERMARK}
@@ -63,6 +64,9 @@ class StubEngine:
 
     def get_alias(self, name: str) -> dict[str, Any]:
         return {f"{name}-all": {}}  # one member without a day: every range goes to it
+
+    def aliases(self, name: str, **_kw: Any) -> str:  # _cat/aliases text (storage.served)
+        return f"{name}-all\n"
 
     def search(self, **_kw: Any) -> dict[str, Any]:
         return {"hits": {"total": {"value": 0}, "hits": []}, "aggregations": {}}
