@@ -148,18 +148,32 @@ def split_sources(
     """Complete, unchanged UTC hours lying wholly in the range and in one bucket come from
     rollups; everything else (the open hour, changed hours, sub-hour buckets, the hour around
     a half-hour zone's boundary, the range's ragged ends) from raw. No instant is in both."""
-    if plan.force_source is Source.RAW or not servable_hours:
+    if plan.force_source is Source.RAW:
         return ResolvedPlan(plan, Split(raw=((plan.start_ms, plan.end_ms),)))
-    first = -(-plan.start_ms // HOUR_MS) * HOUR_MS
-    last = plan.end_ms - HOUR_MS
+    split = split_range(plan.start_ms, plan.end_ms, plan.boundaries, servable_hours, watermark_ms)
+    return ResolvedPlan(plan, split)
+
+
+def split_range(
+    start_ms: int,
+    end_ms: int,
+    boundaries: tuple[int, ...],
+    servable_hours: set[int],
+    watermark_ms: int | None,
+) -> Split:
+    """``split_sources`` of a range with these bucket ``boundaries``: all it reads of a plan
+    not forced to raw (api.resolve remembers it per rollup state, decision 0310)."""
+    if not servable_hours:
+        return Split(raw=((start_ms, end_ms),))
+    first = -(-start_ms // HOUR_MS) * HOUR_MS
+    last = end_ms - HOUR_MS
     # An hour is inside one bucket unless a boundary falls strictly inside it, which only a
     # boundary off the hour can (a half-hour zone's): those hours are named once here, not
     # searched for with two bisections per hour (a 30-day hourly report has 720 hours). The
     # remainders are taken in C (``map``): most plans have no boundary off the hour.
-    bounds = plan.boundaries
     cut = (
-        {b - b % HOUR_MS for b in bounds if b % HOUR_MS}
-        if any(map(HOUR_MS.__rmod__, bounds))
+        {b - b % HOUR_MS for b in boundaries if b % HOUR_MS}
+        if any(map(HOUR_MS.__rmod__, boundaries))
         else set()
     )
     low, high, n = min(servable_hours), max(servable_hours), len(servable_hours)
@@ -181,8 +195,8 @@ def split_sources(
                 if first <= h <= last and h % HOUR_MS == 0 and (not cut or h not in cut)
             )
         )
-    raw = complement(plan.start_ms, plan.end_ms, rollups)
-    return ResolvedPlan(plan, Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms))
+    raw = complement(start_ms, end_ms, rollups)
+    return Split(raw=raw, rollups=rollups, watermark_ms=watermark_ms)
 
 
 def _runs(hours: list[int]) -> tuple[Interval, ...]:

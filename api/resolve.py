@@ -99,19 +99,18 @@ def _judged(
     """The split of a plan's range by the hours the rollup state ``seen`` serves, with the
     hours a hold kept out and W: a pure function of its arguments, remembered, since a
     dashboard asks the same range again and again between rollup runs (~0.3 ms of a 30-day
-    hourly report: sets of 720 hours). ``split_sources`` reads only the range and the bucket
-    boundaries of a plan that is not forced to raw (``resolve`` handles that one)."""
+    hourly report: sets of 720 hours)."""
     found = state.candidate_hours(seen, generation, start_ms, end_ms, now_ms)
-    shape = QueryPlan("", start_ms, end_ms, (), boundaries=boundaries)
-    split = planner.split_sources(shape, found.hours, found.watermark).split
+    split = planner.split_range(start_ms, end_ms, boundaries, found.hours, found.watermark)
     return split, found.held, found.watermark
 
 
 def _any_unsettled(split: Split, known: dict[int, int], watermark: int) -> bool:
-    """Whether a day of the rollup hours may hold an event ingested after W (its arrivals
-    bound above W, or unknown): ``state.unsettled`` is empty exactly when none does."""
+    """Whether a day of the rollup hours may hold an event ingested after W: the question
+    ``state.unsettled`` answers hour by hour, asked of the days (it is empty exactly when
+    none of them changed)."""
     days = set().union(*(range(a // DAY_MS, (b - 1) // DAY_MS + 1) for a, b in split.rollups))
-    return any(known.get(day, watermark + 1) > watermark for day in days)
+    return bool(state.changed_days(days, known, watermark))
 
 
 def hours_of(intervals: tuple[Interval, ...]) -> set[int]:

@@ -5,10 +5,11 @@ until the engine's own work after the load has quietened (as `pulse bench api-lo
 printed as ``engine_settle_s``), then starts `pulse api` as its own process on loopback (as
 a pod runs it) and asks bench.query's 30-day hourly and 90-day daily reports, then
 ``{ __typename }`` (the fixed cost of a request), one at a time over a kept-alive connection.
-Printed: the API process's CPU time per request (all its threads: HTTP, GraphQL, planning, parsing
-engine answers), read from /proc (psutil). The client (this process) and the engine (its own
-process) are not counted: until session 7 this bench ran the client in the API's process and
-counted the client's JSON parsing of every 720-point answer as API CPU.
+Printed: the API process's CPU time per request (all its threads: HTTP, GraphQL, planning,
+parsing engine answers), read from /proc (the threads' schedstat, in nanoseconds). The client
+(this process) and the engine (its own process) are not counted: until session 7 this bench
+ran the client in the API's process and counted the client's JSON parsing of every 720-point
+answer as API CPU.
 
 ``--baseline DIR`` also starts the API of another checkout (DIR/.venv's Python, DIR's code)
 against the same engine and data, and alternates batches between the two servers, so both

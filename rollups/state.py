@@ -364,10 +364,16 @@ def unsettled(hours: set[int], known: dict[int, int], watermark: int) -> set[int
     """Those of ``hours`` whose day may hold an event ingested after W: the day's arrivals
     bound (``known``, storage.arrivals) is above W, or unknown (pure)."""
     days = set(map(DAY_MS.__rfloordiv__, hours))  # h // DAY_MS per hour, in C
-    changed = {d for d in days if known.get(d, watermark + 1) > watermark}
+    changed = changed_days(days, known, watermark)
     if len(changed) == len(days):  # none settled (or none at all): every hour
         return set(hours)
     return {h for h in hours if h // DAY_MS in changed} if changed else set()
+
+
+def changed_days(days: Iterable[int], known: dict[int, int], watermark: int) -> set[int]:
+    """Those of ``days`` that may hold an event ingested after W: the day's arrivals bound
+    (``known``, storage.arrivals) is above W, or unknown (pure)."""
+    return {d for d in days if known.get(d, watermark + 1) > watermark}
 
 
 def dirty_hours(

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from opensearchpy import OpenSearch
+from opensearchpy.exceptions import NotFoundError
 
 from pulse.clients import opensearch_client
 from pulse.naming import Names
@@ -66,6 +67,21 @@ def test_members_are_the_aliases_members_with_their_spans(
                           {"remove": {"index": rolled, "alias": alias}}]}
     )  # fmt: skip
     assert [m.index for m in served.members(client, alias)] == [month, day1, plain]
+
+
+class _NoAlias:
+    """An engine that answers 404 for a missing alias (as ``GET _alias/<name>`` does)."""
+
+    def __init__(self) -> None:
+        self.cat = self
+
+    def aliases(self, name: str, h: str) -> str:
+        raise NotFoundError(404, "alias_missing_exception", {"error": f"alias [{name}] missing"})
+
+
+def test_an_alias_answered_missing_has_no_members() -> None:
+    assert served.members(_NoAlias(), "events") == []  # type: ignore[arg-type]
+    assert served.indices_for(_NoAlias(), "events", 0, DAY_MS) is None  # type: ignore[arg-type]
 
 
 def test_names_of_text_and_rows() -> None:
