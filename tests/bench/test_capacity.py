@@ -60,6 +60,6 @@ def test_rebuilding_a_day_costs_the_same_found_1_or_7_days_later(
     soon, late = rebuild(1e9, 1, inputs), rebuild(1e9, 7, inputs)
     assert soon["read_now"] == late["read_now"] < 1.3e9  # the day + 2 h + late share
     assert (soon["read_before"], late["read_before"]) == (2e9, 8e9)  # to the head
-    assert 0 < inputs["replay_skip_ratio"].value < 0.5  # skipping is cheaper than decoding
+    assert 0 < inputs["replay_skip_ratio"].value < 1  # skipping is cheaper than decoding
     assert late["k1_h"] > late["k8_h"] >= late["engine_h"]  # workers divide the CPU
     assert late["k1_h"] < late["before_h"]
