@@ -27,10 +27,15 @@ never mutated: the service's merge shares them with the answer and makes a fresh
 where two reads meet (``api.cells.added_up``); conversion replaces cells (``api.fx``).
 Memory is bounded by the number of cells held (LRU over plans; ~0.4 KB a cell; setting
 ``api_rollup_cache_cells``, 0 turns it off).
+
+Each held answer has a ``token``, a number never given to another: the same token, the same
+cells of the same plan (bar the clock). The GraphQL layer remembers the JSON of the points read
+from one answer under its token (api.report's runs, decision 0315).
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -45,6 +50,7 @@ if TYPE_CHECKING:  # api.sources (the execution stage) calls this cache around i
     from api.sources import Cells, Ctx
 
 Load = Callable[["Ctx", QueryPlan, Packs], "Cells"]
+TOKENS = itertools.count(1)  # the process's tokens (of every RollupCells): none given twice
 Versions = tuple[DocVersion, ...]
 
 
@@ -54,6 +60,7 @@ class RollupCells:
     def __init__(self) -> None:
         self._entries: OrderedDict[Hashable, Cells] = OrderedDict()
         self._held = 0  # cells held over all entries
+        self._tokens: dict[int, int] = {}  # id() of each held answer -> its token
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -97,6 +104,14 @@ class RollupCells:
             self._keep(key, cells, limit)
         return cells
 
+    def token(self, cells: Cells) -> int | None:
+        """The token of ``cells`` if they are an answer held now (the very dict ``cells`` or
+        ``remembered`` returned), else None. Tokens are never reused: an answer dropped and
+        read again gets a new one."""
+        with self._lock:
+            # The caller holds ``cells``: its id() cannot be another live dict's meanwhile.
+            return self._tokens.get(id(cells))
+
     def _lookup(self, key: Hashable) -> Cells | None:
         with self._lock:
             found = self._entries.get(key)
@@ -110,14 +125,17 @@ class RollupCells:
             if key in self._entries:
                 return
             self._entries[key] = cells
+            self._tokens[id(cells)] = next(TOKENS)
             self._held += len(cells)
             while self._held > limit:
                 _, dropped = self._entries.popitem(last=False)
                 self._held -= len(dropped)
+                del self._tokens[id(dropped)]
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._tokens.clear()
             self._held = 0
 
 

@@ -7,6 +7,7 @@ JSON it encoded then, so most points of a repeated report are never built at all
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -14,9 +15,10 @@ from itertools import repeat
 from typing import Any, NamedTuple, overload
 
 from api.cells import Cell
+from api.encoded import Run
 from api.model import Base, Dimension, Granularity, Metric, QueryPlan, ResolvedPlan, Source
 from api.money import Currencies
-from api.sources import Cells, GroupKey
+from api.sources import Cells, Fixed, GroupKey
 
 
 class MetricValue(NamedTuple):
@@ -173,15 +175,18 @@ def shape(
     groups: tuple[GroupKey, ...] | None,
     took_ms: int,
     currencies: Currencies | None = None,
+    fixed: Fixed | None = None,
 ) -> Report:
     """Every bucket of every chosen group (zeros where no data), plus totals and meta. The
     points are read from ``cells`` when the answer is completed (``Points``): the cells must
-    not change after this call."""
+    not change after this call. ``fixed``: which cells are a remembered answer's own."""
     plan, split = resolved.plan, resolved.split
     money = currencies or Currencies()
     keys: tuple[GroupKey, ...] = groups if groups is not None else ((),)
     series = [
-        Series(list(zip(plan.group_by, group, strict=True)), _points(plan, cells, group, money))
+        Series(
+            list(zip(plan.group_by, group, strict=True)), _points(plan, cells, group, money, fixed)
+        )
         for group in keys
     ]
     total = cells.get((None, None), Cell())
@@ -220,16 +225,23 @@ class Points(Sequence[Point]):
     completeness and every counter the readers read, or None when there is no cheap key (a
     unique-customers value from a sketch union). Equal keys in equal contexts are equal
     points, which is what lets the GraphQL layer reuse the JSON of a point it has completed
-    before (api.encoded). Equal to the list of its points (``==``, ``repr``)."""
+    before (api.encoded). With ``fixed`` (the cells a remembered answer holds, api.sources),
+    the points whose cells are all that answer's are runs keyed by its token (decision 0315).
+    Equal to the list of its points (``==``, ``repr``)."""
 
-    __slots__ = ("_bounds", "_cells", "_complete_by", "_empty", "_first", "_group",
+    __slots__ = ("_bounds", "_cells", "_complete_by", "_empty", "_first", "_fixed", "_group",
                  "_readers", "_timezone", "_uniques", "_whole")  # fmt: skip
 
     def __init__(
-        self, plan: QueryPlan, cells: Cells, group: GroupKey, readers: tuple[Reader, ...]
+        self,
+        plan: QueryPlan,
+        cells: Cells,
+        group: GroupKey,
+        readers: tuple[Reader, ...],
+        fixed: Fixed | None = None,
     ) -> None:
         self._bounds = plan.boundaries
-        self._cells, self._group, self._readers = cells, group, readers
+        self._cells, self._group, self._readers, self._fixed = cells, group, readers, fixed
         self._first, self._whole = plan.start_ms, plan.granularity is Granularity.ALL
         self._complete_by = min(plan.end_ms, plan.now_ms)
         self._timezone = plan.timezone
@@ -276,12 +288,43 @@ class Points(Sequence[Point]):
         """What the keys hold fixed: the readers (metrics, currencies) and the time zone."""
         return self._readers, self._timezone
 
-    def item_keys(self) -> list[PointKey | None]:
-        """Each point's content key (see the class), without building any point."""
+    def item_keys(self) -> Sequence[PointKey | Run | None]:
+        """Each point's content key (see the class), or runs of points whose cells are one
+        remembered answer's, without building any point."""
+        if self._fixed is None or self._uniques:
+            return self.keys_within(0, len(self))
+        return self._runs(self._fixed)
+
+    def _runs(self, fixed: Fixed) -> list[PointKey | Run | None]:
+        """Between the buckets another part also has (their own keys), runs keyed by the
+        answer's token, the group and which of their buckets are complete: the token fixes
+        the plan (bar the clock: its boundaries and start) and the cells read there."""
+        n, group = len(self), self._group
+        apart = sorted({i for g, i in fixed.elsewhere if g == group and i is not None})
+        bounds = self._bounds
+        # Bucket i is complete iff first <= bounds[i] and bounds[i + 1] <= complete_by: the
+        # buckets [done_from, done_to) as the bounds ascend.
+        done_from = bisect_left(bounds, self._first, 0, n)
+        done_to = bisect_right(bounds, self._complete_by, 1, n + 1) - 1
+        out: list[PointKey | Run | None] = []
+        at = 0
+        for stop in [*apart, n]:
+            if stop > at:
+                lo = min(max(done_from, at), stop)
+                hi = max(min(max(done_to, at), stop), lo)
+                out.append(Run((fixed.token, group, lo, hi), at, stop))
+            if stop < n:
+                out.extend(self.keys_within(stop, stop + 1))
+            at = stop + 1
+        return out
+
+    def keys_within(self, start: int, stop: int) -> list[PointKey | None]:
+        """The content keys of points [start, stop)."""
         first, by = self._first, self._complete_by
-        begins, ends = self._bounds[:-1], self._bounds[1:]
+        begins, ends = self._bounds[start:stop], self._bounds[start + 1 : stop + 1]
         n = len(begins)
-        cells = map(self._cells.get, zip(repeat(self._group, n), range(n), strict=True))
+        places = zip(repeat(self._group, n), range(start, stop), strict=True)
+        cells = map(self._cells.get, places)
         starts = (first,) * n if self._whole else begins
         rows = zip(starts, begins, ends, cells, strict=True)
         if self._uniques:
@@ -306,7 +349,8 @@ def _key_with_uniques(start: int, complete: bool, c: Cell | None) -> PointKey | 
             c.new_customers, c.returning_customers, u.estimate, u.bound, u.overflow)  # fmt: skip
 
 
-def _points(plan: QueryPlan, cells: Cells, group: GroupKey, money: Currencies) -> Points:
-    return Points(
-        plan, cells, group, tuple(reader(m, money.for_group(m, group)) for m in plan.metrics)
-    )
+def _points(
+    plan: QueryPlan, cells: Cells, group: GroupKey, money: Currencies, fixed: Fixed | None
+) -> Points:
+    readers = tuple(reader(m, money.for_group(m, group)) for m in plan.metrics)
+    return Points(plan, cells, group, readers, fixed)

@@ -28,7 +28,7 @@ from api import customers, funnel_read, funnel_schema, model, planner, report, s
 from api import funnel as funnels
 from api.authcache import KeyGuard
 from api.budget import Cost
-from api.encoded import Keyed
+from api.encoded import Keyed, Run
 from api.engine import engine_errors
 from api.errors import BadInput, Forbidden, RateLimited, Unauthenticated
 from api.executor import Executor
@@ -486,8 +486,11 @@ class _ServedPoints(Keyed):
     def context(self) -> Hashable:
         return self._points.context(), self._tz.key
 
-    def item_keys(self) -> list[report.PointKey | None]:
+    def item_keys(self) -> Sequence[report.PointKey | Run | None]:
         return self._points.item_keys()
+
+    def keys_within(self, start: int, stop: int) -> list[report.PointKey | None]:
+        return self._points.keys_within(start, stop)
 
 
 def _points(points: Sequence[report.Point], tz: ZoneInfo) -> list[Point]:

@@ -9,7 +9,7 @@ Results) -> ranking (api.rank, between the groups' totals and the series) -> sha
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from api import customers, dsl, money, planner, resolve, sources
 from api.cells import Cell
@@ -41,7 +41,7 @@ def report(ctx: Ctx, plan: QueryPlan) -> Report:
         results = answer(ctx, resolved, converter)
     took = int((time.perf_counter() - started) * 1000)
     currencies = money.resolve(plan, results.cells.get((None, None), Cell()))
-    out = shape(resolved, results.cells, results.groups, took, currencies)
+    out = shape(resolved, results.cells, results.groups, took, currencies, results.fixed)
     if plan.compare is not None:
         out.comparison = report(ctx, plan.compare)
     return out
@@ -57,7 +57,8 @@ def answer(ctx: Ctx, resolved: ResolvedPlan, converter: Converter | None = None)
     requests = dsl.series_requests(resolved, chosen.groups, ctx.settings, index_of)
     results = sources.execute(ctx, requests, shared)
     if converter is not None:
-        converter.convert(results.cells)
+        converter.convert(results.cells)  # replaces cells: none is a remembered answer's now
+        return replace(results, fixed=None)
     return results
 
 

@@ -224,14 +224,26 @@ class Shared:
 
 
 @dataclass(frozen=True)
+class Fixed:
+    """Which merged cells are one remembered answer's own (api.cache): ``token`` names that
+    answer (the same token, the same cells), ``elsewhere`` holds every key another part of the
+    pass also has. A key not elsewhere has that answer's cell, or no cell in either."""
+
+    token: int
+    elsewhere: frozenset[CellKey]
+
+
+@dataclass(frozen=True)
 class Results:
     """The execution stage's answer to one pass of a report: merged cells of both sources
     (money not yet converted) and the groups they were read for (None: not grouped). The
-    cells may be shared with remembered ones (api.cells.added_up): replace, never change."""
+    cells may be shared with remembered ones (api.cells.added_up): replace, never change;
+    ``fixed`` says which are a remembered answer's own (None once any cell is replaced)."""
 
     resolved: ResolvedPlan
     groups: tuple[GroupKey, ...] | None
     cells: Cells
+    fixed: Fixed | None = None
 
 
 def sketches(ctx: Ctx, requests: dsl.SharedRequests) -> Cells:
@@ -263,9 +275,22 @@ def execute(ctx: Ctx, requests: dsl.SeriesRequests, shared: Shared) -> Results:
     for i, future in futures:
         parts[i] = future.result()
     done = [part for part in parts if part is not None]
+    chosen = shared.chosen(requests.groups)
     # Not copied: the result shares cells with the parts, remembered ones too (api.cells).
-    cells = added_up([*done, *shared.chosen(requests.groups)])
-    return Results(requests.resolved, requests.groups, cells)
+    cells = added_up([*done, *chosen])
+    return Results(requests.resolved, requests.groups, cells, _fixed(reads, done, chosen))
+
+
+def _fixed(
+    reads: tuple[dsl.Search | dsl.Packs, ...], parts: list[Cells], chosen: list[Cells]
+) -> Fixed | None:
+    """The first pack read's part that is a held answer, and the keys the others have."""
+    for i, (read, part) in enumerate(zip(reads, parts, strict=True)):
+        token = ROLLUP_CELLS.token(part) if isinstance(read, dsl.Packs) else None
+        if token is not None:
+            others = [*parts[:i], *parts[i + 1 :], *chosen]
+            return Fixed(token, frozenset().union(*others))
+    return None
 
 
 def _remembered(

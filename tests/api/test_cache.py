@@ -147,6 +147,44 @@ def test_late_events_new_runs_and_rewritten_packs_are_answered_at_once(
     assert rewritten["meta"]["watermark"] == rolled["meta"]["watermark"]
 
 
+def test_new_events_in_the_raw_tail_beside_a_remembered_answer(
+    apps: tuple[TestClient, ...], admin_key: str, day: int,
+    api_client: OpenSearch, api_settings: Settings, api_names: Names,
+) -> None:  # fmt: skip
+    """A range up to now: rolled-up days from a remembered answer (its points remembered as
+    runs, decision 0315) and the open hours from raw. Events landing in the open hour change
+    those points while the remembered answer stays: answered at once, byte for byte."""
+    now = int(time.time() * 1000)
+    end = (now // HOUR_MS + 1) * HOUR_MS
+    variables = {"m": MERCHANT, "s": iso(day), "e": iso(end)}
+
+    def same() -> dict[str, Any]:
+        texts = [
+            http.post("/graphql", json={"query": QUERY, "variables": variables},
+                      headers={"Authorization": f"Bearer {admin_key}"}).text
+            for http in apps
+        ]  # fmt: skip
+        assert texts[0] == texts[1] == texts[2]
+        report = post(apps[0], admin_key, QUERY, variables)
+        assert "errors" not in report, report
+        metrics: dict[str, Any] = report["data"]["metrics"]
+        return metrics
+
+    fresh = [_payment(200 + n, now // HOUR_MS * HOUR_MS + n, 5.0) for n in range(2)]
+    index_events(api_client, api_settings, api_names, to_events(fresh[:1]), ingested_ms=now)
+    same()
+    hits = ROLLUP_CELLS.hits
+    before = same()  # the rolled-up days from memory now
+    assert ROLLUP_CELLS.hits > hits
+    assert before["meta"]["sources"] == ["rollups", "raw"]
+    index_events(api_client, api_settings, api_names, to_events(fresh[1:]), ingested_ms=now)
+    hits = ROLLUP_CELLS.hits
+    after = same()
+    assert ROLLUP_CELLS.hits > hits  # the same remembered answer, beside a new raw tail
+    assert after["totals"][0]["value"] == before["totals"][0]["value"] + 1
+    assert _events_at(after, -1) == _events_at(before, -1) + 1
+
+
 class Engine:
     """``mget`` of day packs, all at version ``seq`` (or without sequence numbers)."""
 

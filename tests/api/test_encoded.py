@@ -29,19 +29,20 @@ from hypothesis import strategies as st
 
 from api import schema as api_schema
 from api.app import EXTENSIONS, create_app
-from api.cells import Cell, Uniques
-from api.encoded import Keyed, Memo
+from api.cache import TOKENS
+from api.cells import Cell, Uniques, added_up
+from api.encoded import Keyed, Memo, Run
 from api.keys import Principal
 from api.masking import CodedErrors
 from api.model import MONEY_KINDS, Granularity, Metric, QueryPlan, ResolvedPlan
 from api.money import Currencies
 from api.ratelimit import RateLimiter
 from api.report import Points, Report, shape
-from api.sources import Cells, Ctx
+from api.sources import Cells, Ctx, Fixed
 from pulse.clients import opensearch_client
 from pulse.naming import names_for
 from pulse.settings import Settings
-from tests.api.test_report_shape import PLANS, chosen, make_plan, random_cells
+from tests.api.test_report_shape import PLANS, chosen, make_plan, random_cell, random_cells
 
 ADMIN = Principal(key_id="test", merchant_id=None, admin=True)
 SETTINGS = Settings(
@@ -111,10 +112,14 @@ def money(plan: QueryPlan, currency: str | None) -> Currencies:
 
 
 def report_of(
-    resolved: ResolvedPlan, cells: Cells, currency: str | None = "EUR", took: int = 3
+    resolved: ResolvedPlan,
+    cells: Cells,
+    currency: str | None = "EUR",
+    took: int = 3,
+    fixed: Fixed | None = None,
 ) -> Report:
     plan = resolved.plan
-    return shape(resolved, cells, chosen(plan, cells), took, money(plan, currency))
+    return shape(resolved, cells, chosen(plan, cells), took, money(plan, currency), fixed)
 
 
 def _bump(cells: Cells, rng: random.Random) -> Cells:
@@ -339,3 +344,113 @@ def test_points_are_their_list() -> None:
     with pytest.raises(IndexError):
         points[len(listed)]
     assert len(points.item_keys()) == len(listed) == resolved.plan.buckets
+
+
+# --- runs: the points of a remembered answer (decision 0315) ---------------------------------
+
+
+def _other_part(resolved: ResolvedPlan, rng: random.Random, share: float) -> Cells:
+    """Another read's cells over some buckets (a raw tail, late hours) and the totals."""
+    plan = resolved.plan
+    groups = {k[0] for k in random_cells(plan, rng.randint(0, 99), 1.0) if k[0] is not None}
+    keys = [(g, i) for g in sorted(groups) for i in range(plan.buckets)]
+    picked = rng.sample(keys, int(len(keys) * share))
+    totals = [(None, None), *((g, None) for g in sorted(groups) if rng.random() < 0.5)]
+    sketches = Metric.UNIQUE_CUSTOMERS in plan.metrics
+    return {k: random_cell(rng, sketches) for k in [*totals, *picked]}
+
+
+def _at(resolved: ResolvedPlan, share: float) -> ResolvedPlan:
+    """The same plan asked at another clock: ``share`` of the way through its range."""
+    plan = resolved.plan
+    now = plan.start_ms + int((plan.end_ms - plan.start_ms) * share)
+    return replace(resolved, plan=replace(plan, now_ms=now))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(sorted(PLANS)),
+    seed=st.integers(min_value=0, max_value=2**32),
+    density=st.floats(min_value=0.0, max_value=1.0),
+    share=st.floats(min_value=0.0, max_value=0.3),
+    clocks=st.lists(st.floats(min_value=-0.1, max_value=1.1), min_size=1, max_size=3),
+    currency=st.sampled_from(["EUR", None]),
+)
+def test_runs_of_a_remembered_answer_answer_as_its_points(
+    name: str, seed: int, density: float, share: float, clocks: list[float], currency: str | None
+) -> None:
+    """One remembered answer (one token) asked at several clocks and beside other parts
+    answers what graphql-core answers for the same cells: its completeness and the buckets
+    another part also has are in the runs' keys."""
+    resolved, rng = PLANS[name], random.Random(seed)
+    held = random_cells(resolved.plan, seed, density)
+    token = next(TOKENS)
+    for clock in [None, *clocks]:
+        at = resolved if clock is None else _at(resolved, clock)
+        other = _other_part(resolved, rng, share)
+        fixed = Fixed(token, frozenset(other))
+        report = report_of(at, added_up([held, other]), currency, fixed=fixed)
+        same(report)
+        same(report, BENCH)
+
+
+def test_a_remembered_answers_points_are_runs() -> None:
+    """Between the buckets another part has, the points are runs (one key each), and the
+    runs cover every point once, in order."""
+    resolved = PLANS["30d_hourly_ungrouped"]
+    held = random_cells(resolved.plan, 3, 0.8)
+    other = {((), 5): Cell(events=1), ((), 700): Cell(events=2), (None, None): Cell(events=3)}
+    fixed = Fixed(next(TOKENS), frozenset(other))
+    report = report_of(resolved, added_up([held, other]), fixed=fixed)
+    keys = report.series[0].points.item_keys()
+    assert [(k.start, k.stop) if isinstance(k, Run) else "one" for k in keys] == [
+        (0, 5),
+        "one",
+        (6, 700),
+        "one",
+        (701, 720),
+    ]
+    assert [k for k in keys if not isinstance(k, Run)] == [
+        *report.series[0].points.keys_within(5, 6),
+        *report.series[0].points.keys_within(700, 701),
+    ]
+    plain = report_of(resolved, added_up([held, other]))  # no answer named: a key per point
+    assert not any(isinstance(k, Run) for k in plain.series[0].points.item_keys())
+
+
+class Runs(Items):
+    """Items as runs of ``width`` (keyed by their items), each item its own key within."""
+
+    def __init__(self, keys: Sequence[int], built: list[int], width: int) -> None:
+        super().__init__(keys, built)
+        self.width = width
+
+    def item_keys(self) -> list[Run]:  # type: ignore[override]
+        n = len(self.keys)
+        return [
+            Run(tuple(self.keys[i : i + self.width]), i, min(i + self.width, n))
+            for i in range(0, n, self.width)
+        ]
+
+    def keys_within(self, start: int, stop: int) -> list[int]:
+        return self.keys[start:stop]
+
+
+def test_a_run_is_one_entry_built_through_its_items() -> None:
+    memo, built = Memo(), list[int]()
+    items = list(range(10))
+    want = orjson.dumps([{"n": n} for n in items])
+    assert bytes(orjson.dumps(memo.encode(Runs(items, built, 4), _as_is))) == want
+    assert built == items
+    assert bytes(orjson.dumps(memo.encode(Runs(items, built, 4), _as_is))) == want
+    assert built == items  # the runs were remembered
+    # Other runs over the same items: completed through the items' own keys, none built.
+    assert bytes(orjson.dumps(memo.encode(Runs(items, built, 3), _as_is))) == want
+    assert built == items
+    assert memo.hits == 20 and memo.misses == 10
+
+
+def test_a_run_counts_against_the_bound_as_its_items() -> None:
+    memo, built = Memo(limit=50), list[int]()
+    memo.encode(Runs(list(range(40)), built, 40), _as_is)  # 40 items + the run's 40
+    assert memo._old and not memo._new  # the newer generation filled up and was moved on
