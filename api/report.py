@@ -312,7 +312,7 @@ class Points(Sequence[Point]):
             if stop > at:
                 lo = min(max(done_from, at), stop)
                 hi = max(min(max(done_to, at), stop), lo)
-                out.append(Run((fixed.token, group, lo, hi), at, stop))
+                out.append(Run((fixed.token, fixed.variant, group, lo, hi), at, stop))
             if stop < n:
                 out.extend(self.keys_within(stop, stop + 1))
             at = stop + 1

@@ -18,7 +18,7 @@ from api.keys import Principal
 from api.model import QueryPlan, ResolvedPlan, Source
 from api.rank import ranking
 from api.report import FIRST_PURCHASES, Report, shape
-from api.sources import Ctx, Results, Shared
+from api.sources import Ctx, Fixed, Results, Shared
 
 
 def process(ctx: Ctx, plan: QueryPlan, principal: Principal) -> QueryPlan:
@@ -57,9 +57,18 @@ def answer(ctx: Ctx, resolved: ResolvedPlan, converter: Converter | None = None)
     requests = dsl.series_requests(resolved, chosen.groups, ctx.settings, index_of)
     results = sources.execute(ctx, requests, shared)
     if converter is not None:
-        converter.convert(results.cells)  # replaces cells: none is a remembered answer's now
-        return replace(results, fixed=None)
+        converter.convert(results.cells)  # replaces cells: each made from its own by the rates
+        return replace(results, fixed=_converted(results.fixed, converter))
     return results
+
+
+def _converted(fixed: Fixed | None, converter: Converter) -> Fixed | None:
+    """A remembered answer's cells converted: the same cells again under the same rates'
+    version and reporting currency (a version is written with every rates load; api.fx's
+    tables are remembered by it); without a version nothing names the rates."""
+    if fixed is None or converter.version is None:
+        return None
+    return replace(fixed, variant=(converter.version, converter.target))
 
 
 def shared_cells(ctx: Ctx, requests: dsl.SharedRequests) -> Shared:

@@ -10,7 +10,7 @@ of the report stages imports api.engine (.importlinter, docs/decisions/0230).
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
@@ -227,10 +227,13 @@ class Shared:
 class Fixed:
     """Which merged cells are one remembered answer's own (api.cache): ``token`` names that
     answer (the same token, the same cells), ``elsewhere`` holds every key another part of the
-    pass also has. A key not elsewhere has that answer's cell, or no cell in either."""
+    pass also has. A key not elsewhere has that answer's cell, or no cell in either; with a
+    ``variant``, that cell as the variant makes it from the answer's (the same token and
+    variant, the same cell)."""
 
     token: int
     elsewhere: frozenset[CellKey]
+    variant: Hashable = None  # what else made the cells from the answer's (a conversion)
 
 
 @dataclass(frozen=True)

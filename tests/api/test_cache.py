@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
@@ -32,6 +33,7 @@ from api.sources import Cells, Ctx
 from pulse.naming import Names
 from pulse.settings import Settings
 from rollups.job import catch_up
+from storage import fx
 from storage import rollup_schema as rs
 from tests.api.conftest import post
 from tests.api.helpers import index_events, iso, to_events
@@ -183,6 +185,51 @@ def test_new_events_in_the_raw_tail_beside_a_remembered_answer(
     assert ROLLUP_CELLS.hits > hits  # the same remembered answer, beside a new raw tail
     assert after["totals"][0]["value"] == before["totals"][0]["value"] + 1
     assert _events_at(after, -1) == _events_at(before, -1) + 1
+
+
+CONVERTING = QUERY.replace(
+    "metrics: [EVENTS, PAYMENTS, GROSS_SALES, AVERAGE_TICKET])",
+    'metrics: [EVENTS, PAYMENTS, GROSS_SALES, AVERAGE_TICKET], reportingCurrency: "USD")',
+)
+
+
+def test_a_converted_remembered_answer_follows_new_rates(
+    apps: tuple[TestClient, ...], admin_key: str, day: int,
+    api_client: OpenSearch, api_names: Names,
+) -> None:  # fmt: skip
+    """A converting report's rolled-up points remembered as runs under the rates' version:
+    loading other rates (a new version) answers them converted by the new rates at once."""
+    assert CONVERTING != QUERY
+    variables = {"m": MERCHANT, "s": iso(day), "e": iso(day + DAY_MS)}
+    first = datetime.fromtimestamp(day / 1000, UTC).date()
+
+    def load(per_usd: str) -> None:
+        rates = [fx.Rate.of(first - timedelta(days=n), "EUR", Decimal(per_usd)) for n in range(3)]
+        fx.load(api_client, api_names, rates)
+
+    def same() -> dict[str, Any]:
+        texts = [
+            http.post("/graphql", json={"query": CONVERTING, "variables": variables},
+                      headers={"Authorization": f"Bearer {admin_key}"}).text
+            for http in apps
+        ]  # fmt: skip
+        assert texts[0] == texts[1] == texts[2]
+        metrics: dict[str, Any] = post(apps[0], admin_key, CONVERTING, variables)["data"]["metrics"]
+        return metrics
+
+    load("0.5")
+    same()
+    hits = ROLLUP_CELLS.hits
+    before = same()
+    assert ROLLUP_CELLS.hits > hits  # remembered, converted
+    load("0.25")  # a euro buys twice the dollars: every amount in USD doubles
+    hits = ROLLUP_CELLS.hits
+    after = same()
+    assert ROLLUP_CELLS.hits > hits  # the same remembered answer, under other rates
+    gross = [p["values"][2]["value"] for p in before["series"][0]["points"]]
+    assert any(gross) and [p["values"][2]["value"] for p in after["series"][0]["points"]] == [
+        g * 2 for g in gross
+    ]
 
 
 class Engine:
