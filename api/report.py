@@ -297,8 +297,9 @@ class Points(Sequence[Point]):
 
     def _runs(self, fixed: Fixed) -> list[PointKey | Run | None]:
         """Between the buckets another part also has (their own keys), runs keyed by the
-        answer's token, the group and which of their buckets are complete: the token fixes
-        the plan (bar the clock: its boundaries and start) and the cells read there."""
+        answer's token and variant, the group and which of their buckets are complete: the
+        token fixes the plan (bar the clock: its boundaries and start) and the cells read
+        there, the variant what was made of them (a conversion's rates and currency)."""
         n, group = len(self), self._group
         apart = sorted({i for g, i in fixed.elsewhere if g == group and i is not None})
         bounds = self._bounds
