@@ -149,6 +149,20 @@ def test_late_events_new_runs_and_rewritten_packs_are_answered_at_once(
     assert rewritten["meta"]["watermark"] == rolled["meta"]["watermark"]
 
 
+def _alike(
+    apps: tuple[TestClient, ...], key: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    """The report as every app answers it: the same bytes, without errors."""
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"query": query, "variables": variables}
+    texts = [http.post("/graphql", json=body, headers=headers).text for http in apps]
+    assert texts[0] == texts[1] == texts[2]
+    report = post(apps[0], key, query, variables)
+    assert "errors" not in report, report
+    metrics: dict[str, Any] = report["data"]["metrics"]
+    return metrics
+
+
 def test_new_events_in_the_raw_tail_beside_a_remembered_answer(
     apps: tuple[TestClient, ...], admin_key: str, day: int,
     api_client: OpenSearch, api_settings: Settings, api_names: Names,
@@ -161,16 +175,7 @@ def test_new_events_in_the_raw_tail_beside_a_remembered_answer(
     variables = {"m": MERCHANT, "s": iso(day), "e": iso(end)}
 
     def same() -> dict[str, Any]:
-        texts = [
-            http.post("/graphql", json={"query": QUERY, "variables": variables},
-                      headers={"Authorization": f"Bearer {admin_key}"}).text
-            for http in apps
-        ]  # fmt: skip
-        assert texts[0] == texts[1] == texts[2]
-        report = post(apps[0], admin_key, QUERY, variables)
-        assert "errors" not in report, report
-        metrics: dict[str, Any] = report["data"]["metrics"]
-        return metrics
+        return _alike(apps, admin_key, QUERY, variables)
 
     fresh = [_payment(200 + n, now // HOUR_MS * HOUR_MS + n, 5.0) for n in range(2)]
     index_events(api_client, api_settings, api_names, to_events(fresh[:1]), ingested_ms=now)
@@ -208,14 +213,7 @@ def test_a_converted_remembered_answer_follows_new_rates(
         fx.load(api_client, api_names, rates)
 
     def same() -> dict[str, Any]:
-        texts = [
-            http.post("/graphql", json={"query": CONVERTING, "variables": variables},
-                      headers={"Authorization": f"Bearer {admin_key}"}).text
-            for http in apps
-        ]  # fmt: skip
-        assert texts[0] == texts[1] == texts[2]
-        metrics: dict[str, Any] = post(apps[0], admin_key, CONVERTING, variables)["data"]["metrics"]
-        return metrics
+        return _alike(apps, admin_key, CONVERTING, variables)
 
     load("0.5")
     same()
