@@ -84,24 +84,23 @@ def apps(api_settings: Settings, api_client: OpenSearch) -> Iterator[tuple[TestC
     ROLLUP_CELLS.clear()
 
 
-def _ask(http: TestClient, key: str, day: int) -> tuple[str, dict[str, Any]]:
-    variables = {"m": MERCHANT, "s": iso(day), "e": iso(day + DAY_MS)}
-    body = post(http, key, QUERY, variables)
-    assert "errors" not in body, body
-    text = http.post(
-        "/graphql",
-        json={"query": QUERY, "variables": variables},
-        headers={"Authorization": f"Bearer {key}"},
-    ).text
-    return text, body["data"]["metrics"]
-
-
 def _same_as_uncached(apps: tuple[TestClient, ...], key: str, day: int) -> dict[str, Any]:
-    cached, report = _ask(apps[0], key, day)
-    uncached, _ = _ask(apps[1], key, day)
-    reference, _ = _ask(apps[2], key, day)
-    assert cached == uncached == reference
-    return report
+    """The day's report, asked of every app: the same bytes."""
+    return _alike(apps, key, QUERY, {"m": MERCHANT, "s": iso(day), "e": iso(day + DAY_MS)})
+
+
+def _alike(
+    apps: tuple[TestClient, ...], key: str, query: str, variables: dict[str, Any]
+) -> dict[str, Any]:
+    """The report as every app answers it: the same bytes, without errors."""
+    headers = {"Authorization": f"Bearer {key}"}
+    body = {"query": query, "variables": variables}
+    texts = [http.post("/graphql", json=body, headers=headers).text for http in apps]
+    assert texts[0] == texts[1] == texts[2]
+    report = post(apps[0], key, query, variables)
+    assert "errors" not in report, report
+    metrics: dict[str, Any] = report["data"]["metrics"]
+    return metrics
 
 
 def _events_at(report: dict[str, Any], hour: int) -> float:
@@ -147,20 +146,6 @@ def test_late_events_new_runs_and_rewritten_packs_are_answered_at_once(
     rewritten = _same_as_uncached(apps, admin_key, day)
     assert _events_at(rewritten, 7) == _events_at(rolled, 7) + 40
     assert rewritten["meta"]["watermark"] == rolled["meta"]["watermark"]
-
-
-def _alike(
-    apps: tuple[TestClient, ...], key: str, query: str, variables: dict[str, Any]
-) -> dict[str, Any]:
-    """The report as every app answers it: the same bytes, without errors."""
-    headers = {"Authorization": f"Bearer {key}"}
-    body = {"query": query, "variables": variables}
-    texts = [http.post("/graphql", json=body, headers=headers).text for http in apps]
-    assert texts[0] == texts[1] == texts[2]
-    report = post(apps[0], key, query, variables)
-    assert "errors" not in report, report
-    metrics: dict[str, Any] = report["data"]["metrics"]
-    return metrics
 
 
 def test_new_events_in_the_raw_tail_beside_a_remembered_answer(
